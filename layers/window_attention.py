@@ -1,0 +1,126 @@
+"""Swin window multi-head self-attention (the "W" and "SW" layers of TCM).
+
+The published layer rebuilds its relative-position index and its shift mask on
+every call and materialises the full attention matrix.  Here the index is a
+non-persistent buffer built once, masks are cached per window grid, and the
+attention itself runs through ``scaled_dot_product_attention``.  Shifted
+windows only need a mask in the last row and the last column of windows, so
+those are attended separately and the interior runs with the bias alone: no
+mask of the size of the attention matrix is ever built.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from torch import Tensor
+
+
+def relative_position_index(window: int) -> Tensor:
+    """Flat index into a (2w-1)x(2w-1) table for every (query, key) token pair."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    coords = coords.flatten(1)  # (2, w*w), row-major token order
+    rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, L, L)
+    return rel[0] * (2 * window - 1) + rel[1]
+
+
+def shift_masks(window: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Additive masks (L, L) for windows in the last row, last column and the corner.
+
+    Tokens that came from opposite sides of the cyclic shift must not see each other.
+    """
+    s = window - window // 2
+    r = torch.arange(window, device=device)
+    rows = (r < s).repeat_interleave(window)  # token row < s
+    cols = (r < s).repeat(window)  # token col < s
+    row_block = rows[:, None] != rows[None, :]
+    col_block = cols[:, None] != cols[None, :]
+    neg = torch.tensor(float("-inf"), device=device)
+    zero = torch.tensor(0.0, device=device)
+    as_additive = lambda m: torch.where(m, neg, zero)  # noqa: E731
+    return as_additive(row_block), as_additive(col_block), as_additive(row_block | col_block)
+
+
+class WindowAttention(nn.Module):
+    """Window attention on NHWC maps whose sides are multiples of ``window``.
+
+    Parameter names and layouts are those of the published checkpoints:
+    ``embedding_layer`` (qkv, channel groups [q heads | k heads | v heads]),
+    ``relative_position_params`` (heads, 2w-1, 2w-1) and ``linear``.
+    """
+
+    def __init__(self, dim: int, head_dim: int, window: int, shifted: bool):
+        super().__init__()
+        if dim % head_dim:
+            raise ValueError(f"dim {dim} is not a multiple of head_dim {head_dim}")
+        self.dim = dim
+        self.head_dim = head_dim
+        self.heads = dim // head_dim
+        self.window = window
+        self.shifted = shifted
+        self.scale = head_dim**-0.5
+        table = torch.zeros((2 * window - 1) * (2 * window - 1), self.heads)
+        trunc_normal_(table, std=0.02)
+        self.relative_position_params = nn.Parameter(
+            table.view(2 * window - 1, 2 * window - 1, self.heads).permute(2, 0, 1).contiguous()
+        )
+        self.embedding_layer = nn.Linear(dim, 3 * dim, bias=True)
+        self.linear = nn.Linear(dim, dim)
+        self.register_buffer("_rel_index", relative_position_index(window), persistent=False)
+        self._masks: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
+
+    def relative_bias(self) -> Tensor:
+        """(heads, L, L) bias gathered from the table (cheap; the index is cached)."""
+        return self.relative_position_params.flatten(1)[:, self._rel_index]
+
+    def _shift_masks(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._masks:
+            self._masks[key] = tuple(m.to(like.dtype) for m in shift_masks(self.window, like.device))
+        return self._masks[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w, c = x.shape
+        p = self.window
+        if h % p or w % p:
+            raise ValueError(
+                f"feature map {h}x{w} is not a multiple of the window {p}: pad the image "
+                "to a multiple of 128 first (utils.pad)"
+            )
+        if self.shifted:
+            x = torch.roll(x, shifts=(-(p // 2), -(p // 2)), dims=(1, 2))
+        hw, ww, L = h // p, w // p, p * p
+        windows = x.view(b, hw, p, ww, p, c).transpose(2, 3).reshape(b, hw, ww, L, c)
+        qkv = self.embedding_layer(windows).view(b, hw, ww, L, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(4, 0, 1, 2, 5, 3, 6).unbind(0)  # each (b, hw, ww, heads, L, hd)
+
+        bias = self.relative_bias().to(x.dtype)
+        if not self.shifted:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        else:
+            out = q.new_empty(q.shape)
+            row_mask, col_mask, corner_mask = self._shift_masks(bias)
+            inner = (slice(None), slice(0, hw - 1), slice(0, ww - 1))
+            if hw > 1 and ww > 1:
+                out[inner] = F.scaled_dot_product_attention(
+                    q[inner], k[inner], v[inner], attn_mask=bias, scale=self.scale
+                )
+            # last row of windows: row rule everywhere, both rules in the corner window
+            last_row = torch.cat(
+                [row_mask.expand(ww - 1, L, L), corner_mask[None]], dim=0
+            )[:, None] + bias  # (ww, heads, L, L)
+            out[:, hw - 1] = F.scaled_dot_product_attention(
+                q[:, hw - 1], k[:, hw - 1], v[:, hw - 1], attn_mask=last_row, scale=self.scale
+            )
+            if hw > 1:
+                col = (slice(None), slice(0, hw - 1), ww - 1)
+                out[col] = F.scaled_dot_product_attention(
+                    q[col], k[col], v[col], attn_mask=col_mask + bias, scale=self.scale
+                )
+        out = self.linear(out.transpose(-3, -2).reshape(b, hw, ww, L, c))
+        out = out.view(b, hw, ww, p, p, c).transpose(2, 3).reshape(b, h, w, c)
+        if self.shifted:
+            out = torch.roll(out, shifts=(p // 2, p // 2), dims=(1, 2))
+        return out

@@ -1,0 +1,286 @@
+"""TCM: the learned image codec of Liu, Sun & Katto (CVPR 2023).
+
+Analysis/synthesis transforms are stacks of TCM blocks; the entropy model is
+channel-wise autoregressive over ``num_slices`` slices, each conditioned on the
+hyperprior and the previously decoded slices through SWAtten.  Module names
+match the authors' checkpoints so that they load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import (
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    conv3x3,
+    subpel_conv3x3,
+)
+from compressai.models import CompressionModel
+from compressai.models.utils import conv
+from compressai.ops import quantize_ste
+from torch import Tensor
+
+from layers import ConvTransBlock, SWAtten
+
+#: Image sides must be multiples of this (8x8 windows on the 1/16 latent).
+PAD_MULTIPLE = 128
+
+# code_slice(i, mu, scale) -> quantised slice; the only thing forward, compress and
+# decompress do differently inside the per-slice loop.
+SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
+
+
+def _entropy_conv_stack(in_ch: int, out_ch: int, hidden: Sequence[int]) -> nn.Sequential:
+    """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (mean, scale and LRP transforms)."""
+    return nn.Sequential(
+        conv(in_ch, hidden[0], stride=1, kernel_size=3),
+        nn.GELU(),
+        conv(hidden[0], hidden[1], stride=1, kernel_size=3),
+        nn.GELU(),
+        conv(hidden[1], out_ch, stride=1, kernel_size=3),
+    )
+
+
+class TCM(CompressionModel):
+    """Mixed Transformer-CNN learned image codec.
+
+    The defaults are the published configuration (TCM-Large, N=128); Small and
+    Middle differ only in N (64, 96).  ``hyper_channels``, ``atten_dim`` and
+    ``entropy_hidden`` exist for smaller research/demo models: at their
+    defaults the network is exactly the published one.
+    """
+
+    def __init__(
+        self,
+        config: Sequence[int] = (2, 2, 2, 2, 2, 2),
+        head_dim: Sequence[int] = (8, 16, 32, 32, 16, 8),
+        drop_path_rate: float = 0.0,
+        N: int = 128,
+        M: int = 320,
+        num_slices: int = 5,
+        max_support_slices: int = 5,
+        hyper_channels: int = 192,
+        atten_dim: int = 128,
+        entropy_hidden: Sequence[int] = (224, 128),
+        **kwargs,
+    ):
+        super().__init__()
+        if M % num_slices:
+            raise ValueError(f"M={M} is not divisible by num_slices={num_slices}")
+        self.config = list(config)
+        self.head_dim = list(head_dim)
+        self.window_size = 8
+        self.N, self.M = N, M
+        self.num_slices = num_slices
+        self.max_support_slices = max_support_slices
+        self.slice_channels = M // num_slices
+        # First, so that the state_dict order matches the published checkpoints.
+        self.entropy_bottleneck = EntropyBottleneck(hyper_channels)
+
+        dpr = torch.linspace(0, drop_path_rate, sum(config)).tolist()
+        starts = [sum(config[:i]) for i in range(len(config))]
+
+        def stage(i: int, window: int = 8, heads_dim: int | None = None) -> list[nn.Module]:
+            hd = self.head_dim[i] if heads_dim is None else heads_dim
+            return [
+                ConvTransBlock(N, N, hd, window, dpr[starts[i] + j], "W" if j % 2 == 0 else "SW")
+                for j in range(config[i])
+            ]
+
+        self.g_a = nn.Sequential(
+            ResidualBlockWithStride(3, 2 * N, 2),
+            *stage(0),
+            ResidualBlockWithStride(2 * N, 2 * N, stride=2),
+            *stage(1),
+            ResidualBlockWithStride(2 * N, 2 * N, stride=2),
+            *stage(2),
+            conv3x3(2 * N, M, stride=2),
+        )
+        self.g_s = nn.Sequential(
+            ResidualBlockUpsample(M, 2 * N, 2),
+            *stage(3),
+            ResidualBlockUpsample(2 * N, 2 * N, 2),
+            *stage(4),
+            ResidualBlockUpsample(2 * N, 2 * N, 2),
+            *stage(5),
+            subpel_conv3x3(2 * N, 3, 2),
+        )
+
+        def hyper_stage(n: int) -> list[nn.Module]:
+            # The published hyper transforms use head_dim 32, window 4, no drop-path.
+            return [ConvTransBlock(N, N, 32, 4, 0.0, "W" if j % 2 == 0 else "SW") for j in range(n)]
+
+        self.h_a = nn.Sequential(
+            ResidualBlockWithStride(M, 2 * N, 2),
+            *hyper_stage(config[0]),
+            conv3x3(2 * N, hyper_channels, stride=2),
+        )
+        self.h_mean_s = nn.Sequential(
+            ResidualBlockUpsample(hyper_channels, 2 * N, 2),
+            *hyper_stage(config[3]),
+            subpel_conv3x3(2 * N, M, 2),
+        )
+        self.h_scale_s = nn.Sequential(
+            ResidualBlockUpsample(hyper_channels, 2 * N, 2),
+            *hyper_stage(config[3]),
+            subpel_conv3x3(2 * N, M, 2),
+        )
+
+        s = self.slice_channels
+        support = [M + s * self._num_support(i) for i in range(num_slices)]
+        self.atten_mean = nn.ModuleList(
+            nn.Sequential(SWAtten(c, c, 16, self.window_size, 0.0, inter_dim=atten_dim)) for c in support
+        )
+        self.atten_scale = nn.ModuleList(
+            nn.Sequential(SWAtten(c, c, 16, self.window_size, 0.0, inter_dim=atten_dim)) for c in support
+        )
+        self.cc_mean_transforms = nn.ModuleList(_entropy_conv_stack(c, s, entropy_hidden) for c in support)
+        self.cc_scale_transforms = nn.ModuleList(_entropy_conv_stack(c, s, entropy_hidden) for c in support)
+        self.lrp_transforms = nn.ModuleList(
+            _entropy_conv_stack(c + s, s, entropy_hidden) for c in support
+        )
+        self.gaussian_conditional = GaussianConditional(None)
+
+    # ------------------------------------------------------------------ helpers
+    def _num_support(self, i: int) -> int:
+        """How many decoded slices condition slice ``i``."""
+        return i if self.max_support_slices < 0 else min(i, self.max_support_slices)
+
+    @staticmethod
+    def check_size(x: Tensor) -> None:
+        h, w = x.shape[-2:]
+        if h % PAD_MULTIPLE or w % PAD_MULTIPLE:
+            raise ValueError(
+                f"image sides must be multiples of {PAD_MULTIPLE}, got {h}x{w}: "
+                "pad with utils.pad(x, 128) and crop the result with utils.crop"
+            )
+
+    def decode_slices(self, z_hat: Tensor, code_slice: SliceCoder) -> Tensor:
+        """The channel-wise entropy model, slice by slice; returns y_hat.
+
+        For each slice: SWAtten on the hyperprior plus the decoded slices, mean
+        and scale transforms, ``code_slice`` (which quantises, codes or decodes
+        the slice and returns it dequantised), then latent residual prediction.
+        Forward, compress and decompress all run through here.
+        """
+        latent_scales = self.h_scale_s(z_hat)
+        latent_means = self.h_mean_s(z_hat)
+        y_hat_slices: list[Tensor] = []
+        for i in range(self.num_slices):
+            support = y_hat_slices[: self._num_support(i)]
+            mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+            mu = self.cc_mean_transforms[i](mean_support)
+            scale_support = self.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
+            scale = self.cc_scale_transforms[i](scale_support)
+            y_hat_slice = code_slice(i, mu, scale)
+            lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        return torch.cat(y_hat_slices, dim=1)
+
+    def _cdf_tables(self) -> tuple[list, list, list]:
+        gc = self.gaussian_conditional
+        return (
+            gc.quantized_cdf.tolist(),
+            gc.cdf_length.reshape(-1).int().tolist(),
+            gc.offset.reshape(-1).int().tolist(),
+        )
+
+    # ------------------------------------------------------------------ API
+    def forward(self, x: Tensor) -> dict:
+        self.check_size(x)
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        z_offset = self.entropy_bottleneck._get_medians()
+        z_hat = quantize_ste(z - z_offset) + z_offset
+
+        y_slices = y.chunk(self.num_slices, dim=1)
+        y_likelihoods: list[Tensor] = []
+
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+            _, likelihood = self.gaussian_conditional(y_slices[i], scale, mu)
+            y_likelihoods.append(likelihood)
+            return quantize_ste(y_slices[i] - mu) + mu
+
+        y_hat = self.decode_slices(z_hat, code_slice)
+        x_hat = self.g_s(y_hat)
+        return {
+            "x_hat": x_hat,
+            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
+        }
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict:
+        """Entropy-code a padded batch: ``{"strings": [y_strings, z_strings], "shape"}``.
+
+        Each image's five slices go into one rANS stream (the published layout).
+        """
+        self.check_size(x)
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+
+        y_slices = y.chunk(self.num_slices, dim=1)
+        gc = self.gaussian_conditional
+        symbols: list[Tensor] = []
+        indexes: list[Tensor] = []
+
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+            q = gc.quantize(y_slices[i], "symbols", mu)
+            symbols.append(q.flatten(1))
+            indexes.append(gc.build_indexes(scale).flatten(1))
+            return gc.dequantize(q, mu)
+
+        self.decode_slices(z_hat, code_slice)
+        all_symbols = torch.cat(symbols, dim=1).int().cpu()
+        all_indexes = torch.cat(indexes, dim=1).int().cpu()
+        cdf, cdf_lengths, offsets = self._cdf_tables()
+        y_strings = []
+        for b in range(x.shape[0]):
+            encoder = BufferedRansEncoder()
+            encoder.encode_with_indexes(
+                all_symbols[b].tolist(), all_indexes[b].tolist(), cdf, cdf_lengths, offsets
+            )
+            y_strings.append(encoder.flush())
+        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape) -> dict:
+        """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1]."""
+        y_strings, z_strings = strings
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        gc = self.gaussian_conditional
+        cdf, cdf_lengths, offsets = self._cdf_tables()
+        decoders = []
+        for s in y_strings:
+            decoder = RansDecoder()
+            decoder.set_stream(s)
+            decoders.append(decoder)
+
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+            idx = gc.build_indexes(scale).int().cpu()
+            rows = [
+                torch.tensor(
+                    dec.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
+                    dtype=torch.int32,
+                )
+                for b, dec in enumerate(decoders)
+            ]
+            q = torch.stack(rows).reshape(mu.shape).to(mu.device)
+            return gc.dequantize(q, mu)
+
+        y_hat = self.decode_slices(z_hat, code_slice)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict) -> "TCM":
+        """Build a model whose shape is read off the weights, then load them strictly."""
+        from .checkpoint import model_from_state_dict
+
+        return model_from_state_dict(state_dict, cls)
