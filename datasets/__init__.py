@@ -1,0 +1,5 @@
+"""Image reading and datasets."""
+
+from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, open_rgb, to_image, to_tensor
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "open_rgb", "to_image", "to_tensor"]
