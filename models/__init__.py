@@ -1,5 +1,11 @@
 """TCM models and checkpoint loading."""
 
+import warnings
+
+# CompressAI scripts a helper with torch.jit at import time, which current torch
+# flags as deprecated on every start of every tool; nothing here can act on it.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
 from .checkpoint import CheckpointError, infer_config, load_model, model_from_state_dict, read_checkpoint
 from .tcm import PAD_MULTIPLE, TCM
 

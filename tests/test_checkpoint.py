@@ -1,0 +1,122 @@
+"""Loading checkpoints: published layouts, safety, readable errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import CheckpointError, TCM, load_model, model_from_state_dict, tcm_small
+from tests.helpers import tiny_tcm
+
+LEGACY = {"matrices": "_matrix", "biases": "_bias", "factors": "_factor"}
+
+
+def published_layout(model: TCM) -> dict:
+    """A training checkpoint as the authors' code saved it in 2023."""
+    sd = {}
+    for k, v in model.state_dict().items():
+        parts = k.split(".")
+        if parts[0] == "entropy_bottleneck" and parts[1] in LEGACY:
+            k = f"entropy_bottleneck.{LEGACY[parts[1]]}{parts[2]}"
+        sd["module." + k] = v
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    aux = torch.optim.Adam([model.entropy_bottleneck.quantiles], lr=1e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[45, 48])
+    return {"epoch": 3, "state_dict": sd, "loss": torch.tensor(1.5), "optimizer": opt.state_dict(),
+            "aux_optimizer": aux.state_dict(), "lr_scheduler": sched.state_dict()}
+
+
+def test_published_layout_loads_strictly_and_computes_the_same(tmp_path):
+    torch.manual_seed(3)
+    model = tcm_small().eval()
+    model.update(force=True)
+    ck = published_layout(model)
+    assert "module.entropy_bottleneck._matrix0" in ck["state_dict"]
+    path = tmp_path / "published.pth.tar"
+    torch.save(ck, path)
+
+    loaded = load_model(path)
+    assert loaded.N == 64
+    x = torch.rand(1, 3, 128, 256)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert torch.equal(a["x_hat"], b["x_hat"])
+    assert torch.equal(a["likelihoods"]["y"], b["likelihoods"]["y"])
+    assert model.compress(x)["strings"] == loaded.compress(x)["strings"]
+    # and strict loading of the same dict into a fresh model works too
+    strict = TCM.from_state_dict(ck)
+    assert torch.equal(strict.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
+
+
+def test_bare_state_dict_and_architecture_inference(tmp_path):
+    model = tiny_tcm(seed=5)
+    path = tmp_path / "bare.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_model(path)
+    assert (loaded.N, loaded.M, loaded.num_slices) == (32, 80, 5)
+    for k, v in model.state_dict().items():
+        if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")):
+            assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_half_precision_storage_is_restored_to_float32(tmp_path):
+    model = tiny_tcm(seed=6)
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    path = tmp_path / "half.pth"
+    torch.save(sd, path)
+    loaded = load_model(path)
+    w = loaded.state_dict()["g_a.0.conv1.weight"]
+    assert w.dtype == torch.float32
+    assert torch.equal(w, model.state_dict()["g_a.0.conv1.weight"].half().float())
+
+
+class _Payload:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"state_dict": tiny_tcm().state_dict(), "extra": _Payload(str(marker))}, path)
+    with pytest.raises(CheckpointError, match="refusing"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_mismatch_is_one_readable_error():
+    sd = tiny_tcm().state_dict()
+    sd["g_a.99.weight"] = torch.zeros(1)
+    del sd["g_s.1.conv1_1.bias"]
+    with pytest.raises(CheckpointError) as info:
+        model_from_state_dict(sd)
+    msg = str(info.value)
+    assert "g_s.1.conv1_1.bias" in msg and "g_a.99.weight" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+def test_unreadable_files_are_a_checkpoint_error(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        load_model(path)
+
+
+def test_missing_file_and_foreign_content(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.pth")
+    path = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {"weight": torch.zeros(3)}}, path)
+    with pytest.raises(CheckpointError, match="not a TCM checkpoint"):
+        load_model(path)
+    torch.save([1, 2, 3], path)
+    with pytest.raises(CheckpointError, match="no state_dict"):
+        load_model(path)

@@ -1,0 +1,122 @@
+"""The TCM model: published state_dict layout, shapes, and real entropy coding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from datasets import open_rgb, to_tensor
+from models import PRESETS, TCM, infer_config, tcm, tcm_small
+from tests.helpers import KODAK, REFERENCE, require, tiny_tcm
+from utils import crop, pad
+
+
+@pytest.mark.parametrize("N", [64, 96, 128])
+def test_state_dict_equals_published_manifest(N):
+    manifest = json.loads(require(REFERENCE / f"tcm_state_dict_N{N}.json").read_text())
+    model = TCM(N=N)
+    got = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
+    want = [(e["key"], e["shape"], e["dtype"]) for e in manifest["state_dict"]]
+    assert got == want
+    assert sum(p.numel() for p in model.parameters()) == manifest["num_parameters"]
+
+
+def test_presets_and_config_inference():
+    assert PRESETS == {"small": 64, "middle": 96, "large": 128}
+    assert tcm("s").N == 64 and tcm("Middle").N == 96
+    with pytest.raises(ValueError):
+        tcm("huge")
+    cfg = infer_config(tcm_small().state_dict())
+    assert cfg["N"] == 64 and cfg["M"] == 320 and cfg["num_slices"] == 5
+    assert cfg["head_dim"] == [8, 16, 32, 32, 16, 8] and cfg["hyper_channels"] == 192
+
+
+def test_forward_outputs_and_shapes():
+    model = tiny_tcm().eval()
+    x = torch.rand(2, 3, 128, 256)
+    out = model(x)
+    assert set(out) == {"x_hat", "likelihoods"} and set(out["likelihoods"]) == {"y", "z"}
+    assert out["x_hat"].shape == x.shape
+    assert out["likelihoods"]["y"].shape == (2, 80, 8, 16)
+    assert out["likelihoods"]["z"].shape == (2, 32, 2, 4)
+    lik = torch.cat([out["likelihoods"]["y"].flatten(), out["likelihoods"]["z"].flatten()])
+    assert ((lik > 0) & (lik <= 1)).all()
+
+
+def test_unpadded_input_is_refused_with_a_pointer_to_pad():
+    with pytest.raises(ValueError, match="utils.pad"):
+        tiny_tcm()(torch.rand(1, 3, 100, 128))
+
+
+def test_training_mode_backpropagates_through_everything():
+    model = tiny_tcm().train()
+    out = model(torch.rand(1, 3, 128, 128))
+    loss = out["x_hat"].square().mean() + sum(-l.log2().sum() for l in out["likelihoods"].values())
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None and not n.endswith("quantiles")]
+    assert no_grad == []
+
+
+def test_update_builds_the_paper_scale_table():
+    model = tiny_tcm()
+    assert model.update(force=True)
+    table = model.gaussian_conditional.scale_table
+    assert len(table) == 64
+    assert table[0].item() == pytest.approx(0.11) and table[-1].item() == pytest.approx(256.0)
+
+
+def _round_trip(model: TCM, x: torch.Tensor):
+    xp, padding = pad(x, 128)
+    with torch.no_grad():
+        ref = model(xp)["x_hat"].clamp(0, 1)
+        enc = model.compress(xp)
+        dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+    return xp, padding, ref, enc, dec
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(1)
+    model = tcm_small().eval()
+    model.update(force=True)
+    return model
+
+
+@pytest.mark.parametrize("size", [(1, 1), (100, 37), (128, 128), (130, 257)])
+def test_round_trip_any_size(small_model, size):
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, *size)
+    xp, padding, ref, enc, dec = _round_trip(small_model, x)
+    y_strings, z_strings = enc["strings"]
+    assert len(y_strings) == 1 and len(z_strings) == 1  # published layout: one y stream
+    assert tuple(enc["shape"]) == (xp.shape[-2] // 64, xp.shape[-1] // 64)
+    assert dec.shape == xp.shape
+    assert (dec - ref).abs().max().item() <= 1e-4
+    assert crop(dec, padding).shape == x.shape
+    again = small_model.compress(xp)
+    assert again["strings"] == enc["strings"]
+
+
+def test_round_trip_kodak_photo(small_model):
+    x = to_tensor(open_rgb(require(KODAK / "kodim01.png")))
+    assert x.shape[-2:] == (512, 768)
+    xp, padding, ref, enc, dec = _round_trip(small_model, x)
+    assert (dec - ref).abs().max().item() <= 1e-4
+    assert crop(dec, padding).shape == x.shape
+    assert small_model.compress(xp)["strings"] == enc["strings"]
+
+
+def test_batched_compress_codes_each_image_on_its_own():
+    model = tiny_tcm().eval()
+    model.update(force=True)
+    x = torch.rand(2, 3, 128, 128)
+    enc = model.compress(x)
+    assert len(enc["strings"][0]) == 2
+    single = model.compress(x[1:])
+    assert single["strings"][0][0] == enc["strings"][0][1]
+    dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+    with torch.no_grad():
+        ref = model(x)["x_hat"].clamp(0, 1)
+    assert (dec - ref).abs().max().item() <= 1e-4

@@ -1,0 +1,59 @@
+"""updates.py: training checkpoint -> release file that reloads and decodes."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import torch
+
+import updates
+from models import load_model
+from tests.helpers import ROOT, tiny_tcm
+
+
+def _training_checkpoint(path, seed=0):
+    model = tiny_tcm(seed=seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict()}, path)
+    return model
+
+
+def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
+    ck = tmp_path / "checkpoint_best.pth.tar"
+    model = _training_checkpoint(ck)
+    assert updates.main([str(ck), "-o", str(tmp_path / "out"), "-n", "tiny-mse-0.05"]) == 0
+    (release,) = (tmp_path / "out").glob("tiny-mse-0.05-*.pth.tar")
+    digest = hashlib.sha256(release.read_bytes()).hexdigest()
+    assert release.name == f"tiny-mse-0.05-{digest[:8]}.pth.tar"
+    saved = torch.load(release, weights_only=True)
+    assert "optimizer" not in saved and "g_a.0.conv1.weight" in saved  # a bare state_dict
+    assert saved["gaussian_conditional._quantized_cdf"].numel() > 0  # tables built
+    loaded = load_model(release, update=False)
+    assert torch.equal(loaded.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
+    assert updates.round_trip_check(loaded) <= 1e-4
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_half_release_is_smaller_and_still_decodes(tmp_path):
+    ck = tmp_path / "ck.pth.tar"
+    _training_checkpoint(ck)
+    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full"]) == 0
+    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half"]) == 0
+    (full,), (half,) = tmp_path.glob("full-*.pth.tar"), tmp_path.glob("half-*.pth.tar")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    saved = torch.load(half, weights_only=True)
+    assert saved["g_a.0.conv1.weight"].dtype == torch.float16
+    assert saved["entropy_bottleneck.quantiles"].dtype == torch.float32
+
+
+def test_command_line_reports_errors_in_one_line(tmp_path):
+    bad = tmp_path / "bad.pth.tar"
+    bad.write_bytes(b"junk")
+    run = subprocess.run([sys.executable, str(ROOT / "updates.py"), str(bad), "-o", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert list(tmp_path.iterdir()) == [bad]

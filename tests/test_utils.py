@@ -1,0 +1,19 @@
+"""pad / crop: centred zero padding to multiples of 128, as the paper's evaluation."""
+
+import pytest
+import torch
+
+from utils import crop, pad
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (100, 37), (128, 128), (130, 257), (512, 768)])
+def test_pad_is_centred_and_crop_undoes_it(h, w):
+    x = torch.rand(1, 3, h, w) + 1  # strictly positive, so padding zeros are visible
+    xp, (left, right, top, bottom) = pad(x, 128)
+    assert xp.shape[-2] % 128 == 0 and xp.shape[-1] % 128 == 0
+    assert xp.shape[-2] - h < 128 and xp.shape[-1] - w < 128
+    assert left == (xp.shape[-1] - w) // 2 and right == xp.shape[-1] - w - left
+    assert top == (xp.shape[-2] - h) // 2 and bottom == xp.shape[-2] - h - top
+    assert (xp[..., top : top + h, left : left + w] == x).all()
+    assert xp.sum() == pytest.approx(x.sum().item(), rel=1e-5)  # the rest is zeros
+    assert torch.equal(crop(xp, (left, right, top, bottom)), x)
