@@ -1,0 +1,151 @@
+"""Training and test images from a folder, cropped to patches.
+
+Two layouts are accepted: CompressAI's ``ImageFolder`` layout (``root/train``
+and ``root/test``) or a plain folder of images, from which a held-out test
+part is split off reproducibly.  Crops are drawn from a generator seeded by
+``(seed, epoch, index)``, so a sample does not depend on the number of data
+workers, on the process that loads it, or on whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .images import ImageReadError, list_images, open_rgb, to_tensor
+
+
+class DatasetError(Exception):
+    """A dataset folder that cannot be used; the message is one readable line."""
+
+
+def _warn_unreadable(path: Path, why: str) -> None:
+    warnings.warn(f"skipping unreadable image {path}: {why}", stacklevel=3)
+
+
+def readable_images(paths: Sequence[Path]) -> list[Path]:
+    """The paths whose header Pillow identifies; each other file gets one warning.
+
+    Only the header is read (cheap on large folders); a file that is damaged
+    further in is caught, and warned about, when it is loaded.
+    """
+    good = []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                img.size  # noqa: B018 - identification is the check
+            good.append(p)
+        except Exception as e:  # anything Pillow cannot identify
+            _warn_unreadable(p, type(e).__name__)
+    return good
+
+
+def split_paths(paths: Sequence[Path], test_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Reproducible (train, test) split of a plain folder: same files and seed, same split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DatasetError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    paths = sorted(paths)
+    if len(paths) < 2:
+        raise DatasetError(f"need at least 2 images to split off a test part, found {len(paths)}")
+    order = list(range(len(paths)))
+    random.Random(f"split-{seed}").shuffle(order)
+    n_test = min(len(paths) - 1, max(1, math.ceil(test_fraction * len(paths))))
+    test = sorted(paths[i] for i in order[:n_test])
+    train = sorted(paths[i] for i in order[n_test:])
+    return train, test
+
+
+def find_splits(root: str | Path, test_fraction: float = 0.1, seed: int = 0) -> tuple[list[Path], list[Path], str]:
+    """Train and test image lists under ``root`` and the layout found ("imagefolder" or "plain")."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    if (root / "train").is_dir():
+        if not (root / "test").is_dir():
+            raise DatasetError(f"{root} has train/ but no test/ folder (CompressAI ImageFolder layout)")
+        train = readable_images(list_images(root / "train"))
+        test = readable_images(list_images(root / "test"))
+        layout = "imagefolder"
+    else:
+        train, test = split_paths(readable_images(list_images(root)), test_fraction, seed)
+        layout = "plain"
+    if not train:
+        raise DatasetError(f"no readable training images in {root}")
+    if not test:
+        raise DatasetError(f"no readable test images in {root}")
+    return train, test, layout
+
+
+def cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Upscale, keeping the aspect ratio, so that a (h, w) patch fits; larger images are untouched."""
+    h, w = size
+    scale = max(h / img.height, w / img.width)
+    if scale <= 1.0:
+        return img
+    new = (max(w, math.ceil(img.width * scale)), max(h, math.ceil(img.height * scale)))
+    return img.resize(new, Image.Resampling.BICUBIC)
+
+
+class PatchDataset(Dataset):
+    """Image patches as (3, h, w) float tensors in [0, 1].
+
+    ``train=True``: a random crop per sample and epoch; ``train=False``: the
+    centre crop.  Images smaller than the patch are upscaled first.  An image
+    that fails to decode is warned about once (per process) and replaced by
+    the next readable one, so one bad file never stops training.
+    """
+
+    def __init__(self, paths: Sequence[Path], patch_size: Sequence[int], train: bool, seed: int = 0):
+        if not paths:
+            raise DatasetError("no images")
+        self.paths = [Path(p) for p in paths]
+        self.patch_size = (int(patch_size[0]), int(patch_size[1]))
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self._bad: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the crops of ``epoch`` (call before iterating; workers get a fresh copy)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, index: int) -> Image.Image:
+        for k in range(len(self.paths)):
+            i = (index + k) % len(self.paths)
+            if i in self._bad:
+                continue
+            try:
+                return open_rgb(self.paths[i], warn_alpha=False)
+            except ImageReadError as e:
+                self._bad.add(i)
+                _warn_unreadable(self.paths[i], str(e))
+        raise DatasetError("none of the images can be read")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        img = cover(self._load(index), self.patch_size)
+        h, w = self.patch_size
+        if self.train:
+            rng = random.Random(f"{self.seed}-{self.epoch}-{index}")
+            top, left = rng.randint(0, img.height - h), rng.randint(0, img.width - w)
+        else:
+            top, left = (img.height - h) // 2, (img.width - w) // 2
+        return to_tensor(img.crop((left, top, left + w, top + h)))[0]
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed."""
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
