@@ -1,0 +1,217 @@
+"""The ``.tcm`` file container: header layout, versioning, checksums, bounds.
+
+Version 1, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
+first, at most 5 bytes)::
+
+    magic        4 bytes   b"TCM\\x89"
+    version      1 byte    1
+    weights id   6 bytes   first bytes of the sha256 of the model's parameters
+    height       varint    original image size, 1..MAX_SIDE
+    width        varint
+    pad top      1 byte    rows of zero padding above the image (< 128)
+    pad left     1 byte    columns of zero padding left of the image (< 128)
+    tile         1 byte    tile side / 128 (the padded image is cut into tiles
+                           of this side from its top-left corner; the last
+                           row and column of tiles may be smaller)
+    per tile, row-major:
+      z length   varint    bytes of the hyperprior rANS stream
+      y length   varint    bytes of the latent rANS stream
+    latent crc   4 bytes   CRC-32 of every decoded symbol (z then y, int32
+                           little-endian, tile by tile): the decoder's self-check
+    file crc     4 bytes   CRC-32 of all bytes above and of the payload
+    payload                per tile: z stream, y stream
+
+The file CRC is checked before any entropy decoding, so a damaged file never
+reaches the C++ rANS decoder; the latent CRC is checked after decoding, so a
+decoder whose arithmetic drifted from the encoder's reports it instead of
+writing a wrong image.  Padding right/bottom follow from the size: padded sides
+are the next multiples of 128.  A Kodak file carries 31 header bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+MAGIC = b"TCM\x89"
+VERSION = 1
+ID_BYTES = 6
+PAD_MULTIPLE = 128
+#: Bounds that a header must satisfy before anything is allocated for it.
+MAX_SIDE = 65_535
+MAX_PIXELS = 2**27  # ~134 Mpx: an 11585 x 11585 image
+MAX_TILE = 255 * PAD_MULTIPLE
+
+_FIXED = struct.Struct(">4sB6s")  # magic, version, weights id
+_CRCS = struct.Struct(">II")  # latent crc, file crc
+
+
+class ContainerError(Exception):
+    """A file that is not a valid TCM container; the message is one line."""
+
+
+@dataclass
+class Header:
+    weights_id: bytes
+    height: int
+    width: int
+    pad_top: int
+    pad_left: int
+    tile: int  # tile side in pixels, a multiple of 128
+    lengths: list[tuple[int, int]] = field(default_factory=list)  # (z, y) bytes per tile
+    latent_crc: int = 0
+    version: int = VERSION
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        return padded(self.height), padded(self.width)
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom), as ``utils.crop`` takes it."""
+        hp, wp = self.padded_size
+        return (self.pad_left, wp - self.width - self.pad_left, self.pad_top, hp - self.height - self.pad_top)
+
+    def tiles(self) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each tile in the padded image, row-major."""
+        return tile_grid(*self.padded_size, self.tile)
+
+
+def padded(side: int) -> int:
+    return -(-side // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def tile_grid(hp: int, wp: int, tile: int) -> list[tuple[int, int, int, int]]:
+    return [
+        (top, left, min(tile, hp - top), min(tile, wp - left))
+        for top in range(0, hp, tile)
+        for left in range(0, wp, tile)
+    ]
+
+
+def weights_id_hex(weights_id: bytes) -> str:
+    return weights_id.hex()
+
+
+# ---------------------------------------------------------------- varints
+def put_varint(n: int) -> bytes:
+    if n < 0 or n >= 1 << 35:
+        raise ValueError(f"varint out of range: {n}")
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """(value, next position); at most 5 bytes, no redundant trailing zero bytes."""
+    value = 0
+    for i in range(5):
+        if pos + i >= len(data):
+            raise ContainerError(f"truncated header (in {what})")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise ContainerError(f"corrupt header: over-long {what}")
+            return value, pos + i + 1
+    raise ContainerError(f"corrupt header: {what} is not a valid length")
+
+
+# ---------------------------------------------------------------- checks
+def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
+    """Bounds of a header, before anything is allocated; raises ContainerError."""
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ContainerError(f"corrupt header: image size {width}x{height} out of range")
+    if height * width > MAX_PIXELS:
+        raise ContainerError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
+    if pad_top > padded(height) - height or pad_left > padded(width) - width:
+        raise ContainerError("corrupt header: padding larger than the padded size allows")
+    if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
+        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of 128 in 128..{MAX_TILE}")
+
+
+# ---------------------------------------------------------------- pack / parse
+def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
+    """The file bytes: header (lengths filled in from ``streams``) then payload."""
+    check_geometry(header.height, header.width, header.pad_top, header.pad_left, header.tile)
+    if len(header.weights_id) != ID_BYTES:
+        raise ValueError(f"weights id must be {ID_BYTES} bytes")
+    if len(streams) != len(header.tiles()):
+        raise ValueError(f"{len(streams)} streams for {len(header.tiles())} tiles")
+    header.lengths = [(len(z), len(y)) for z, y in streams]
+    if not all(z and y for z, y in streams):
+        raise ValueError("empty stream")
+    head = bytearray(_FIXED.pack(MAGIC, VERSION, header.weights_id))
+    head += put_varint(header.height) + put_varint(header.width)
+    head += bytes((header.pad_top, header.pad_left, header.tile // PAD_MULTIPLE))
+    for z, y in streams:
+        head += put_varint(len(z)) + put_varint(len(y))
+    head += struct.pack(">I", header.latent_crc)
+    payload = b"".join(z + y for z, y in streams)
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return bytes(head) + struct.pack(">I", crc) + payload
+
+
+def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
+    """Validate ``data`` completely (bounds, lengths, file CRC) and split it.
+
+    Nothing here decodes entropy-coded data, and nothing is allocated in
+    proportion to what the header claims before it is checked against the
+    file's actual length.
+    """
+    if not data:
+        raise ContainerError("empty file")
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise ContainerError("not a TCM file (bad magic bytes)")
+    if len(data) < _FIXED.size:
+        raise ContainerError("truncated header")
+    _, version, weights_id = _FIXED.unpack_from(data)
+    if version != VERSION:
+        newer = "a newer" if version > VERSION else "an unknown"
+        raise ContainerError(f"format version {version} is {newer} version; this codec reads version {VERSION}")
+    pos = _FIXED.size
+    height, pos = get_varint(data, pos, "height")
+    width, pos = get_varint(data, pos, "width")
+    if pos + 3 > len(data):
+        raise ContainerError("truncated header")
+    pad_top, pad_left, tile_units = data[pos], data[pos + 1], data[pos + 2]
+    pos += 3
+    check_geometry(height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
+    header = Header(weights_id, height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
+    n_tiles = math.ceil(padded(height) / header.tile) * math.ceil(padded(width) / header.tile)
+    if pos + 2 * n_tiles + _CRCS.size > len(data):  # each length takes at least one byte
+        raise ContainerError("truncated header")
+    for _ in range(n_tiles):
+        z_len, pos = get_varint(data, pos, "stream length")
+        y_len, pos = get_varint(data, pos, "stream length")
+        if z_len == 0 or y_len == 0:
+            raise ContainerError("corrupt header: empty stream")
+        header.lengths.append((z_len, y_len))
+    if pos + _CRCS.size > len(data):
+        raise ContainerError("truncated header")
+    header.latent_crc, file_crc = _CRCS.unpack_from(data, pos)
+    pos += _CRCS.size
+    expected = pos + sum(z + y for z, y in header.lengths)
+    if len(data) < expected:
+        raise ContainerError(f"truncated file: {len(data)} bytes, the header announces {expected}")
+    if len(data) > expected:
+        raise ContainerError(f"corrupt file: {len(data) - expected} bytes after the announced end")
+    if zlib.crc32(data[pos:], zlib.crc32(data[: pos - 4])) != file_crc:
+        raise ContainerError("corrupt file: checksum mismatch (the file was damaged)")
+    streams = []
+    for z_len, y_len in header.lengths:
+        streams.append((data[pos : pos + z_len], data[pos + z_len : pos + z_len + y_len]))
+        pos += z_len + y_len
+    return header, streams
+
+
+def header_size(header: Header) -> int:
+    """Bytes of the header of a file with these stream lengths (the overhead over the payload)."""
+    n = _FIXED.size + len(put_varint(header.height)) + len(put_varint(header.width)) + 3
+    n += sum(len(put_varint(z)) + len(put_varint(y)) for z, y in header.lengths)
+    return n + _CRCS.size
