@@ -24,6 +24,9 @@ import sys
 import tempfile
 import warnings
 import zlib
+
+# CompressAI's import-time deprecation notice would be a two-line stderr message on every run.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -259,7 +262,10 @@ def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], Non
                     raise CodecError(f"its output {dst} is also the output of {seen[key]}")
                 seen[key] = src
             job(src, dst)
-        except (CodecError, ContainerError, ImageReadError) as e:
+        except ImageReadError as e:  # its message names the file already
+            fail(str(e))
+            failed += 1
+        except (CodecError, ContainerError) as e:
             fail(f"{src}: {e}")
             failed += 1
         except MemoryError:

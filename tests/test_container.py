@@ -1,0 +1,157 @@
+"""The .tcm container: layout round trips, and every kind of damage refused before decoding."""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+
+import pytest
+
+import container
+from container import ContainerError, Header
+
+WID = bytes(range(1, 1 + container.ID_BYTES))
+
+
+def make_file(height=100, width=150, tile=2048, seed=0) -> tuple[Header, list[tuple[bytes, bytes]], bytes]:
+    rng = random.Random(seed)
+    hp, wp = container.padded(height), container.padded(width)
+    header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, latent_crc=0xDEADBEEF)
+    streams = [
+        (rng.randbytes(rng.randint(1, 40)), rng.randbytes(rng.randint(1, 90))) for _ in header.tiles()
+    ]
+    return header, streams, container.pack(header, streams)
+
+
+def refix_crc(data: bytes, header_len: int) -> bytes:
+    """Recompute the file CRC after an edit, so that the edit reaches the later checks."""
+    crc = zlib.crc32(data[header_len:], zlib.crc32(data[: header_len - 4]))
+    return data[: header_len - 4] + struct.pack(">I", crc) + data[header_len:]
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**35 - 1])
+def test_varint_round_trip(n):
+    b = container.put_varint(n)
+    assert container.get_varint(b + b"rest", 0, "x") == (n, len(b))
+
+
+@pytest.mark.parametrize("bad", [b"\x80\x00", b"\x80\x80\x80\x80\x80\x01", b"\x80"])
+def test_varint_rejects_overlong_and_truncated(bad):
+    with pytest.raises(ContainerError):
+        container.get_varint(bad, 0, "length")
+
+
+@pytest.mark.parametrize("height,width,tile", [(1, 1, 128), (100, 150, 2048), (300, 500, 256), (700, 129, 128)])
+def test_pack_parse_round_trip(height, width, tile):
+    header, streams, data = make_file(height, width, tile)
+    parsed, got = container.parse(data)
+    assert got == streams
+    assert parsed == header
+    assert len(data) - sum(len(z) + len(y) for z, y in streams) == container.header_size(parsed)
+
+
+def test_tiles_cover_the_padded_image_once():
+    hp, wp = 384, 640
+    covered = [[0] * wp for _ in range(hp)]
+    for t, l, th, tw in container.tile_grid(hp, wp, 256):
+        assert th % 128 == 0 and tw % 128 == 0
+        for r in range(t, t + th):
+            for c in range(l, l + tw):
+                covered[r][c] += 1
+    assert all(v == 1 for row in covered for v in row)
+
+
+def test_header_of_a_kodak_file_is_at_most_32_bytes():
+    # 768x512, one tile; stream lengths of the order a TCM gives on Kodak (z < 16 KiB, y < 2 MiB)
+    header = Header(WID, 512, 768, 0, 0, 2048, lengths=[(16383, 2**21 - 1)])
+    assert container.header_size(header) <= 32
+
+
+def test_padding_is_what_crop_needs():
+    header, _, _ = make_file(100, 150)
+    left, right, top, bottom = header.padding
+    assert left + right + 150 == 256 and top + bottom + 100 == 128 and min(header.padding) >= 0
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a TCM file"),
+        (b"TCM", "not a TCM file"),
+        (container.MAGIC, "truncated"),
+    ],
+)
+def test_foreign_and_empty(data, message):
+    with pytest.raises(ContainerError, match=message):
+        container.parse(data)
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_other_versions_refused_by_number(version):
+    _, _, data = make_file()
+    data = data[:4] + bytes([version]) + data[5:]
+    with pytest.raises(ContainerError, match=f"format version {version}"):
+        container.parse(data)
+
+
+def test_every_truncation_refused():
+    _, _, data = make_file(300, 500, 256)
+    for n in range(len(data)):
+        with pytest.raises(ContainerError):
+            container.parse(data[:n])
+
+
+def test_every_single_bit_flip_refused():
+    _, _, data = make_file()
+    for i in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(ContainerError):
+            container.parse(bytes(flipped))
+
+
+def test_trailing_bytes_refused():
+    _, _, data = make_file()
+    with pytest.raises(ContainerError, match="after the announced end"):
+        container.parse(data + b"\0")
+
+
+def _with_geometry(height: int, width: int, pad_top: int, pad_left: int, tile_units: int) -> bytes:
+    """A file whose header claims this geometry, with a valid CRC (as a crafted file would have)."""
+    head = struct.pack(">4sB6s", container.MAGIC, 1, WID) + container.put_varint(height) + container.put_varint(width)
+    head += bytes((pad_top, pad_left, tile_units)) + b"\x01\x01" + struct.pack(">I", 0)
+    return refix_crc(head + bytes(4) + b"zy", len(head) + 4)
+
+
+@pytest.mark.parametrize(
+    "geometry,message",
+    [
+        ((0, 10, 0, 0, 1), "out of range"),
+        ((10, 0, 0, 0, 1), "out of range"),
+        ((65_535, 65_535, 0, 0, 255), "pixel limit"),
+        ((100, 100, 100, 0, 1), "padding"),
+        ((100, 100, 0, 0, 0), "tile side"),
+    ],
+)
+def test_geometry_bounded_before_allocation(geometry, message):
+    with pytest.raises(ContainerError, match=message):
+        container.parse(_with_geometry(*geometry))
+
+
+def test_tile_count_checked_against_file_length():
+    # 8192x8192 in 128-pixel tiles claims 4096 tiles: refused from the length alone
+    with pytest.raises(ContainerError, match="truncated"):
+        container.parse(_with_geometry(8192, 8192, 0, 0, 1))
+
+
+def test_crafted_lengths_must_match_the_file():
+    header, streams, data = make_file()
+    n = container.header_size(header)
+    z_len = header.lengths[0][0]
+    pos = data.index(container.put_varint(z_len) + container.put_varint(header.lengths[0][1]), 13)
+    longer = bytearray(data)
+    longer[pos] = z_len + 1  # z claims one byte more than the file holds
+    with pytest.raises(ContainerError, match="truncated file"):
+        container.parse(refix_crc(bytes(longer), n))
