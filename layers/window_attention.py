@@ -81,6 +81,21 @@ class WindowAttention(nn.Module):
             self._masks[key] = tuple(m.to(like.dtype) for m in shift_masks(self.window, like.device))
         return self._masks[key]
 
+    def _groups(self, hw: int, ww: int) -> list[tuple[slice, slice, Tensor | None]]:
+        """Blocks of windows that share one mask: (window rows, window cols, mask or None).
+
+        W: the whole grid.  SW: interior, last column, last row, corner (empty
+        blocks dropped), so each block attends with a single (1, heads, L, L) mask.
+        """
+        if not self.shifted:
+            return [(slice(0, hw), slice(0, ww), None)]
+        row_mask, col_mask, corner_mask = self._shift_masks(self.relative_position_params)
+        rows, last_row = slice(0, hw - 1), slice(hw - 1, hw)
+        cols, last_col = slice(0, ww - 1), slice(ww - 1, ww)
+        blocks = [(rows, cols, None), (rows, last_col, col_mask),
+                  (last_row, cols, row_mask), (last_row, last_col, corner_mask)]
+        return [(r, c, m) for r, c, m in blocks if r.stop > r.start and c.stop > c.start]
+
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         p = self.window
@@ -92,35 +107,32 @@ class WindowAttention(nn.Module):
         if self.shifted:
             x = torch.roll(x, shifts=(-(p // 2), -(p // 2)), dims=(1, 2))
         hw, ww, L = h // p, w // p, p * p
-        windows = x.view(b, hw, p, ww, p, c).transpose(2, 3).reshape(b, hw, ww, L, c)
-        qkv = self.embedding_layer(windows).view(b, hw, ww, L, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(4, 0, 1, 2, 5, 3, 6).unbind(0)  # each (b, hw, ww, heads, L, hd)
-
+        grid = x.view(b, hw, p, ww, p, c).transpose(2, 3)  # (b, hw, ww, p, p, c), a view
+        blocks = self._groups(hw, ww)
+        # The windows of each block lie together, block after block: one qkv
+        # matmul for all of them, then one 4-D SDPA call per block (the fused
+        # CPU kernel is only fast on 4-D inputs with a broadcast 4-D mask).
+        parts = [grid[:, r, cl].reshape(-1, L, c) for r, cl, _ in blocks]
+        windows = parts[0] if len(parts) == 1 else torch.cat(parts)
+        qkv = self.embedding_layer(windows).view(-1, L, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (windows, heads, L, hd), views
         bias = self.relative_bias().to(x.dtype)
-        if not self.shifted:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:
-            out = q.new_empty(q.shape)
-            row_mask, col_mask, corner_mask = self._shift_masks(bias)
-            inner = (slice(None), slice(0, hw - 1), slice(0, ww - 1))
-            if hw > 1 and ww > 1:
-                out[inner] = F.scaled_dot_product_attention(
-                    q[inner], k[inner], v[inner], attn_mask=bias, scale=self.scale
-                )
-            # last row of windows: row rule everywhere, both rules in the corner window
-            last_row = torch.cat(
-                [row_mask.expand(ww - 1, L, L), corner_mask[None]], dim=0
-            )[:, None] + bias  # (ww, heads, L, L)
-            out[:, hw - 1] = F.scaled_dot_product_attention(
-                q[:, hw - 1], k[:, hw - 1], v[:, hw - 1], attn_mask=last_row, scale=self.scale
-            )
-            if hw > 1:
-                col = (slice(None), slice(0, hw - 1), ww - 1)
-                out[col] = F.scaled_dot_product_attention(
-                    q[col], k[col], v[col], attn_mask=col_mask + bias, scale=self.scale
-                )
-        out = self.linear(out.transpose(-3, -2).reshape(b, hw, ww, L, c))
-        out = out.view(b, hw, ww, p, p, c).transpose(2, 3).reshape(b, h, w, c)
+        out = x.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
+        start = 0
+        for r, cl, mask in blocks:
+            nh, nw = r.stop - r.start, cl.stop - cl.start
+            n = b * nh * nw
+            sl = slice(start, start + n)
+            start += n
+            attn_mask = (bias if mask is None else bias + mask.to(x.dtype))[None]
+            o = F.scaled_dot_product_attention(q[sl], k[sl], v[sl], attn_mask=attn_mask, scale=self.scale)
+            # SDPA returns (n, heads, L, hd) stored as (n, L, heads, hd): head-major channels for free
+            o = self.linear(o.transpose(1, 2).reshape(n, L, c)).view(b, nh, nw, p, p, c)
+            if out is None:
+                out = o
+            else:
+                out[:, r, cl] = o
+        out = out.transpose(2, 3).reshape(b, h, w, c)
         if self.shifted:
             out = torch.roll(out, shifts=(p // 2, p // 2), dims=(1, 2))
         return out
