@@ -17,6 +17,11 @@ checkpoint loads with ``torch.load(..., weights_only=True)`` and with
 
 from __future__ import annotations
 
+import warnings
+
+# CompressAI's import uses torch.jit.script, which this torch deprecates loudly.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
 import argparse
 import json
 import math
@@ -25,7 +30,6 @@ import random
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -277,22 +281,25 @@ class Plan:
     weights: dict | None = None  # a state_dict to start from (--pretrained)
 
 
-@dataclass
 class Metrics:
-    """Sums over images, turned into means by :meth:`means`."""
+    """Sums over images of fixed figures, averaged over all processes by :meth:`means`.
 
-    n: float = 0.0
-    sums: dict[str, float] = field(default_factory=dict)
+    The keys are fixed up front: a process that saw no image (a small test
+    shard) still takes part in the reduction with zeros.
+    """
+
+    def __init__(self, keys: Sequence[str]):
+        self.n = 0.0
+        self.sums = {k: 0.0 for k in keys}
 
     def add(self, batch: int, **values: float) -> None:
         self.n += batch
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v * batch
+        for k in self.sums:
+            self.sums[k] += values[k] * batch
 
     def means(self, d: Dist) -> dict[str, float]:
-        keys = sorted(self.sums)
-        total = all_sum(d, [self.n] + [self.sums[k] for k in keys])
-        return {k: v / max(total[0], 1.0) for k, v in zip(keys, total[1:])}
+        total = all_sum(d, [self.n, *self.sums.values()])
+        return {k: v / max(total[0], 1.0) for k, v in zip(self.sums, total[1:])}
 
 
 def psnr(mse: float) -> float:
@@ -370,7 +377,8 @@ class Trainer:
         if d.main:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step or None)
+            # Events a killed run logged after its last checkpoint are dropped on resume.
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.global_step + 1 if self.global_step else None)
 
     # ------------------------------------------------------------- checkpoints
     def _restore(self, ck: dict) -> None:
@@ -442,6 +450,10 @@ class Trainer:
             pin_memory=self.args.cuda,
         )
 
+    def _keys(self, *extra: str) -> list[str]:
+        quality = ["mse", "psnr"] if self.args.metric == "mse" else ["ms_ssim"]
+        return ["loss", "bpp", *quality, *extra]
+
     def _distortion(self, out: dict) -> dict[str, float]:
         if self.args.metric == "mse":
             mse = out["mse_loss"].item()
@@ -453,6 +465,36 @@ class Trainer:
         if bad:
             raise Diverged(f"{self.name}: {where} loss is not finite ({value}) at epoch {epoch} step {step}")
 
+    def step(self, x: torch.Tensor, epoch: int = 0, index: int = 0) -> dict[str, float]:
+        """One optimisation step of both optimizers on batch ``x``; returns its figures."""
+        args, d = self.args, self.d
+        self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+            out = self.model(x)
+        out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
+        losses = self.criterion(out, x)
+        loss = losses["loss"].item()
+        self._check_finite(loss, epoch, index, "training")
+        self.scaler.scale(losses["loss"]).backward()
+        if args.clip_max_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.main_params, args.clip_max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+        # The auxiliary loss fits the bottleneck's quantiles; DDP does not see this
+        # backward, so its gradients are averaged here.
+        aux_loss = self.net.aux_loss()
+        aux_loss.backward()
+        if d.on:
+            for p in self.aux_params:
+                if p.grad is not None:
+                    torch_dist.all_reduce(p.grad)
+                    p.grad.div_(d.world)
+        self.aux_optimizer.step()
+        return {"loss": loss, "bpp": losses["bpp_loss"].item(), **self._distortion(losses), "aux": aux_loss.item()}
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         args, d = self.args, self.d
         self.model.train()
@@ -461,7 +503,7 @@ class Trainer:
         sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, args.batch_size // d.world, sampler, epoch, drop_last=True)
         steps = len(loader) if not args.steps_per_epoch else min(len(loader), args.steps_per_epoch)
-        metrics = Metrics()
+        metrics = Metrics(self._keys("aux"))
         bar = None
         if d.main and not args.no_progress:
             from tqdm import tqdm
@@ -472,32 +514,8 @@ class Trainer:
             if i >= steps:
                 break
             x = x.to(d.device, non_blocking=True)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.aux_optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
-                out = self.model(x)
-            out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
-            losses = self.criterion(out, x)
-            loss = losses["loss"].item()
-            self._check_finite(loss, epoch, i, "training")
-            self.scaler.scale(losses["loss"]).backward()
-            if args.clip_max_norm > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.main_params, args.clip_max_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-
-            aux_loss = self.net.aux_loss()
-            aux_loss.backward()
-            if d.on:
-                for p in self.aux_params:
-                    if p.grad is not None:
-                        torch_dist.all_reduce(p.grad)
-                        p.grad.div_(d.world)
-            self.aux_optimizer.step()
-
+            step = self.step(x, epoch, i)
             self.global_step += 1
-            step = {"loss": loss, "bpp": losses["bpp_loss"].item(), **self._distortion(losses), "aux": aux_loss.item()}
             metrics.add(x.shape[0], **step)
             if self.writer is not None:
                 for k, v in step.items():
@@ -521,7 +539,7 @@ class Trainer:
         self.net.eval()
         shard = Subset(self.test_set, list(range(d.rank, len(self.test_set), d.world)))
         loader = self._loader(shard, args.test_batch_size, None, epoch, drop_last=False)
-        metrics = Metrics()
+        metrics = Metrics(self._keys())
         for x in loader:
             x = x.to(d.device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
@@ -541,9 +559,11 @@ class Trainer:
     def log_epoch(self, epoch: int, train: dict, test: dict) -> None:
         if self.writer is None:
             return
+        # Epoch figures share the step axis of the per-step ones, so one purge step fits all.
+        self.writer.add_scalar("train/epoch", epoch, self.global_step)
         for split, values in (("train", train), ("test", test)):
             for k, v in values.items():
-                self.writer.add_scalar(f"{split}/{k}", v, epoch)
+                self.writer.add_scalar(f"{split}/{k}", v, self.global_step)
         self.writer.flush()
         q = "psnr" if self.args.metric == "mse" else "ms_ssim"
         print(

@@ -1,0 +1,263 @@
+"""train.py: learning, exact resume, sweeps, bad data, divergence, torchrun, checkpoints.
+
+Runs use the tiny model, 128x128 crops, batch 1 and one step per epoch so that
+the whole file stays within a couple of minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import train
+from datasets import PatchDataset, find_splits
+from models import load_model
+from tests.helpers import BSDS, ROOT, require
+
+TINY = ["--N", "32", "--M", "80", "--hyper-channels", "32", "--atten-dim", "32", "--entropy-hidden", "32", "32"]
+
+
+def cli(data: Path, save: Path, *extra: str) -> list[str]:
+    return ["-d", str(data), *TINY, "--patch-size", "128", "128", "--batch-size", "1", "--test-batch-size", "1",
+            "-n", "0", "--steps-per-epoch", "1", "--max-test-images", "1", "--no-progress",
+            "--save_path", str(save), *extra]
+
+
+def write_images(folder: Path, n: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = (100, 150) if i == 0 else (144, 176)  # the first is smaller than the patch
+        base = rng.random((1, 1, 3)) * 0.6
+        ramp = np.linspace(0, 0.4, w)[None, :, None]
+        a = np.clip(base + ramp + 0.05 * rng.standard_normal((h, w, 3)), 0, 1)
+        Image.fromarray((a * 255).astype(np.uint8)).save(folder / f"img{i}.png")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_images(root / "train", 4, 0)
+    write_images(root / "test", 1, 1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(data: Path, tmp_path_factory) -> dict[str, Path]:
+    """Two epochs in one go, and one epoch then a resumed second."""
+    whole, split = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("split")
+    assert train.main(cli(data, whole, "--epochs", "2", "--lambda", "0.01")) == 0
+    assert train.main(cli(data, split, "--epochs", "1", "--lambda", "0.01")) == 0
+    first = torch.load(split / "mse_lambda_0.01" / train.LATEST, weights_only=True)
+    ck = split / "mse_lambda_0.01" / train.LATEST
+    assert train.main(cli(data, split, "--epochs", "2", "--checkpoint", str(ck))) == 0
+    return {"whole": whole / "mse_lambda_0.01", "split": split / "mse_lambda_0.01", "first_epoch": first}
+
+
+def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
+    train_paths, test_paths, _ = find_splits(require(BSDS))
+    args = train.build_parser().parse_args(
+        ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "2", "--no-save"])
+    trainer = train.Trainer(args, train.Plan(0.013, tmp_path / "run"), train.Dist(), train_paths, test_paths)
+    assert trainer.net.N == 64
+    crops = PatchDataset(train_paths[:2], (128, 128), train=True)
+    x = torch.stack([crops[0], crops[1]])
+
+    def loss() -> float:
+        trainer.net.eval()
+        with torch.no_grad():
+            value = trainer.criterion(trainer.net(x), x)["loss"].item()
+        trainer.net.train()
+        return value
+
+    before = loss()
+    for _ in range(3):
+        trainer.step(x)
+    trainer.close()
+    assert loss() < 0.9 * before
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
+    a = torch.load(runs["whole"] / train.LATEST, weights_only=True)
+    b = torch.load(runs["split"] / train.LATEST, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 1 and a["global_step"] == b["global_step"] == 2
+
+    def figures(ck):  # everything but the wall-clock speed
+        return [{k: v for k, v in h.items() if k != "train_images_per_s"} for h in ck["history"]]
+
+    assert figures(a) == figures(b)
+    assert a["history"][1]["train_loss"] != a["history"][0]["train_loss"]
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    for name in ("optimizer", "aux_optimizer"):
+        for i, s in a[name]["state"].items():
+            assert all(torch.equal(s[k], b[name]["state"][i][k]) for k in s)
+    assert a["lr_scheduler"] == b["lr_scheduler"]
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    # the first epoch's state really was what the second one started from
+    assert runs["first_epoch"]["history"] == b["history"][:1]
+
+
+def test_checkpoints_are_plain_and_load_everywhere(runs):
+    run = runs["whole"]
+    ck = torch.load(run / train.LATEST, weights_only=True)
+    assert {"state_dict", "optimizer", "aux_optimizer", "lr_scheduler", "epoch", "loss", "args"} <= set(ck)
+    assert ck["lambda"] == 0.01 and ck["metric"] == "mse" and ck["model_config"]["N"] == 32
+
+    def plain(v) -> bool:
+        if isinstance(v, list):
+            return all(plain(x) for x in v)
+        return v is None or isinstance(v, (str, int, float, bool))
+
+    assert all(plain(v) for v in ck["args"].values())
+    best = torch.load(run / train.BEST, weights_only=True)
+    assert best["epoch"] == ck["best"]["epoch"] and best["loss"] == best["best_loss"]
+    net = load_model(run / train.BEST)
+    assert net.N == 32 and not net.training
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in lines] == [0, 1] and lines[1]["test_bpp"] > 0
+    assert list(run.glob("events.out.tfevents.*"))
+    assert not list(run.glob(".*tmp*"))
+
+
+def test_tensorboard_has_step_and_epoch_scalars(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(runs["split"]))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train_step/loss", "train_step/bpp", "train_step/psnr", "train_step/aux", "train_step/lr",
+            "test/loss", "test/psnr", "train/images_per_s"} <= tags
+    assert [e.step for e in acc.Scalars("train_step/loss")] == [1, 2]
+    assert [e.value for e in acc.Scalars("train/epoch")] == [0, 1]
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(runs, tmp_path: Path, data: Path, capsys):
+    ck = torch.load(runs["split"] / train.LATEST, weights_only=True)
+    for group in ck["optimizer"]["param_groups"]:
+        group["lr"] = 1e9  # guaranteed to blow the weights up
+    run = tmp_path / "mse_lambda_0.01"
+    run.mkdir()
+    torch.save(ck, run / train.LATEST)
+    before = (run / train.LATEST).read_bytes()
+    argv = cli(data, tmp_path, "--epochs", "4", "--steps-per-epoch", "2", "--checkpoint", str(run / train.LATEST))
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "loss is not finite" in err and "last good checkpoint" in err
+    assert (run / train.LATEST).read_bytes() == before
+    assert not (run / train.BEST).exists()
+
+
+def test_sweep_on_a_plain_folder_with_a_corrupt_image(tmp_path: Path, capsys):
+    folder = tmp_path / "photos"
+    write_images(folder, 5, 2)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    save = tmp_path / "runs"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train.main(cli(folder, save, "--lambda", "0.0067", "0.05", "--epochs", "1")) == 0
+    assert len([w for w in caught if "corrupt.png" in str(w.message)]) == 1
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in save.iterdir() if p.is_dir()) == ["mse_lambda_0.0067", "mse_lambda_0.05"]
+    for run in ("mse_lambda_0.0067", "mse_lambda_0.05"):
+        ck = torch.load(save / run / train.BEST, weights_only=True)
+        assert ck["lambda"] == float(run.split("_")[-1])
+    table = (save / "sweep_summary.txt").read_text()
+    assert table.splitlines()[0].split()[:2] == ["lambda", "best"] and len(table.splitlines()) == 3
+    assert table.strip() in out and "plain layout" in out
+    # a second launch refuses to overwrite, and --resume continues only what is unfinished
+    assert train.main(cli(folder, save, "--lambda", "0.05", "--epochs", "1")) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert train.main(cli(folder, save, "--lambda", "0.05", "--epochs", "2", "--resume")) == 0
+    assert torch.load(save / "mse_lambda_0.05" / train.LATEST, weights_only=True)["epoch"] == 1
+
+
+def test_pretrained_starts_a_new_run_from_weights_only(runs, tmp_path: Path, data: Path):
+    src = runs["whole"] / train.LATEST
+    assert train.main(cli(data, tmp_path, "--pretrained", str(src), "--lambda", "0.02", "--epochs", "1")) == 0
+    ck = torch.load(tmp_path / "mse_lambda_0.02" / train.LATEST, weights_only=True)
+    assert ck["epoch"] == 0 and ck["global_step"] == 1 and len(ck["history"]) == 1
+    steps = [int(s["step"]) for s in ck["optimizer"]["state"].values()]
+    assert set(steps) == {1}  # fresh optimizer, not the source's (2 steps)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--patch-size", "100", "128"], "multiples of 128"),
+    (["--lambda", "-1"], "positive"),
+    (["--N", "48"], "multiple of 32"),
+    (["--amp"], "--amp needs --cuda"),
+    (["--batch-size", "9"], "fewer than --batch-size"),
+    (["--checkpoint", "nope.pth.tar"], "checkpoint not found"),
+])
+def test_bad_options_are_one_line_errors(data: Path, tmp_path: Path, capsys, extra, message):
+    argv = cli(data, tmp_path, *extra)
+    if extra[0] == "--patch-size":
+        argv = argv[:argv.index("--patch-size")] + argv[argv.index("--patch-size") + 3:]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_weights_and_options_must_agree(runs, data: Path, tmp_path: Path, capsys):
+    release = tmp_path / "weights.pth.tar"
+    torch.save(torch.load(runs["whole"] / train.LATEST, weights_only=True)["state_dict"], release)
+    assert train.main(cli(data, tmp_path, "--checkpoint", str(release))) == 2
+    assert "--pretrained" in capsys.readouterr().err
+    argv = cli(data, tmp_path, "--pretrained", str(release))
+    argv[argv.index("--N") + 1] = "64"
+    assert train.main(argv) == 2
+    assert "--N 64 disagrees" in capsys.readouterr().err
+    ck = runs["split"] / train.LATEST
+    assert train.main(cli(data, tmp_path, "--checkpoint", str(ck), "--lambda", "0.05")) == 2
+    assert "--pretrained" in capsys.readouterr().err
+
+
+def test_command_line_error_has_no_traceback(tmp_path: Path):
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "-d", str(tmp_path / "missing")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: dataset folder not found: {tmp_path / 'missing'}"]
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch):
+    path = tmp_path / train.LATEST
+    train.atomic_save({"epoch": 1}, path)
+
+    def dies_half_way(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        train.atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [train.LATEST]
+
+
+def test_torchrun_two_processes_on_gloo(data: Path, tmp_path: Path):
+    argv = cli(data, tmp_path, "--batch-size", "2", "--max-test-images", "1", "--epochs", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+         str(ROOT / "train.py"), *argv],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 process(es)" in r.stdout and r.stdout.count("test epoch 0") == 1  # rank 0 alone reports
+    run = tmp_path / "mse_lambda_0.013"  # the default lambda
+    ck = torch.load(run / train.LATEST, weights_only=True)
+    assert ck["args"]["batch_size"] == 2 and len(ck["rng"]) == 2
+    assert not any(k.startswith("module.") for k in ck["state_dict"])
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert load_model(run / train.LATEST).N == 32
