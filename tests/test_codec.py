@@ -1,0 +1,326 @@
+"""codec.py: round trips, weights ids, refusals, atomic outputs and a fuzz batch."""
+
+from __future__ import annotations
+
+import copy
+import random
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import codec
+import container
+from datasets import open_rgb, to_image, to_tensor
+from tests.helpers import ROOT, tiny_tcm
+from utils import crop, pad
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory) -> Path:
+    net = tiny_tcm()
+    net.update(force=True)
+    path = tmp_path_factory.mktemp("ck") / "tiny.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_ck(tmp_path_factory) -> Path:
+    net = tiny_tcm(seed=1)
+    net.update(force=True)
+    path = tmp_path_factory.mktemp("ck") / "other.pth.tar"
+    torch.save({"state_dict": net.state_dict(), "epoch": 1}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tcm(ck) -> codec.Codec:
+    return codec.Codec.load(ck)
+
+
+def noise_image(height: int, width: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    # smooth a little so that it looks like an image rather than pure noise
+    a = ((a.astype(np.uint16) + np.roll(a, 1, 0) + np.roll(a, 1, 1)) // 3).astype(np.uint8)
+    return Image.fromarray(a, "RGB").convert(mode)
+
+
+def header_len(data: bytes) -> int:
+    return container.header_size(container.parse(data)[0])
+
+
+@pytest.fixture(scope="module")
+def small(tcm) -> tuple[Image.Image, bytes]:
+    """A 30x20 image and its file, shared by the tests that only need some valid file."""
+    image = noise_image(20, 30, seed=11)
+    return image, tcm.encode(image)
+
+
+# ------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("height,width", [(1, 1), (130, 3)])
+def test_round_trip_sizes(tcm, height, width):
+    decoded = tcm.decode(tcm.encode(noise_image(height, width)))
+    assert decoded.size == (width, height) and decoded.mode == "RGB"
+
+
+def test_tiles_are_the_models_bitstream_and_reconstruction(tcm):
+    image = noise_image(100, 200, seed=3)
+    data = codec.Codec(tcm.net, tcm.weights_id, tile=128).encode(image)
+    header, streams = container.parse(data)
+    assert (header.height, header.width, header.tile) == (100, 200, 128)
+    x, padding = pad(to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
+    expected = torch.zeros_like(x)
+    for (t, l, th, tw), (z, y) in zip(header.tiles(), streams, strict=True):
+        out = tcm.net.compress(x[..., t : t + th, l : l + tw])
+        assert (z, y) == (out["strings"][1][0], out["strings"][0][0])
+        expected[..., t : t + th, l : l + tw] = tcm.net.decompress(out["strings"], out["shape"])["x_hat"]
+    decoded = tcm.decode(data)  # the tile side is read off the file, whatever the decoder's setting
+    assert decoded.size == (200, 100)
+    assert np.array_equal(np.asarray(decoded), np.asarray(to_image(crop(expected, padding))))
+
+
+def write_mode_images(folder: Path) -> dict[str, tuple[int, int]]:
+    """Images in the modes Pillow reads, and the (width, height) the codec must give back."""
+    folder.mkdir()
+    rgb = noise_image(37, 53, seed=5)
+    rgb.convert("L").save(folder / "gray.png")
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    deep = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    assert deep.mode == "I;16"
+    deep.save(folder / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    rgb.save(folder / "rotated.jpg", exif=exif)
+    return {"gray": (53, 37), "palette": (53, 37), "alpha": (53, 37), "deep": (53, 37), "rotated": (37, 53)}
+
+
+def test_image_modes_through_the_command_line(ck, tmp_path, capsys):
+    sizes = write_mode_images(tmp_path / "in")
+    inputs = sorted(str(p) for p in (tmp_path / "in").iterdir())
+    assert codec.main(["compress", *inputs, str(tmp_path / "tcm"), "--checkpoint", str(ck)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "alpha.png" in err[0] and "alpha" in err[0]  # said once, for that file only
+    assert sorted(p.name for p in (tmp_path / "tcm").iterdir()) == sorted(f"{k}.tcm" for k in sizes)
+    for name, (width, height) in sizes.items():
+        header, _ = container.parse((tmp_path / "tcm" / f"{name}.tcm").read_bytes())
+        assert (header.width, header.height) == (width, height), name
+    # decoding gives the header's size (the round trips check that); decode two of them here
+    files = [str(tmp_path / "tcm" / f"{k}.tcm") for k in ("rotated", "alpha")]
+    assert codec.main(["decompress", *files, str(tmp_path / "out"), "-c", str(ck)]) == 0
+    assert Image.open(tmp_path / "out" / "rotated.png").size == sizes["rotated"]
+    assert Image.open(tmp_path / "out" / "alpha.png").mode == "RGB"
+
+
+def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
+    small[0].save(tmp_path / "a.png")
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.bin"), "-c", str(ck)]) == 0
+    assert (tmp_path / "a.bin").read_bytes() == small[1]
+    assert codec.main(["decompress", str(tmp_path / "a.bin"), str(tmp_path / "b.bmp"), "-c", str(ck)]) == 0
+    with Image.open(tmp_path / "b.bmp") as im:
+        assert im.format == "BMP" and im.size == (30, 20)
+    assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
+    out = capsys.readouterr().out
+    assert "30x20" in out and codec.Codec.load(ck).id_hex in out and "format version  1" in out
+
+
+# ------------------------------------------------------------------ weights
+def test_weights_id_ignores_file_format(tmp_path, tcm, small):
+    net = tiny_tcm()  # the same weights as ``ck``, saved as a training checkpoint, tables not built
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": sd, "optimizer": {}, "epoch": 7}, tmp_path / "train.pth.tar")
+    training = codec.Codec.load(tmp_path / "train.pth.tar")
+    assert training.weights_id == tcm.weights_id
+    assert training.decode(small[1]).tobytes() == tcm.decode(small[1]).tobytes()
+    assert codec.weights_id(tiny_tcm(seed=1)) != tcm.weights_id
+
+
+def test_other_weights_refused_naming_both(ck, other_ck, tmp_path, capsys, small):
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "a.png"), "-c", str(other_ck)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    ids = codec.Codec.load(ck).id_hex, codec.Codec.load(other_ck).id_hex
+    assert len(err) == 1 and all(i in err[0] for i in ids)
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_decompress_without_checkpoint_names_the_weights(ck, tmp_path, capsys, monkeypatch, small):
+    monkeypatch.delenv(codec.CHECKPOINT_ENV, raising=False)
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "b.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and codec.Codec.load(ck).id_hex in err[0] and "--checkpoint" in err[0]
+    assert not (tmp_path / "b.png").exists()
+    monkeypatch.setenv(codec.CHECKPOINT_ENV, str(ck))
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "b.png")]) == 0
+    assert Image.open(tmp_path / "b.png").size == small[0].size
+
+
+def test_drifted_decoder_reports_a_mismatch(tcm, small):
+    drifted = copy.deepcopy(tcm.net)
+    with torch.no_grad():  # a decoder whose scale arithmetic differs from the encoder's
+        drifted.cc_scale_transforms[2][-1].bias.add_(0.5)
+    with pytest.raises(codec.CodecError, match="latent checksum mismatch"):
+        codec.Codec(drifted, tcm.weights_id).decode(small[1])
+
+
+# ------------------------------------------------------------------ outputs
+def test_existing_output_replaced_only_by_a_complete_one(ck, tmp_path, monkeypatch, capsys, small):
+    small[0].save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "out.tcm"
+    out.write_bytes(b"precious")
+    assert codec.main(["compress", str(tmp_path / "bad.png"), str(out), "-c", str(ck)]) == 1
+    assert out.read_bytes() == b"precious"
+    assert codec.main(["compress", str(tmp_path / "good.png"), str(out), "-c", str(ck)]) == 0
+    assert out.read_bytes() == small[1]
+
+    def broken_save(self, fp, *args, **kwargs):  # dies half-way through writing
+        fp.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    png = tmp_path / "out.png"
+    png.write_bytes(b"old picture")
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    assert codec.main(["decompress", str(out), str(png), "-c", str(ck)]) == 1
+    assert png.read_bytes() == b"old picture"
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png", "good.png", "out.png", "out.tcm"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "bad.png" in err[0] and "No space left" in err[1]
+
+
+def test_batch_goes_on_after_failures(ck, tmp_path, capsys):
+    for name in ("a", "b"):
+        noise_image(20, 30, seed=ord(name)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.png").write_bytes(b"")
+    inputs = [tmp_path / "a.png", tmp_path / "c.png", tmp_path / "missing.png", tmp_path / "b.png"]
+    assert codec.main(["compress", *map(str, inputs), str(tmp_path / "out"), "-c", str(ck)]) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tcm", "b.tcm"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "c.png" in err[0] and "missing.png" in err[1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["compress"], ["decompress", "x.tcm"], ["info"], ["compress", "a.png", "b", "--tile", "100"], ["nope"]],
+)
+def test_usage_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        codec.main(argv)
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_bad_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "ck.pth").write_bytes(b"junk")
+    noise_image(8, 8).save(tmp_path / "a.png")
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.tcm"), "-c", str(tmp_path / "ck.pth")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.tcm").exists()
+
+
+# ------------------------------------------------------------------ fuzz
+def refix_crc(data: bytes, n_header: int) -> bytes:
+    crc = zlib.crc32(data[n_header:], zlib.crc32(data[: n_header - 4]))
+    return data[: n_header - 4] + struct.pack(">I", crc) + data[n_header:]
+
+
+def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
+    """name -> (bytes, expected stage): 'parse' (refused before any decoding),
+    'weights' (refused by id) or 'decoder' (reaches the rANS decoder, refused by the latent CRC)."""
+    rng = random.Random(1234)
+    n = header_len(valid)
+    header, streams = container.parse(valid)
+    (z_len, y_len), = header.lengths
+    cases: dict[str, tuple[bytes, str]] = {"empty": (b"", "parse")}
+    cuts = set(range(n + 2)) | {n + z_len - 1, n + z_len, n + z_len + 1, len(valid) - 1, len(valid) // 2}
+    cuts |= {rng.randrange(n, len(valid)) for _ in range(30)}
+    for k in sorted(cuts):
+        cases[f"cut{k:06d}"] = (valid[:k], "parse")
+    for i in range(120):
+        b = bytearray(valid)
+        b[rng.randrange(len(b))] ^= rng.randrange(1, 256)
+        cases[f"byte{i:03d}"] = (bytes(b), "parse")
+    for i in range(60):
+        b = bytearray(valid)
+        bit = rng.randrange(8 * len(b))
+        b[bit // 8] ^= 1 << (bit % 8)
+        cases[f"bit{i:03d}"] = (bytes(b), "parse")
+    for pos in range(n):  # every header byte set to 0x00 and 0xff, checksum left stale
+        for v in (0x00, 0xFF):
+            if valid[pos] != v:
+                cases[f"head{pos:02d}_{v:02x}"] = (valid[:pos] + bytes([v]) + valid[pos + 1 :], "parse")
+    for v in (0, 2, 9, 255):  # other format versions, checksum made valid
+        cases[f"version{v}"] = (refix_crc(valid[:4] + bytes([v]) + valid[5:], n), "parse")
+    cases["weights"] = (refix_crc(valid[:5] + other_weights + valid[11:], n), "weights")
+    cases["trailing"] = (valid + b"\0", "parse")
+    cases["twice"] = (valid + valid, "parse")
+    for i in range(30):
+        cases[f"random{i:02d}"] = (rng.randbytes(rng.randrange(1, 3000)), "parse")
+        cases[f"magic{i:02d}"] = (container.MAGIC + b"\x01" + rng.randbytes(rng.randrange(0, 3000)), "parse")
+    cases["png"] = (b"\x89PNG\r\n\x1a\n" + rng.randbytes(200), "parse")
+    # crafted: payload edited and the file checksum recomputed, so the edit reaches the decoder
+    for i in range(3):
+        b = bytearray(valid)
+        b[n + z_len + rng.randrange(3 * y_len // 4)] ^= rng.randrange(1, 256)
+        cases[f"crafted_y{i}"] = (refix_crc(bytes(b), n), "decoder")
+    for i in range(1):
+        b = bytearray(valid)
+        b[n + rng.randrange(3 * z_len // 4)] ^= rng.randrange(1, 256)
+        cases[f"crafted_z{i}"] = (refix_crc(bytes(b), n), "decoder")
+    b = bytearray(valid)
+    b[n - 5] ^= 0x40  # the latent checksum itself
+    cases["crafted_latent_crc"] = (refix_crc(bytes(b), n), "decoder")
+    # a size whose padded size differs: the same streams decoded on a larger grid
+    wide = container.pack(container.Header(header.weights_id, header.height, 200, header.pad_top, 0,
+                                           header.tile, latent_crc=header.latent_crc), streams)
+    cases["crafted_size"] = (wide, "decoder")
+    return cases
+
+
+def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_path):
+    valid = tcm.encode(noise_image(100, 100, seed=9))
+    cases = mutants(valid, codec.Codec.load(other_ck).weights_id)
+    (tmp_path / "in").mkdir()
+    for name, (data, _) in cases.items():
+        (tmp_path / "in" / f"{name}.tcm").write_bytes(data)
+    (tmp_path / "in" / "valid.tcm").write_bytes(valid)
+    (tmp_path / "in" / "folder.tcm").mkdir()
+    files = sorted((tmp_path / "in").iterdir())
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "codec.py"), "decompress", *map(str, files), str(out), "-c", str(ck)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    by_file = {line.split(": ")[2]: line for line in lines}
+    assert len(lines) == len(by_file) == len(cases) + 1  # one line per bad input (and the folder)
+    assert sorted(p.name for p in out.iterdir()) == ["valid.png"]  # nothing else, no temporary files
+    for name, (_, stage) in cases.items():
+        line = by_file[str(tmp_path / "in" / f"{name}.tcm")]
+        if stage == "decoder":
+            assert "latent checksum mismatch" in line, line
+        elif stage == "weights":
+            assert "made with weights" in line, line
+        else:
+            assert "latent checksum" not in line and "made with weights" not in line, line
+    stages = [s for _, s in cases.values()]
+    print(f"\nfuzz: {len(cases)} mutants in {elapsed:.1f} s: {stages.count('parse')} refused by the container "
+          f"checks, {stages.count('weights')} by the weights id, {stages.count('decoder')} decoded and refused "
+          f"by the latent checksum")
