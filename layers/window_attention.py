@@ -116,15 +116,15 @@ class WindowAttention(nn.Module):
         windows = parts[0] if len(parts) == 1 else torch.cat(parts)
         qkv = self.embedding_layer(windows).view(-1, L, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (windows, heads, L, hd), views
-        bias = self.relative_bias().to(x.dtype)
-        out = x.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
+        bias = self.relative_bias().to(q.dtype)  # q may be bfloat16 under autocast
+        out = q.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
         start = 0
         for r, cl, mask in blocks:
             nh, nw = r.stop - r.start, cl.stop - cl.start
             n = b * nh * nw
             sl = slice(start, start + n)
             start += n
-            attn_mask = (bias if mask is None else bias + mask.to(x.dtype))[None]
+            attn_mask = (bias if mask is None else bias + mask.to(q.dtype))[None]
             o = F.scaled_dot_product_attention(q[sl], k[sl], v[sl], attn_mask=attn_mask, scale=self.scale)
             # SDPA returns (n, heads, L, hd) stored as (n, L, heads, hd): head-major channels for free
             o = self.linear(o.transpose(1, 2).reshape(n, L, c)).view(b, nh, nw, p, p, c)

@@ -1,0 +1,150 @@
+"""The fast paths compute what the straightforward ones do.
+
+The reference is the same model with every window attention replaced by the
+spec-literal implementation of tests/test_layers.py (materialised logits,
+gathered bias, rule-5 mask).  Rates must agree within 0.1 %, reconstructions
+within 1e-4; the encoder and decoder of the fast model must agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bench import Bf16Autocast, count_flops
+from layers import WindowAttention
+from tests.helpers import tiny_tcm
+from tests.test_layers import reference_window_attention
+
+
+def _image(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Smooth, image-like input (pure noise makes every latent huge)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(b, 3, h // 16, w // 16, generator=g)
+    x = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    return (x + 0.05 * torch.rand(b, 3, h, w, generator=g)).clamp(0, 1)
+
+
+def _bits(likelihoods: dict) -> torch.Tensor:
+    return sum(-torch.log2(lk).sum() for lk in likelihoods.values())
+
+
+@pytest.fixture
+def reference_attention(monkeypatch):
+    """Swap every WindowAttention for the spec-literal one while the test runs."""
+    def use() -> None:
+        monkeypatch.setattr(WindowAttention, "forward", reference_window_attention)
+    return use
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """A tiny TCM whose parameters are not at their (near-trivial) initial values."""
+    net = tiny_tcm(seed=1)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "relative_position_params" in name:
+                p.copy_(torch.randn(p.shape, generator=g))  # the bias must matter
+    net.update(force=True)
+    return net.eval()
+
+
+def test_forward_matches_the_straightforward_model(trained_like, reference_attention):
+    x = _image(1, 128, 256)
+    with torch.no_grad():
+        fast = trained_like(x)
+        reference_attention()
+        ref = trained_like(x)
+    fast_bits, ref_bits = _bits(fast["likelihoods"]), _bits(ref["likelihoods"])
+    assert abs(fast_bits - ref_bits) <= 1e-3 * ref_bits
+    assert (fast["x_hat"] - ref["x_hat"]).abs().max() <= 1e-4
+
+
+def test_training_gradients_match_the_straightforward_model(reference_attention):
+    """Gradients through every kind of Swin stage (g_a, h_a, g_s, SWAtten).
+
+    The loss skips quantisation: a rounding that flips on float noise would
+    change gradients by far more than rounding error.
+    """
+    net = tiny_tcm(seed=3).train()
+    x = _image(1, 128, 128, seed=1)
+
+    def grads() -> dict[str, torch.Tensor]:
+        net.zero_grad(set_to_none=True)
+        y = net.g_a(x)
+        support = net.atten_mean[1](torch.cat([y, y[:, : net.slice_channels]], dim=1))
+        loss = (net.g_s(y) - x).square().mean() + net.h_a(y).square().mean() + support.square().mean()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    fast = grads()
+    reference_attention()
+    ref = grads()
+    assert fast.keys() == ref.keys() and any("atten_mean.1" in n for n in ref)
+    largest = max(g.abs().max().item() for g in ref.values())
+    for name in ref:  # float rounding, measured against the model's largest gradient
+        torch.testing.assert_close(fast[name], ref[name], rtol=1e-3, atol=1e-5 * largest, msg=name)
+
+
+def _record_decoded(net, monkeypatch) -> list[torch.Tensor]:
+    """Capture y_hat each time the per-slice loop finishes (in compress and in decompress)."""
+    seen: list[torch.Tensor] = []
+    original = net.decode_slices
+
+    def recording(z_hat, code_slice):
+        y_hat = original(z_hat, code_slice)
+        seen.append(y_hat.clone())
+        return y_hat
+
+    monkeypatch.setattr(net, "decode_slices", recording)
+    return seen
+
+
+def test_encoder_and_decoder_agree_exactly(trained_like, monkeypatch):
+    x = _image(2, 128, 256, seed=4)
+    seen = _record_decoded(trained_like, monkeypatch)
+    enc = trained_like.compress(x)
+    dec = trained_like.decompress(enc["strings"], enc["shape"])
+    enc_y, dec_y = seen
+    assert torch.equal(enc_y, dec_y)
+    with torch.no_grad():
+        assert torch.equal(dec["x_hat"], trained_like.g_s(dec_y).clamp(0, 1))
+
+
+def test_bf16_transforms_keep_encoder_and_decoder_exact(monkeypatch):
+    """bench --bf16 autocasts g_a, h_a, g_s only: the coding parameters stay float32."""
+    net = tiny_tcm(seed=5)
+    net.update(force=True)
+    net.eval()
+    for name in ("g_a", "h_a", "g_s"):
+        setattr(net, name, Bf16Autocast(getattr(net, name)))
+    x = _image(1, 128, 128, seed=6)
+    seen = _record_decoded(net, monkeypatch)
+    enc = net.compress(x)
+    dec = net.decompress(enc["strings"], enc["shape"])
+    assert torch.equal(seen[0], seen[1])
+    assert dec["x_hat"].dtype == torch.float32
+
+
+def test_flop_counter_counts_attention():
+    """bench's counter sees the fused CPU attention (torch's own counts it as 0)."""
+    m = WindowAttention(32, 16, 8, shifted=False).eval()
+    x = torch.randn(1, 16, 16, 32)
+    tokens, L, c = 256, 64, 32
+    linears = 2 * tokens * c * 3 * c + 2 * tokens * c * c
+    attention = 2 * 2 * tokens * L * c  # q.k and p.v, a multiply-add as 2
+    assert count_flops(lambda: m(x)) == linears + attention
+
+
+def test_window_attention_state_dict_is_the_published_one():
+    m = WindowAttention(64, 16, 8, shifted=True)
+    m(torch.randn(1, 16, 16, 64))  # no cache may leak into the state_dict
+    assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == {
+        "relative_position_params": (4, 15, 15),
+        "embedding_layer.weight": (192, 64), "embedding_layer.bias": (192,),
+        "linear.weight": (64, 64), "linear.bias": (64,),
+    }
+    assert math.isclose(m.scale, 16**-0.5)
