@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from PIL import Image
@@ -180,7 +179,7 @@ class Codec:
         header = Header(self.weights_id, height, width, top, left, self.tile, latent_crc=crc)
         return container.pack(header, streams)
 
-    def decode(self, data: bytes, source: str = "the file") -> Image.Image:
+    def decode(self, data: bytes) -> Image.Image:
         """The image in ``data``; raises ContainerError or CodecError, never writes anything."""
         header, streams = container.parse(data)
         if header.weights_id != self.weights_id:
@@ -258,6 +257,8 @@ def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], Non
         try:
             if dst is not None:
                 key = dst.resolve()
+                if key == src.resolve():
+                    raise CodecError("the output would overwrite the input")
                 if key in seen:
                     raise CodecError(f"its output {dst} is also the output of {seen[key]}")
                 seen[key] = src

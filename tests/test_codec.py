@@ -18,7 +18,7 @@ from PIL import Image
 
 import codec
 import container
-from datasets import open_rgb, to_image, to_tensor
+from datasets import to_image, to_tensor
 from tests.helpers import ROOT, tiny_tcm
 from utils import crop, pad
 
@@ -210,6 +210,13 @@ def test_batch_goes_on_after_failures(ck, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tcm", "b.tcm"]
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "c.png" in err[0] and "missing.png" in err[1]
+
+
+def test_output_never_overwrites_its_input(ck, tmp_path, capsys, small):
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "a.tcm"), "-c", str(ck)]) == 1
+    assert (tmp_path / "a.tcm").read_bytes() == small[1]
+    assert "overwrite the input" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
