@@ -1,0 +1,109 @@
+"""Classical codecs measured on this machine: JPEG, WebP and AVIF quality sweeps with Pillow.
+
+A learned codec's curve means little without a reference measured on the same
+images with the same metrics; the published anchors come from other machines
+and other pipelines.  Each codec is run at every quality of the sweep, on every
+image: bpp from the encoded file's bytes over the pixel count, PSNR and
+MS-SSIM of the decoded 8-bit image (what the file holds).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, features
+
+from datasets import to_tensor
+from rd import quality
+
+#: codec name -> (Pillow format, feature to check, display name)
+CODECS: dict[str, tuple[str, str, str]] = {
+    "jpeg": ("JPEG", "jpg", "JPEG"),
+    "webp": ("WEBP", "webp", "WebP"),
+    "avif": ("AVIF", "avif", "AVIF"),
+}
+
+DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+class BaselineError(Exception):
+    """A codec that cannot be run here; the message is one readable line."""
+
+
+def available() -> list[str]:
+    """The codecs of :data:`CODECS` that the installed Pillow can encode."""
+    with warnings.catch_warnings():  # an older Pillow warns about features it does not know
+        warnings.simplefilter("ignore")
+        return [name for name, (_, feature, _) in CODECS.items() if features.check(feature)]
+
+
+def check_codecs(names: Sequence[str]) -> None:
+    """Refuse, in one line, a codec that is unknown or missing from this Pillow."""
+    for name in names:
+        if name not in CODECS:
+            raise BaselineError(f"unknown baseline {name!r}; choose from {', '.join(CODECS)}")
+        if name not in available():
+            raise BaselineError(f"baseline {name!r} is not supported by the installed Pillow")
+
+
+def check_qualities(qualities: Sequence[int]) -> None:
+    if not qualities or any(not 0 <= q <= 100 for q in qualities):
+        raise BaselineError("baseline qualities must be integers from 0 to 100")
+
+
+def code_image(img: Image.Image, codec: str, q: int) -> tuple[bytes, Image.Image, float, float]:
+    """Encode at quality ``q`` and decode: (file bytes, decoded RGB image, enc s, dec s)."""
+    fmt = CODECS[codec][0]
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    img.save(buf, format=fmt, quality=int(q))
+    t1 = time.perf_counter()
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as dec:
+        dec = dec.convert("RGB")
+    t2 = time.perf_counter()
+    return data, dec, t1 - t0, t2 - t1
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def sweep(
+    images: Sequence[tuple[str, Image.Image]],
+    codec: str,
+    qualities: Sequence[int] = DEFAULT_QUALITIES,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[dict[str, float]], dict[str, list[dict]]]:
+    """Run ``codec`` at each quality on each image.
+
+    Returns the averaged RD points (one per quality, with its ``quality``) and
+    the per-image rows keyed by quality.  ``progress(n)`` is called after each image.
+    """
+    points: list[dict[str, float]] = []
+    per_image: dict[str, list[dict]] = {}
+    for q in sorted(set(int(q) for q in qualities)):
+        rows = []
+        for name, img in images:
+            data, dec, t_enc, t_dec = code_image(img, codec, q)
+            x = to_tensor(img)
+            row = {"image": name, "bpp": len(data) * 8.0 / (img.width * img.height)}
+            row.update(quality(x, to_tensor(dec)))
+            row.update(encoding_time=t_enc, decoding_time=t_dec)
+            rows.append(row)
+            if progress:
+                progress(1)
+        keys = [k for k in rows[0] if k != "image"]
+        points.append({"quality": q, **{k: _mean([r[k] for r in rows]) for k in keys}})
+        per_image[str(q)] = rows
+    return points, per_image
+
+
+def display_name(codec: str) -> str:
+    return f"{CODECS[codec][2]} (Pillow)"

@@ -1,0 +1,51 @@
+"""Classical codec sweeps (baselines.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import baselines
+from datasets import to_image
+
+
+def synthetic_photo(h: int, w: int, seed: int = 0):
+    """Smooth shapes plus fine texture: compresses like a photograph, not like noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = sum(
+        F.interpolate(torch.rand(1, 3, max(2, h // s), max(2, w // s), generator=g), size=(h, w),
+                      mode="bicubic", align_corners=False) * a
+        for s, a in ((64, 0.6), (16, 0.3), (4, 0.1))
+    )
+    return to_image(x.clamp(0, 1))
+
+
+@pytest.mark.parametrize("codec", [c for c in baselines.CODECS if c in baselines.available()])
+def test_sweep_is_monotonic_in_rate(codec):
+    images = [("a", synthetic_photo(176, 200, 0)), ("b", synthetic_photo(168, 170, 1))]
+    points, per_image = baselines.sweep(images, codec, (90, 10, 50, 30, 70))
+    assert [p["quality"] for p in points] == [10, 30, 50, 70, 90]
+    bpp = [p["bpp"] for p in points]
+    psnr = [p["psnr-rgb"] for p in points]
+    ssim = [p["ms-ssim-rgb"] for p in points]
+    assert all(a < b for a, b in zip(bpp, bpp[1:])), bpp
+    assert all(a < b for a, b in zip(psnr, psnr[1:])), psnr
+    assert all(a <= b for a, b in zip(ssim, ssim[1:])), ssim
+    assert 0 < bpp[0] and psnr[0] > 15
+    assert set(per_image) == {"10", "30", "50", "70", "90"} and len(per_image["50"]) == 2
+    # The rate is the file's: bytes * 8 / pixels, per image, then averaged.
+    data, dec, _, _ = baselines.code_image(images[0][1], codec, 50)
+    assert per_image["50"][0]["bpp"] == pytest.approx(len(data) * 8 / (176 * 200))
+    assert dec.size == (200, 176)
+
+
+def test_jpeg_and_webp_are_always_available():
+    assert {"jpeg", "webp"} <= set(baselines.available())
+
+
+def test_unknown_codec_and_bad_qualities_are_refused():
+    with pytest.raises(baselines.BaselineError, match="unknown baseline 'bpg'"):
+        baselines.check_codecs(["jpeg", "bpg"])
+    with pytest.raises(baselines.BaselineError, match="0 to 100"):
+        baselines.check_qualities([50, 101])
