@@ -1,0 +1,250 @@
+"""eval.py: rates (estimated and real), reconstructions, the command line and its bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from compressai.ops import quantize_ste
+from PIL import Image
+
+import eval as ev
+from datasets import to_image, to_tensor
+from models import load_model
+from tests.helpers import ROOT, tiny_tcm
+from tests.test_baselines import synthetic_photo
+
+CPU = torch.device("cpu")
+
+
+def fit_entropy_model(model, x: torch.Tensor, steps: int, lr: float = 1e-3) -> None:
+    """A few Adam steps on the rate of ``x``, analysis and synthesis frozen.
+
+    A randomly initialised entropy model predicts scales far below the
+    quantisation step, where the estimate and the coder's 16-bit tables
+    disagree wildly; a few steps make the predicted distributions plausible.
+    Only the hyperprior and the slice transforms train (g_a runs once), which
+    keeps this cheap.
+    """
+    model.train()
+    with torch.no_grad():
+        y = model.g_a(x)
+    params = [p for n, p in model.named_parameters()
+              if not n.startswith(("g_a.", "g_s.")) and not n.endswith("quantiles")]
+    opt = torch.optim.Adam(params, lr=lr)
+    y_slices = y.chunk(model.num_slices, dim=1)
+    for _ in range(steps):
+        z = model.h_a(y)
+        _, z_likelihoods = model.entropy_bottleneck(z)
+        medians = model.entropy_bottleneck._get_medians()
+        z_hat = quantize_ste(z - medians) + medians
+        likelihoods = [z_likelihoods]
+
+        def code_slice(i, mu, scale):
+            likelihoods.append(model.gaussian_conditional(y_slices[i], scale, mu)[1])
+            return quantize_ste(y_slices[i] - mu) + mu
+
+        model.decode_slices(z_hat, code_slice)
+        bits = -sum(torch.log2(lik).sum() for lik in likelihoods)
+        opt.zero_grad()
+        bits.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    model.update(force=True)
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint path, training image): a tiny TCM whose entropy model saw the image."""
+    x = torch.from_numpy(np.asarray(synthetic_photo(256, 256, seed=3)).copy()).permute(2, 0, 1)[None] / 255.0
+    # Fine texture: enough bits that the coder's few bytes of overhead do not dominate.
+    x = (x + 0.3 * torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) - 0.15).clamp(0, 1)
+    img = to_image(x)
+    model = tiny_tcm()
+    fit_entropy_model(model, to_tensor(img), steps=15)
+    path = tmp_path_factory.mktemp("ck") / "tiny-trained.pth.tar"
+    torch.save(model.state_dict(), path)
+    return path, img
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = ev.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_estimated_and_real_rates_agree_and_decoding_matches_the_encoder(trained):
+    path, img = trained
+    model = load_model(path)
+    real = ev.evaluate_image(model, img, CPU, real=True)
+    est = ev.evaluate_image(model, img, CPU, real=False)
+    assert real["bpp-real"] == real["bytes"] * 8 / (256 * 256)
+    # Within 3 %, plus what no likelihood accounts for: CompressAI's rANS writes
+    # 32-bit words and flushes its state, a few bytes for each of the two streams.
+    est_bytes = real["bpp-estimated"] * 256 * 256 / 8
+    assert 0.97 * est_bytes <= real["bytes"] <= 1.03 * est_bytes + 24, real
+    # The encoder-side pass quantises like compress; its estimate is the forward's.
+    assert real["bpp-estimated"] == pytest.approx(est["bpp-estimated"], rel=1e-3)
+    assert real["decoded-size-ok"] and real["matches-encoder"] and real["max-abs-diff"] == 0.0
+    # The decoded image is the forward's reconstruction up to float rounding.
+    assert real["psnr-rgb"] == pytest.approx(est["psnr-rgb"], abs=0.01)
+    assert real["encoding_time"] > 0 and real["decoding_time"] > 0
+
+
+def _folder_with_bad_files(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    synthetic_photo(171, 203, seed=1).save(d / "odd.png")  # odd sides, MS-SSIM still defined
+    gray16 = (np.linspace(0, 65535, 40 * 60).reshape(40, 60)).astype(np.uint16)
+    Image.fromarray(gray16).save(d / "gray16.png")
+    assert Image.open(d / "gray16.png").mode.startswith("I")
+    synthetic_photo(30, 50, seed=2).convert("P").save(d / "palette.gif")
+    rgba = synthetic_photo(50, 40, seed=4).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "rgba.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_folder_in_both_modes_with_bad_files_json_plot_baselines_and_sweep(tmp_path, trained, capsys):
+    from compressai.utils.plot.__main__ import parse_json_file
+
+    path, _ = trained
+    data = _folder_with_bad_files(tmp_path)
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(json.dumps({"name": "Anchor", "results": {"bpp": [0.5, 2.0, 6.0], "psnr-rgb": [5.0, 9.0, 14.0]}}))
+    out = tmp_path / "out" / "results.json"
+    rc, stdout, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--real", "--verbose",
+                              "--output", out, "--plot", tmp_path / "rd.png", "--anchor", anchor,
+                              "--baselines", "jpeg", "--baseline-qualities", "20", "60")
+    assert rc == 0, err
+    assert f"skipping {data / 'broken.png'}: not a readable image" in err
+    assert f"skipping {data / 'notes.txt'}: not an image file" in err
+    assert "alpha channel dropped" in err
+    doc = json.loads(out.read_text())
+    rows = {r["image"]: r for r in doc["per_image"]["tiny-trained"]}
+    assert set(rows) == {"odd.png", "gray16.png", "palette.gif", "rgba.png"}
+    assert (rows["odd.png"]["width"], rows["odd.png"]["height"]) == (203, 171)
+    assert (rows["gray16.png"]["width"], rows["gray16.png"]["height"]) == (60, 40)
+    assert all(r["decoded-size-ok"] and r["matches-encoder"] for r in rows.values())
+    assert rows["odd.png"]["bpp-real"] == rows["odd.png"]["bytes"] * 8 / (171 * 203)
+    assert rows["gray16.png"]["ms-ssim-rgb"] is None  # too small for MS-SSIM: null, not a number
+    res = doc["results"]
+    assert res["bpp"] == [pytest.approx(np.mean([r["bpp-real"] for r in rows.values()]))]
+    assert res["mismatches"] == [0] and res["images"] == [4]
+    assert "odd.png" in stdout and "tiny-trained" in stdout  # per-image rows and the averages table
+    parsed = parse_json_file(out, "psnr")
+    assert parsed["xs"] == res["bpp"] and parsed["ys"] == res["psnr-rgb"]
+    jpeg = json.loads((out.parent / "results-jpeg.json").read_text())
+    assert jpeg["results"]["quality"] == [20, 60] and jpeg["results"]["bpp"][0] < jpeg["results"]["bpp"][1]
+    assert set(doc["bd"]) == {"Anchor", "JPEG (Pillow)"}
+    assert Image.open(tmp_path / "rd.png").size[0] > 500
+
+    # Estimated mode on the same folder, given as a sweep: the trained model as a
+    # release file, an untrained one as a DataParallel training checkpoint ("best").
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "tcm-tiny-0123abcd.pth.tar").write_bytes(path.read_bytes())
+    other = tiny_tcm(seed=1)
+    other.update(force=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in other.state_dict().items()}, "epoch": 1},
+               sweep / "checkpoint_best.pth.tar")
+    torch.save(other.state_dict(), sweep / "checkpoint.pth.tar")  # neither release nor best: ignored
+    out2 = tmp_path / "estimated.json"
+    rc, stdout, err = run_cli(capsys, "--checkpoint", sweep, "--data", data, "--output", out2)
+    assert rc == 0, err
+    doc2 = json.loads(out2.read_text())
+    assert sorted(doc2["per_image"]) == ["checkpoint_best", "tcm-tiny-0123abcd"]
+    assert doc2["results"]["bpp"] == sorted(doc2["results"]["bpp"]) and len(doc2["results"]["bpp"]) == 2
+    est = {r["image"]: r for r in doc2["per_image"]["tcm-tiny-0123abcd"]}
+    for name, row in rows.items():  # the same model, the same estimate in both modes
+        assert est[name]["bpp-estimated"] == pytest.approx(row["bpp-estimated"], rel=1e-3)
+        assert "bpp-real" not in est[name]
+
+
+def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_path, trained, capsys, monkeypatch):
+    from models.tcm import TCM
+
+    path, _ = trained
+    data = tmp_path / "d"
+    data.mkdir()
+    synthetic_photo(64, 64, seed=5).save(data / "a.png")
+    synthetic_photo(64, 64, seed=6).save(data / "b.png")
+    decompress = TCM.decompress
+    calls = []
+
+    def faulty(self, strings, shape):
+        out = decompress(self, strings, shape)
+        calls.append(1)
+        if len(calls) == 2:  # the second image decodes wrongly in one corner
+            out["x_hat"][..., 60:80, 60:80] = 1 - out["x_hat"][..., 60:80, 60:80]
+        return out
+
+    monkeypatch.setattr(TCM, "decompress", faulty)
+    out = tmp_path / "r.json"
+    rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--real", "--output", out)
+    assert rc == ev.EXIT_MISMATCH
+    assert "MISMATCH tiny-trained b.png: decoded image differs from the encoder's reconstruction" in err
+    assert "a.png" not in err.replace(str(data), "")
+    doc = json.loads(out.read_text())
+    flags = {r["image"]: r["matches-encoder"] for r in doc["per_image"]["tiny-trained"]}
+    assert flags == {"a.png": True, "b.png": False}
+    assert doc["results"]["mismatches"] == [1]
+
+
+def test_checkpoint_folders_give_release_and_best_files(tmp_path):
+    for name in ("tcm-s-mse-0.05-0123abcd.pth.tar", "checkpoint_best.pth.tar", "checkpoint.pth.tar", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in ev.find_checkpoints([str(tmp_path)])] == [
+        "checkpoint_best.pth.tar", "tcm-s-mse-0.05-0123abcd.pth.tar"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "mse_lambda_0.05.pth.tar").write_bytes(b"")
+    assert [p.name for p in ev.find_checkpoints([str(plain)])] == ["mse_lambda_0.05.pth.tar"]
+    assert ev.checkpoint_name(plain / "mse_lambda_0.05.pth.tar") == "mse_lambda_0.05"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ev.EvalError, match="no checkpoint files"):
+        ev.find_checkpoints([str(empty)])
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
+    path, _ = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.png").write_bytes(b"junk")
+    not_ck = tmp_path / "not_a_checkpoint.pth.tar"
+    not_ck.write_bytes(b"junk")
+    cases = [
+        (["--checkpoint", tmp_path / "missing.pth.tar", "--data", empty], "checkpoint not found"),
+        (["--checkpoint", not_ck, "--data", empty], "cannot read checkpoint"),
+        (["--checkpoint", path, "--data", empty], "no readable images"),
+        (["--checkpoint", path, "--data", junk], "no readable images"),
+        (["--checkpoint", path, "--data", tmp_path / "nowhere"], "data not found"),
+        (["--checkpoint", path, "--data", junk, "--anchor", tmp_path / "none.json"], "results file not found"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--checkpoint", path, "--data", junk, "--cuda"], "no CUDA device"))
+    for argv, message in cases:
+        rc, out, err = run_cli(capsys, *argv, "--output", tmp_path / "o.json")
+        lines = [line for line in err.splitlines() if not line.startswith("skipping")]
+        assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (argv, err)
+        assert not (tmp_path / "o.json").exists()
+
+
+def test_command_line_error_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), "--checkpoint", str(tmp_path / "none.pth.tar"),
+         "--data", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'none.pth.tar'}"]
