@@ -389,8 +389,9 @@ class Trainer:
             if ck.get("grad_scaler"):
                 self.scaler.load_state_dict(ck["grad_scaler"])
             self.start_epoch = int(ck["epoch"]) + 1
-            self.global_step = int(ck["global_step"])
-            self.best_loss = float(ck["best_loss"])
+            # The published script's checkpoints lack these two.
+            self.global_step = int(ck.get("global_step", 0))
+            self.best_loss = float(ck.get("best_loss", ck.get("loss", math.inf)))
             self.best = dict(ck.get("best", {}))
             self.history = list(ck.get("history", []))
         except (KeyError, ValueError, TypeError) as e:
@@ -504,6 +505,7 @@ class Trainer:
         loader = self._loader(self.train_set, args.batch_size // d.world, sampler, epoch, drop_last=True)
         steps = len(loader) if not args.steps_per_epoch else min(len(loader), args.steps_per_epoch)
         metrics = Metrics(self._keys("aux"))
+        step_seconds: list[float] = []
         bar = None
         if d.main and not args.no_progress:
             from tqdm import tqdm
@@ -514,13 +516,18 @@ class Trainer:
             if i >= steps:
                 break
             x = x.to(d.device, non_blocking=True)
+            t0 = time.perf_counter()
             step = self.step(x, epoch, i)
+            if args.cuda:
+                torch.cuda.synchronize(d.device)
+            step_seconds.append(time.perf_counter() - t0)
             self.global_step += 1
             metrics.add(x.shape[0], **step)
             if self.writer is not None:
                 for k, v in step.items():
                     self.writer.add_scalar(f"train_step/{k}", v, self.global_step)
                 self.writer.add_scalar("train_step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                self.writer.add_scalar("train_step/seconds", step_seconds[-1], self.global_step)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in step.items()}, refresh=False)
                 bar.update()
@@ -530,6 +537,7 @@ class Trainer:
         means = metrics.means(d)
         n_images = all_sum(d, [metrics.n])[0]
         means["images_per_s"] = n_images / seconds if seconds > 0 else 0.0
+        means["step_seconds"] = float(np.median(step_seconds)) if step_seconds else 0.0  # data loading excluded
         means["lr"] = self.optimizer.param_groups[0]["lr"]
         return means
 
@@ -569,7 +577,7 @@ class Trainer:
         print(
             f"{self.name} test epoch {epoch}: loss {test['loss']:.4f} | bpp {test['bpp']:.4f} | "
             f"{q} {test[q]:.4f} | aux {test['aux']:.2f} | train loss {train['loss']:.4f} | "
-            f"{train['images_per_s']:.2f} images/s | lr {train['lr']:.3g}",
+            f"{train['images_per_s']:.2f} images/s | median step {train['step_seconds']:.3g} s | lr {train['lr']:.3g}",
             flush=True,
         )
 
@@ -628,6 +636,9 @@ def plan_runs(args: argparse.Namespace) -> list[Plan]:
             raise TrainError(f"{args.checkpoint} does not record its lambda: pass --lambda")
         check_shape(args, extract_state_dict(ck), args.checkpoint)
         run_dir = root / run_name(args.metric, lam) if root else Path(args.checkpoint).resolve().parent
+        latest = run_dir / LATEST
+        if latest.exists() and not latest.samefile(args.checkpoint):
+            raise TrainError(f"{run_dir} already holds another run: choose another --save_path")
         return [Plan(lam, run_dir, resume=ck)]
 
     weights = None
@@ -705,6 +716,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if d is None or d.main:
             print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a full disk while saving: the previous checkpoint is intact
+        if d is None or d.main:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if d is None or d.main:
             print("interrupted: resume with --checkpoint <run>/checkpoint_latest.pth.tar", file=sys.stderr)

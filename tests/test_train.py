@@ -66,11 +66,10 @@ def runs(data: Path, tmp_path_factory) -> dict[str, Path]:
 def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     train_paths, test_paths, _ = find_splits(require(BSDS))
     args = train.build_parser().parse_args(
-        ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "2", "--no-save"])
+        ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
     trainer = train.Trainer(args, train.Plan(0.013, tmp_path / "run"), train.Dist(), train_paths, test_paths)
     assert trainer.net.N == 64
-    crops = PatchDataset(train_paths[:2], (128, 128), train=True)
-    x = torch.stack([crops[0], crops[1]])
+    x = PatchDataset(train_paths[:1], (128, 128), train=True)[0].unsqueeze(0)
 
     def loss() -> float:
         trainer.net.eval()
@@ -80,10 +79,10 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
         return value
 
     before = loss()
-    for _ in range(3):
+    for _ in range(2):
         trainer.step(x)
     trainer.close()
-    assert loss() < 0.9 * before
+    assert loss() < 0.8 * before
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
@@ -92,7 +91,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     assert a["epoch"] == b["epoch"] == 1 and a["global_step"] == b["global_step"] == 2
 
     def figures(ck):  # everything but the wall-clock speed
-        return [{k: v for k, v in h.items() if k != "train_images_per_s"} for h in ck["history"]]
+        return [{k: v for k, v in h.items() if k not in ("train_images_per_s", "train_step_seconds")}
+                for h in ck["history"]]
 
     assert figures(a) == figures(b)
     assert a["history"][1]["train_loss"] != a["history"][0]["train_loss"]
@@ -105,6 +105,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
     # the first epoch's state really was what the second one started from
     assert runs["first_epoch"]["history"] == b["history"][:1]
+    assert all(h["train_step_seconds"] > 0 for h in b["history"])
 
 
 def test_checkpoints_are_plain_and_load_everywhere(runs):
@@ -149,7 +150,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(runs, tmp_p
     run.mkdir()
     torch.save(ck, run / train.LATEST)
     before = (run / train.LATEST).read_bytes()
-    argv = cli(data, tmp_path, "--epochs", "4", "--steps-per-epoch", "2", "--checkpoint", str(run / train.LATEST))
+    argv = cli(data, tmp_path, "--epochs", "4", "--checkpoint", str(run / train.LATEST))
     assert train.main(argv) == 1
     err = capsys.readouterr().err
     assert "loss is not finite" in err and "last good checkpoint" in err
@@ -220,6 +221,8 @@ def test_weights_and_options_must_agree(runs, data: Path, tmp_path: Path, capsys
     ck = runs["split"] / train.LATEST
     assert train.main(cli(data, tmp_path, "--checkpoint", str(ck), "--lambda", "0.05")) == 2
     assert "--pretrained" in capsys.readouterr().err
+    assert train.main(cli(data, runs["whole"].parent, "--checkpoint", str(ck))) == 2  # would overwrite
+    assert "already holds another run" in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(tmp_path: Path):
