@@ -82,21 +82,27 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: wall: elapsed time.  cpu: this process's CPU time, which with ``--threads 1``
+#: is the compute time even on a machine other jobs are loading.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def median_time(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         synchronize(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
 def matmul_rate(device: torch.device, quick: bool) -> float:
-    """float32 GFLOP/s of a large square matmul (TF32 off: the model runs in float32)."""
+    """float32 GFLOP/s of a large square matmul (with torch's default TF32 settings on CUDA)."""
     n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -200,6 +206,10 @@ def training_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- one measurement
 def run_measure(args: argparse.Namespace) -> dict:
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.cuda else "cpu")
     net = build_model(args, device)
     x = load_image(args).to(device)
@@ -283,7 +293,8 @@ def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device:
 # ---------------------------------------------------------------- table
 def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", measure, "--model", model,
-            "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file]
+            "--repeats", str(args.repeats), "--clock", args.clock,
+            "--threads", str(args.threads or 0), "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file]
     for flag in ("quick", "cuda", "bf16", "compile"):
         if getattr(args, flag):
             argv.append(f"--{flag}")
@@ -344,6 +355,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     p.add_argument("--batch", type=int, default=8, help="training batch of 256x256 crops")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall time, or process CPU time (use with --threads 1 on a loaded machine)")
     p.add_argument("--quick", action="store_true", help="256x256 crop, batch 2, one repeat")
     p.add_argument("--cuda", action="store_true", help="measure on the GPU")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for g_a, h_a, g_s")
@@ -364,6 +378,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--measures: decompress needs compress (it decodes compress's strings)")
     if args.repeats < 1 or args.batch < 1 or args.warmup < 0:
         p.error("--repeats and --batch must be at least 1, --warmup at least 0")
+    if args.threads < 0:
+        p.error("--threads must be at least 0")
+    if args.cuda and args.clock == "cpu":
+        p.error("--clock cpu does not time GPU work: use the wall clock with --cuda")
     if args.cuda and not torch.cuda.is_available():
         p.error("--cuda: no CUDA device is available")
     if args.image and not Path(args.image).is_file():
@@ -388,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             if m not in names and m not in PRESETS:
                 raise BenchError(f"unknown model {m!r}: choose from s, m, l")
-        results = {"device": "cuda" if args.cuda else "cpu", "threads": torch.get_num_threads(),
+        results = {"device": "cuda" if args.cuda else "cpu", "threads": args.threads or torch.get_num_threads(),
+                   "clock": args.clock,
                    "torch": torch.__version__, "bf16": args.bf16, "compile": args.compile,
                    "command": " ".join(["python bench.py", *(argv if argv is not None else sys.argv[1:])]),
                    "models": {}}
@@ -401,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {m} {measure}: {rows[measure]['time']:.3f} s", file=sys.stderr, flush=True)
                 results["models"][m] = {"rows": rows, "summary": summarise(rows)}
         print_table(results, f"$ {results['command']}   ({results['device']}, {results['threads']} threads, "
+                             f"{args.clock} clock, "
                              f"torch {results['torch']}, bf16 {args.bf16}, compile {args.compile})")
         if args.json:
             tmp_path = args.json + ".tmp"
