@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
     x = (x + 0.3 * torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) - 0.15).clamp(0, 1)
     img = to_image(x)
     model = tiny_tcm()
-    fit_entropy_model(model, to_tensor(img), steps=15)
+    fit_entropy_model(model, to_tensor(img), steps=10)
     path = tmp_path_factory.mktemp("ck") / "tiny-trained.pth.tar"
     torch.save(model.state_dict(), path)
     return path, img
