@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from PIL import Image
 from torch import Tensor
 
@@ -68,17 +67,9 @@ def weights_id(net: torch.nn.Module) -> bytes:
 
 
 # ------------------------------------------------------------ entropy coding of one tile
-def _cdf_tables(gc) -> tuple[list, list, list]:
-    return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
-
-
-def _z_symbols(net, z_hat: Tensor) -> Tensor:
-    medians = net.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
-    return torch.round(z_hat - medians).int()
-
-
-def _symbol_bytes(*symbols: Tensor) -> bytes:
-    return b"".join(s.reshape(-1).to(torch.int32).numpy().astype("<i4").tobytes() for s in symbols)
+def _symbol_bytes(symbols: dict[str, Tensor]) -> bytes:
+    """The coded integers (z, then y), little-endian int32: what the latent CRC covers."""
+    return b"".join(symbols[k].reshape(-1).to(torch.int32).numpy().astype("<i4").tobytes() for k in ("z", "y"))
 
 
 def _bounded(stream: bytes, n_symbols: int) -> bytes:
@@ -92,55 +83,23 @@ def _bounded(stream: bytes, n_symbols: int) -> bytes:
     return stream + bytes(-len(stream) % 4 + 8 * n_symbols + 4 * len(stream) + 4096)
 
 
-@torch.no_grad()
 def encode_tile(net, x: Tensor) -> tuple[bytes, bytes, bytes]:
     """(z stream, y stream, symbol bytes) of a (1, 3, H, W) tile, sides multiples of 128.
 
-    The streams are those of ``TCM.compress``; the symbols are kept for the latent checksum.
+    The streams are ``TCM.compress``'s; its symbols are kept for the latent checksum.
     """
-    net.check_size(x)
-    y = net.g_a(x)
-    z = net.h_a(y)
-    eb, gc = net.entropy_bottleneck, net.gaussian_conditional
-    z_stream = eb.compress(z)[0]
-    z_hat = eb.decompress([z_stream], z.shape[-2:])
-    y_slices = y.chunk(net.num_slices, dim=1)
-    symbols: list[Tensor] = []
-    indexes: list[Tensor] = []
-
-    def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-        q = gc.quantize(y_slices[i], "symbols", mu)
-        symbols.append(q.reshape(-1))
-        indexes.append(gc.build_indexes(scale).reshape(-1))
-        return gc.dequantize(q, mu)
-
-    net.decode_slices(z_hat, code_slice)
-    y_symbols = torch.cat(symbols).int()
-    encoder = BufferedRansEncoder()
-    encoder.encode_with_indexes(y_symbols.tolist(), torch.cat(indexes).int().tolist(), *_cdf_tables(gc))
-    return z_stream, encoder.flush(), _symbol_bytes(_z_symbols(net, z_hat), y_symbols)
+    out = net.compress(x)
+    (y_stream,), (z_stream,) = out["strings"]
+    return z_stream, y_stream, _symbol_bytes(out["symbols"])
 
 
-@torch.no_grad()
 def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int) -> tuple[Tensor, bytes]:
     """(x_hat in [0, 1], symbol bytes) of one tile from its two streams."""
-    eb, gc = net.entropy_bottleneck, net.gaussian_conditional
     z_shape = (height // 64, width // 64)
-    z_hat = eb.decompress([_bounded(z_stream, eb.channels * z_shape[0] * z_shape[1])], z_shape)
-    decoder = RansDecoder()
-    decoder.set_stream(_bounded(y_stream, net.M * (height // 16) * (width // 16)))
-    tables = _cdf_tables(gc)
-    symbols: list[Tensor] = []
-
-    def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-        idx = gc.build_indexes(scale).int().reshape(-1).tolist()
-        q = torch.tensor(decoder.decode_stream(idx, *tables), dtype=torch.int32)
-        symbols.append(q)
-        return gc.dequantize(q.reshape(mu.shape), mu)
-
-    y_hat = net.decode_slices(z_hat, code_slice)
-    x_hat = net.g_s(y_hat).clamp_(0, 1)
-    return x_hat, _symbol_bytes(_z_symbols(net, z_hat), *symbols)
+    z_bounded = _bounded(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1])
+    y_bounded = _bounded(y_stream, net.M * (height // 16) * (width // 16))
+    out = net.decompress([[y_bounded], [z_bounded]], z_shape)
+    return out["x_hat"], _symbol_bytes(out["symbols"])
 
 
 # ------------------------------------------------------------ images <-> bytes

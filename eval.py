@@ -126,34 +126,6 @@ def bits(likelihoods: dict[str, Tensor]) -> float:
 
 
 @torch.no_grad()
-def encoder_reconstruction(model, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """The reconstruction the encoder commits to, and the likelihoods of its symbols.
-
-    Quantises exactly as ``model.compress`` does (z by the bottleneck's medians,
-    each y slice as symbols ``round(y - mu)`` dequantised) and runs the model's
-    own ``decode_slices`` and ``g_s`` on that y_hat: a correct decoder, which
-    recovers the same symbols, must give the same image.  (The training
-    forward rounds through a straight-through estimator, equal only to the last
-    float bit or so.)  ``x`` is padded; the result is clamped to [0, 1].
-    """
-    y = model.g_a(x)
-    z = model.h_a(y)
-    z_hat, z_likelihoods = model.entropy_bottleneck(z, training=False)
-    y_slices = y.chunk(model.num_slices, dim=1)
-    gc = model.gaussian_conditional
-    y_likelihoods: list[Tensor] = []
-
-    def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-        _, likelihood = gc(y_slices[i], scale, mu, training=False)
-        y_likelihoods.append(likelihood)
-        return gc.dequantize(gc.quantize(y_slices[i], "symbols", mu), mu)
-
-    y_hat = model.decode_slices(z_hat, code_slice)
-    x_hat = model.g_s(y_hat).clamp_(0, 1)
-    return x_hat, {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods}
-
-
-@torch.no_grad()
 def evaluate_image(model, img: Image.Image, device: torch.device, real: bool) -> dict[str, Any]:
     """Rates, qualities and times of one image (see the module docstring)."""
     x = to_tensor(img).to(device)
@@ -181,8 +153,10 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool) ->
         _sync(device)
         t2 = time.perf_counter()
         nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
-        reference, likelihoods = encoder_reconstruction(model, xp)
-        reference = crop(reference, padding)
+        # What the encoder committed to: its own y_hat through g_s. A correct
+        # decoder, recovering the same symbols, gives the same image.
+        reference = crop(model.g_s(enc["y_hat"]).clamp_(0, 1), padding)
+        likelihoods = enc["likelihoods"]
         row.update(encoding_time=t1 - t0, decoding_time=t2 - t1, bytes=nbytes)
         row["bpp"] = row["bpp-real"] = nbytes * 8.0 / pixels
         row["bpp-estimated"] = bits(likelihoods) / pixels

@@ -214,45 +214,67 @@ class TCM(CompressionModel):
             "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
         }
 
+    def _z_symbols(self, z_hat: Tensor) -> Tensor:
+        """The integers the bottleneck coded for ``z_hat`` (flattened per image)."""
+        medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        return torch.round(z_hat - medians).int().flatten(1).cpu()
+
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict:
         """Entropy-code a padded batch: ``{"strings": [y_strings, z_strings], "shape"}``.
 
         Each image's five slices go into one rANS stream (the published layout).
+        Beside CompressAI's keys it returns what the encoder committed to, for
+        tools that verify or checksum a decoder: ``y_hat`` (the latent the
+        decoder must rebuild), ``symbols`` ({"y", "z"}: the coded integers, one
+        row per image) and ``likelihoods`` ({"y", "z"} of those symbols).
         """
         self.check_size(x)
         y = self.g_a(x)
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
 
         y_slices = y.chunk(self.num_slices, dim=1)
         gc = self.gaussian_conditional
         symbols: list[Tensor] = []
         indexes: list[Tensor] = []
+        y_likelihoods: list[Tensor] = []
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
             q = gc.quantize(y_slices[i], "symbols", mu)
             symbols.append(q.flatten(1))
             indexes.append(gc.build_indexes(scale).flatten(1))
+            y_likelihoods.append(gc(y_slices[i], scale, mu, training=False)[1])
             return gc.dequantize(q, mu)
 
-        self.decode_slices(z_hat, code_slice)
-        all_symbols = torch.cat(symbols, dim=1).int().cpu()
+        y_hat = self.decode_slices(z_hat, code_slice)
+        y_symbols = torch.cat(symbols, dim=1).int().cpu()
         all_indexes = torch.cat(indexes, dim=1).int().cpu()
         cdf, cdf_lengths, offsets = self._cdf_tables()
         y_strings = []
         for b in range(x.shape[0]):
             encoder = BufferedRansEncoder()
             encoder.encode_with_indexes(
-                all_symbols[b].tolist(), all_indexes[b].tolist(), cdf, cdf_lengths, offsets
+                y_symbols[b].tolist(), all_indexes[b].tolist(), cdf, cdf_lengths, offsets
             )
             y_strings.append(encoder.flush())
-        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+        return {
+            "strings": [y_strings, z_strings],
+            "shape": z.shape[-2:],
+            "y_hat": y_hat,
+            "symbols": {"y": y_symbols, "z": self._z_symbols(z_hat)},
+            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
+        }
 
     @torch.no_grad()
     def decompress(self, strings: list, shape) -> dict:
-        """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1]."""
+        """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1].
+
+        Also returns the decoded ``symbols`` ({"y", "z"}), which equal the
+        encoder's exactly when encoder and decoder computed the same entropy
+        parameters.
+        """
         y_strings, z_strings = strings
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
         gc = self.gaussian_conditional
@@ -262,6 +284,7 @@ class TCM(CompressionModel):
             decoder = RansDecoder()
             decoder.set_stream(s)
             decoders.append(decoder)
+        symbols: list[Tensor] = []
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
             idx = gc.build_indexes(scale).int().cpu()
@@ -272,11 +295,15 @@ class TCM(CompressionModel):
                 )
                 for b, dec in enumerate(decoders)
             ]
-            q = torch.stack(rows).reshape(mu.shape).to(mu.device)
-            return gc.dequantize(q, mu)
+            q = torch.stack(rows)
+            symbols.append(q)
+            return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu)
 
         y_hat = self.decode_slices(z_hat, code_slice)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+        return {
+            "x_hat": self.g_s(y_hat).clamp_(0, 1),
+            "symbols": {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)},
+        }
 
     @classmethod
     def from_state_dict(cls, state_dict: dict) -> "TCM":

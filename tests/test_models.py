@@ -120,3 +120,19 @@ def test_batched_compress_codes_each_image_on_its_own():
     with torch.no_grad():
         ref = model(x)["x_hat"].clamp(0, 1)
     assert (dec - ref).abs().max().item() <= 1e-4
+
+
+def test_compress_returns_what_the_encoder_committed_to():
+    model = tiny_tcm(seed=4).eval()
+    model.update(force=True)
+    x = torch.rand(1, 3, 128, 256)
+    enc = model.compress(x)
+    dec = model.decompress(enc["strings"], enc["shape"])
+    assert torch.equal(enc["symbols"]["y"], dec["symbols"]["y"])
+    assert torch.equal(enc["symbols"]["z"], dec["symbols"]["z"])
+    assert enc["symbols"]["y"].shape == (1, 80 * 8 * 16) and enc["symbols"]["z"].shape == (1, 32 * 2 * 4)
+    with torch.no_grad():  # (with autograd on, attention may take another kernel)
+        assert torch.equal(model.g_s(enc["y_hat"]).clamp(0, 1), dec["x_hat"])
+        fwd = model(x)
+    for k in ("y", "z"):
+        assert torch.allclose(enc["likelihoods"][k], fwd["likelihoods"][k], rtol=1e-4, atol=1e-6)
