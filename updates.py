@@ -24,6 +24,7 @@ from models import CheckpointError, TCM, load_model, model_from_state_dict, read
 from utils import pad
 
 ENTROPY_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
+GAUSSIAN_TABLES = tuple(f"gaussian_conditional.{b}" for b in ("_quantized_cdf", "_offset", "_cdf_length"))
 
 
 def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor]:
@@ -37,6 +38,10 @@ def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor
             k: v.half() if v.is_floating_point() and not k.startswith(ENTROPY_PREFIXES) else v
             for k, v in sd.items()
         }
+        # The Gaussian coding tables are a function of the fixed scale table alone
+        # (~0.8 MB): stored empty, as before update(), and rebuilt by load_model.
+        for k in GAUSSIAN_TABLES:
+            sd[k] = sd[k].new_empty(0)
     return sd
 
 
@@ -79,6 +84,9 @@ def write_release(model: TCM, out_dir: Path, name: str, half: bool = False) -> P
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=out_dir)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
     try:
         torch.save(release_state_dict(model, half), tmp)
         final = out_dir / f"{name}-{sha256_of(tmp)[:8]}.pth.tar"
@@ -102,7 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("checkpoint", type=Path, help="training or release checkpoint")
     p.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="where to write (default: .)")
     p.add_argument("-n", "--name", default=None, help="file name stem (default: the checkpoint's)")
-    p.add_argument("--half", action="store_true", help="store the transforms in float16 (loaded back as float32)")
+    p.add_argument("--half", action="store_true",
+                   help="store the transforms in float16 (loaded back as float32) and the Gaussian "
+                        "coding tables empty (rebuilt on load): about half the size")
     return p.parse_args(argv)
 
 

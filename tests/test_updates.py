@@ -47,6 +47,9 @@ def test_half_release_is_smaller_and_still_decodes(tmp_path):
     saved = torch.load(half, weights_only=True)
     assert saved["g_a.0.conv1.weight"].dtype == torch.float16
     assert saved["entropy_bottleneck.quantiles"].dtype == torch.float32
+    assert saved["gaussian_conditional._quantized_cdf"].numel() == 0  # rebuilt on load
+    full_model, half_model = load_model(full), load_model(half)
+    assert torch.equal(full_model.gaussian_conditional.quantized_cdf, half_model.gaussian_conditional.quantized_cdf)
 
 
 def test_command_line_reports_errors_in_one_line(tmp_path):
