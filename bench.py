@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from utils import atomic_write
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
@@ -423,10 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.clock} clock, "
                              f"torch {results['torch']}, bf16 {args.bf16}, compile {args.compile})")
         if args.json:
-            tmp_path = args.json + ".tmp"
-            with open(tmp_path, "w") as f:
+            with atomic_write(args.json) as tmp, open(tmp, "w") as f:
                 json.dump(results, f, indent=2)
-            os.replace(tmp_path, args.json)
     except BenchError as e:
         print(f"bench.py: {e}", file=sys.stderr)
         return 1

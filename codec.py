@@ -22,7 +22,6 @@ import hashlib
 import os
 import signal
 import sys
-import tempfile
 import warnings
 import zlib
 
@@ -40,7 +39,7 @@ import container
 from container import ContainerError, Header
 from datasets import ImageReadError, open_rgb, to_image, to_tensor
 from models import CheckpointError, load_model
-from utils import crop, pad
+from utils import atomic_write, crop, pad
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
@@ -164,17 +163,8 @@ class Codec:
 # ------------------------------------------------------------ files
 def write_atomic(path: Path, write: Callable[[object], None]) -> None:
     """Write through a temporary file in the same folder and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def read_image(path: Path, notes: list[str]) -> Image.Image:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from utils import atomic_write
 
 
 class RDError(Exception):
@@ -56,18 +56,9 @@ def results_document(
 
 def write_json(path: str | os.PathLike, doc: dict[str, Any]) -> None:
     """Write atomically (temp file + rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(doc), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        json.dump(_clean(doc), f, indent=2, allow_nan=False)
+        f.write("\n")
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -234,16 +225,8 @@ def plot_rd(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     finally:
         plt.close(fig)

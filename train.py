@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from datasets import DatasetError, PatchDataset, find_splits, seed_worker
 from models import PAD_MULTIPLE, TCM, CheckpointError, infer_config, model_from_state_dict, read_checkpoint
 from models.checkpoint import extract_state_dict
+from utils import atomic_write
 
 #: The six MSE lambdas of the paper.
 PAPER_MSE_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
@@ -237,33 +238,20 @@ def seed_all(seed: int) -> None:
 # --------------------------------------------------------------------------- files
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves a broken ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(text)
 
 
 def run_name(metric: str, lmbda: float) -> str:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from models import CheckpointError, TCM, load_model, model_from_state_dict, read_checkpoint
-from utils import pad
+from utils import atomic_write, pad
 
 ENTROPY_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
 GAUSSIAN_TABLES = tuple(f"gaussian_conditional.{b}" for b in ("_quantized_cdf", "_offset", "_cdf_length"))
@@ -43,14 +42,6 @@ def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor
         for k in GAUSSIAN_TABLES:
             sd[k] = sd[k].new_empty(0)
     return sd
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def synthetic_image(h: int = 160, w: int = 224) -> torch.Tensor:
@@ -80,20 +71,13 @@ def round_trip_check(model: TCM) -> float:
 
 
 def write_release(model: TCM, out_dir: Path, name: str, half: bool = False) -> Path:
-    """Save atomically under a temporary name, then rename to NAME-<hash>.pth.tar."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=out_dir)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
-    try:
-        torch.save(release_state_dict(model, half), tmp)
-        final = out_dir / f"{name}-{sha256_of(tmp)[:8]}.pth.tar"
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Serialise in memory, name by the bytes' hash, write atomically."""
+    buffer = io.BytesIO()
+    torch.save(release_state_dict(model, half), buffer)
+    data = buffer.getvalue()
+    final = out_dir / f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
+    with atomic_write(final) as tmp:
+        Path(tmp).write_bytes(data)
     return final
 
 

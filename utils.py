@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import warnings
+
 import torch.nn.functional as F
-from compressai.ops import compute_padding
+
+# CompressAI scripts a helper with torch.jit at import time, which current torch flags
+# as deprecated; every tool imports this module or ``models`` first, both filter it.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+from compressai.ops import compute_padding  # noqa: E402
 from torch import Tensor
 
 Padding = tuple[int, int, int, int]
@@ -26,3 +39,26 @@ def crop(x: Tensor, padding: Padding) -> Tensor:
     left, right, top, bottom = padding
     h, w = x.shape[-2:]
     return x[..., top : h - bottom, left : w - right]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A crash or kill while writing never leaves a half-written ``path``, and an
+    existing file is only ever replaced by a complete new one.  The result gets
+    the replaced file's permissions, or the umask's default for a new file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -34,7 +34,7 @@ def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
     loaded = load_model(release, update=False)
     assert torch.equal(loaded.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
     assert updates.round_trip_check(loaded) <= 1e-4
-    assert not list((tmp_path / "out").glob(".*tmp"))
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
 
 
 def test_half_release_is_smaller_and_still_decodes(tmp_path):

@@ -17,3 +17,19 @@ def test_pad_is_centred_and_crop_undoes_it(h, w):
     assert (xp[..., top : top + h, left : left + w] == x).all()
     assert xp.sum() == pytest.approx(x.sum().item(), rel=1e-5)  # the rest is zeros
     assert torch.equal(crop(xp, (left, right, top, bottom)), x)
+
+
+def test_atomic_write_replaces_only_with_a_complete_file(tmp_path):
+    from utils import atomic_write
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old"
+    with atomic_write(target) as tmp:
+        open(tmp, "wb").write(b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
