@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-from utils import atomic_write
+from utils import atomic_write, keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
@@ -394,6 +394,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     try:
         if args.worker:
             print(json.dumps(run_measure(args)))

@@ -39,7 +39,7 @@ import container
 from container import ContainerError, Header
 from datasets import ImageReadError, open_rgb, to_image, to_tensor
 from models import CheckpointError, load_model
-from utils import atomic_write, crop, pad
+from utils import atomic_write, crop, keep_freed_memory, pad
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
@@ -342,6 +342,7 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     try:
         if args.command == "info":
             return info_files(args.inputs)

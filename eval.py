@@ -32,7 +32,7 @@ import baselines
 import rd
 from datasets import IMAGE_EXTENSIONS, ImageReadError, open_rgb, to_tensor
 from models import CheckpointError, load_model
-from utils import crop, pad
+from utils import crop, keep_freed_memory, pad
 
 #: Files a checkpoint folder may hold.
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
@@ -356,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     try:
         with warnings.catch_warnings():
             # A deprecation inside CompressAI's entropy models, raised on first use: noise to a user.

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from datasets import DatasetError, PatchDataset, find_splits, seed_worker
 from models import PAD_MULTIPLE, TCM, CheckpointError, infer_config, model_from_state_dict, read_checkpoint
 from models.checkpoint import extract_state_dict
-from utils import atomic_write
+from utils import atomic_write, keep_freed_memory
 
 #: The six MSE lambdas of the paper.
 PAPER_MSE_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
@@ -665,6 +665,7 @@ def format_table(rows: list[dict], metric: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     d = None
     try:
         check_args(args)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 from timm.layers import DropPath
 from torch import Tensor
 
 from .window_attention import WindowAttention
+
+#: Inference runs a Swin block over chunks of about this many activations
+#: (tokens x channels): the 4x-wide MLP hidden layer of a chunk then stays in
+#: cache instead of making a round trip through memory for the whole map.
+CHUNK_ELEMENTS = 2**18
 
 
 class SwinBlock(nn.Module):
@@ -23,9 +29,53 @@ class SwinBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def uses_window_chunks(self) -> bool:
+        """Inference (no autograd, no random drop-path) takes the chunked path.
+
+        The choice depends on the grad mode only, so compress and decompress
+        (both without autograd) always compute the same function.
+        """
+        return not torch.is_grad_enabled() and (not self.training or isinstance(self.drop_path, nn.Identity))
+
+    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """``out`` (inference only): an NHWC view to write the result into."""
+        if self.uses_window_chunks():
+            return self.forward_windows(x, out)
         x = x + self.drop_path(self.msa(self.ln1(x)))
-        return x + self.drop_path(self.mlp(self.ln2(x)))
+        x = x + self.drop_path(self.mlp(self.ln2(x)))
+        if out is not None:
+            out.copy_(x)
+            return out
+        return x
+
+    def forward_windows(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """The block, a chunk of whole windows at a time (inference).
+
+        Norms, MLP and residuals act per token and attention per window, so
+        each chunk is independent: it is gathered in window order (the cyclic
+        shift and the window partition are one index), runs the whole block
+        while it is in cache, and is scattered back to its pixels.
+        ``x`` may be any NHWC view whose rows and columns merge (a permuted
+        NCHW map included), so no layout copy of the whole map is made.
+        """
+        b, h, w, c = x.shape
+        self.msa.check_size(h, w)
+        order, spans = self.msa.window_order(h, w, x.device)
+        src = x.flatten(1, 2)
+        if out is None:
+            out = x.new_empty(b, h, w, c)
+        dst = out.view(b, h * w, c)
+        L = self.msa.window**2
+        step = max(1, CHUNK_ELEMENTS // (L * c * b)) * L
+        for start, end, mask in spans:
+            for a in range(start, end, step):
+                idx = order[a : min(a + step, end)]
+                n = idx.numel()
+                t = src[:, idx]
+                t = t + self.msa.attend(self.ln1(t).view(b * n // L, L, c), mask).view(b, n, c)
+                t = t + self.mlp(self.ln2(t))
+                dst.index_copy_(1, idx, t)
+        return out
 
 
 class SwinBlockPair(nn.Module):

@@ -29,6 +29,13 @@ class ConvTransBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv_x, trans_x = torch.split(self.conv1_1(x), (self.conv_dim, self.trans_dim), dim=1)
+        if self.trans_block.uses_window_chunks():
+            # Inference: both branches write straight into the buffer conv1_2
+            # reads, instead of into tensors that a cat then copies.
+            both = torch.empty_like(x)
+            torch.add(self.conv_block(conv_x), conv_x, out=both[:, : self.conv_dim])
+            self.trans_block(trans_x.permute(0, 2, 3, 1), out=both[:, self.conv_dim :].permute(0, 2, 3, 1))
+            return self.conv1_2(both).add_(x)
         conv_x = self.conv_block(conv_x) + conv_x
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))

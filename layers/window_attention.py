@@ -73,6 +73,7 @@ class WindowAttention(nn.Module):
         self.linear = nn.Linear(dim, dim)
         self.register_buffer("_rel_index", relative_position_index(window), persistent=False)
         self._masks: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
+        self._orders: dict[tuple[int, int, torch.device], tuple[Tensor, list]] = {}
 
     def relative_bias(self) -> Tensor:
         """(heads, L, L) bias gathered from the table (cheap; the index is cached)."""
@@ -99,38 +100,66 @@ class WindowAttention(nn.Module):
                   (last_row, cols, row_mask), (last_row, last_col, corner_mask)]
         return [(r, c, m) for r, c, m in blocks if r.stop > r.start and c.stop > c.start]
 
+    def check_size(self, h: int, w: int) -> None:
+        if h % self.window or w % self.window:
+            raise ValueError(
+                f"feature map {h}x{w} is not a multiple of the window {self.window}: pad the image "
+                "to a multiple of 128 first (utils.pad)"
+            )
+
+    def window_order(self, h: int, w: int, device: torch.device) -> tuple[Tensor, list[tuple[int, int, Tensor | None]]]:
+        """Tokens in window order, for maps of ``h`` x ``w``.
+
+        Returns the row-major pixel index of every token (the cyclic shift
+        included, so gathering with it rolls and partitions in one copy, and
+        scattering with it undoes both), and the mask blocks as token spans
+        ``(start, end, mask)``.  Cached per size and device.
+        """
+        key = (h, w, device)
+        if key not in self._orders:
+            p = self.window
+            pixels = torch.arange(h * w, device=device).view(h, w)
+            if self.shifted:
+                pixels = torch.roll(pixels, shifts=(-(p // 2), -(p // 2)), dims=(0, 1))
+            grid = pixels.view(h // p, p, w // p, p).transpose(1, 2)  # (rows, cols, p, p)
+            parts, spans, start = [], [], 0
+            for r, cl, mask in self._groups(h // p, w // p):
+                part = grid[r, cl].reshape(-1)
+                parts.append(part)
+                spans.append((start, start + part.numel(), mask))
+                start += part.numel()
+            self._orders[key] = (torch.cat(parts), spans)
+        return self._orders[key]
+
+    def attend(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention inside each window: (n, L, c) tokens in, (n, L, c) out.
+
+        ``mask`` is the shift mask shared by all ``n`` windows (None: unmasked).
+        """
+        n, L, c = windows.shape
+        qkv = self.embedding_layer(windows).view(n, L, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, L, hd), views
+        bias = self.relative_bias().to(q.dtype)  # q may be bfloat16 under autocast
+        attn_mask = (bias if mask is None else bias + mask.to(q.dtype))[None]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        # SDPA returns (n, heads, L, hd) stored as (n, L, heads, hd): head-major channels for free
+        return self.linear(o.transpose(1, 2).reshape(n, L, c))
+
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
         p = self.window
-        if h % p or w % p:
-            raise ValueError(
-                f"feature map {h}x{w} is not a multiple of the window {p}: pad the image "
-                "to a multiple of 128 first (utils.pad)"
-            )
+        self.check_size(h, w)
         if self.shifted:
             x = torch.roll(x, shifts=(-(p // 2), -(p // 2)), dims=(1, 2))
         hw, ww, L = h // p, w // p, p * p
         grid = x.view(b, hw, p, ww, p, c).transpose(2, 3)  # (b, hw, ww, p, p, c), a view
         blocks = self._groups(hw, ww)
-        # The windows of each block lie together, block after block: one qkv
-        # matmul for all of them, then one 4-D SDPA call per block (the fused
-        # CPU kernel is only fast on 4-D inputs with a broadcast 4-D mask).
-        parts = [grid[:, r, cl].reshape(-1, L, c) for r, cl, _ in blocks]
-        windows = parts[0] if len(parts) == 1 else torch.cat(parts)
-        qkv = self.embedding_layer(windows).view(-1, L, 3, self.heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (windows, heads, L, hd), views
-        bias = self.relative_bias().to(q.dtype)  # q may be bfloat16 under autocast
-        out = q.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
-        start = 0
+        # One 4-D SDPA call per mask block (the fused CPU kernel is only fast on
+        # 4-D inputs with a broadcast 4-D mask).
+        out = x.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
         for r, cl, mask in blocks:
             nh, nw = r.stop - r.start, cl.stop - cl.start
-            n = b * nh * nw
-            sl = slice(start, start + n)
-            start += n
-            attn_mask = (bias if mask is None else bias + mask.to(q.dtype))[None]
-            o = F.scaled_dot_product_attention(q[sl], k[sl], v[sl], attn_mask=attn_mask, scale=self.scale)
-            # SDPA returns (n, heads, L, hd) stored as (n, L, heads, hd): head-major channels for free
-            o = self.linear(o.transpose(1, 2).reshape(n, L, c)).view(b, nh, nw, p, p, c)
+            o = self.attend(grid[:, r, cl].reshape(-1, L, c), mask).view(b, nh, nw, p, p, c)
             if out is None:
                 out = o
             else:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from layers import swin
 from layers import ConvTransBlock, SWAtten, SwinBlock, SwinBlockPair, WindowAttention
 from layers.window_attention import relative_position_index
 
@@ -169,6 +170,26 @@ def test_swin_block_pair_is_w_then_sw():
 
 
 @pytest.mark.parametrize("kind", ["W", "SW"])
+@pytest.mark.parametrize("chunk", [64 * 32, 2**18], ids=["window-chunks", "one-chunk"])
+def test_swin_block_inference_path_matches_reference(kind, chunk, monkeypatch):
+    """Without autograd a block runs over chunks of windows gathered in window order,
+    reading a permuted NCHW map in place and writing into a given view."""
+    monkeypatch.setattr(swin, "CHUNK_ELEMENTS", chunk)
+    m = SwinBlock(32, 16, 8, kind=kind).eval()
+    _randomise(m, seed=7)
+    nchw = torch.randn(2, 32, 24, 32)
+    want = reference_swin_block(m, nchw.permute(0, 2, 3, 1))
+    with torch.no_grad():
+        assert m.uses_window_chunks()
+        assert_float_close(m(nchw.permute(0, 2, 3, 1)), want)
+        target = torch.zeros(2, 48, 24, 32)
+        m(nchw.permute(0, 2, 3, 1), out=target[:, 16:].permute(0, 2, 3, 1))
+    assert_float_close(target[:, 16:].permute(0, 2, 3, 1), want)
+    assert not target[:, :16].any()
+    assert not m.uses_window_chunks()  # autograd on: the batched path, for training
+
+
+@pytest.mark.parametrize("kind", ["W", "SW"])
 def test_conv_trans_block_matches_reference(kind):
     m = ConvTransBlock(16, 32, 16, 8, 0.0, kind)
     with torch.no_grad():
@@ -176,7 +197,11 @@ def test_conv_trans_block_matches_reference(kind):
             if "msa" in name or "mlp" in name or "conv1_" in name:
                 p.normal_(0, 0.2)
     x = torch.randn(2, 48, 16, 24)
-    assert_float_close(m(x), reference_conv_trans_block(m, x))
+    want = reference_conv_trans_block(m, x)
+    assert_float_close(m(x), want)
+    with torch.no_grad():  # the inference path
+        assert_float_close(m(x), want)
+        assert_float_close(m(x.contiguous(memory_format=torch.channels_last)), want)
 
 
 @pytest.mark.parametrize("side", [(8, 8), (16, 24)])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench import Bf16Autocast, count_flops
-from layers import WindowAttention
+from layers import SwinBlock, WindowAttention
 from tests.helpers import tiny_tcm
 from tests.test_layers import reference_window_attention
 
@@ -33,9 +33,14 @@ def _bits(likelihoods: dict) -> torch.Tensor:
 
 @pytest.fixture
 def reference_attention(monkeypatch):
-    """Swap every WindowAttention for the spec-literal one while the test runs."""
+    """Swap every WindowAttention for the spec-literal one while the test runs.
+
+    Inference would otherwise run Swin blocks window chunk by window chunk
+    through ``attend``, which the swap does not touch: that path is switched off.
+    """
     def use() -> None:
         monkeypatch.setattr(WindowAttention, "forward", reference_window_attention)
+        monkeypatch.setattr(SwinBlock, "uses_window_chunks", lambda self: False)
     return use
 
 

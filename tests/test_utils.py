@@ -1,5 +1,9 @@
 """pad / crop: centred zero padding to multiples of 128, as the paper's evaluation."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,3 +37,34 @@ def test_atomic_write_replaces_only_with_a_complete_file(tmp_path):
         open(tmp, "wb").write(b"new")
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+_FAULTS = """
+import resource, sys, torch
+sys.path.insert(0, {root!r})
+import utils
+from tests.helpers import tiny_tcm
+if {keep}:
+    assert utils.keep_freed_memory()
+net = tiny_tcm(seed=0).eval()
+x = torch.rand(1, 3, 512, 512)
+with torch.no_grad():
+    net(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        net(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_keep_freed_memory_stops_page_faults_on_reuse():
+    """After one forward pass, later passes reuse its memory instead of faulting pages in again."""
+    def faults(keep: bool) -> int:
+        code = _FAULTS.format(root=str(Path(__file__).resolve().parents[1]), keep=keep)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[-1])
+
+    default, kept = faults(keep=False), faults(keep=True)
+    assert default > 10_000  # ~40 MiB of pages a pass, with glibc's defaults
+    assert kept * 20 < default
