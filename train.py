@@ -607,11 +607,42 @@ def check_shape(args: argparse.Namespace, sd: dict, source: str) -> None:
             raise TrainError(f"--{k.replace('_', '-')} {v} disagrees with {source} ({got})")
 
 
-def plan_runs(args: argparse.Namespace) -> list[Plan]:
-    """One Plan per lambda, refusing to overwrite a run that is not being resumed."""
+#: What a resumed run takes from its checkpoint unless the command line gives it again:
+#: without them a bare ``--checkpoint`` would go on with other patches, epochs or held-out images.
+RESUMED_OPTIONS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "aux_learning_rate", "patch_size",
+                   "clip_max_norm", "lr_epoch", "steps_per_epoch", "max_test_images", "test_fraction", "seed",
+                   "save_every")
+
+
+def given_options(argv: Sequence[str] | None) -> set[str]:
+    """The options given on the command line, as opposed to left at their defaults."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    given, _ = probe.parse_known_args(argv)
+    return set(vars(given))
+
+
+def restore_run_options(args: argparse.Namespace, saved: dict[str, Any], given: set[str]) -> None:
+    for k in RESUMED_OPTIONS:
+        if k not in given and k in saved and saved[k] is not None:
+            value = saved[k]
+            setattr(args, k, tuple(value) if k == "patch_size" else value)
+
+
+def plan_runs(args: argparse.Namespace, given: set[str] | None = None) -> list[Plan]:
+    """One Plan per lambda, refusing to overwrite a run that is not being resumed.
+
+    A run resumed with ``--checkpoint`` takes the checkpoint's options (patch
+    size, epochs, schedule, seed, ...) where ``given`` does not name them.
+    """
     root = Path(args.save_path) if args.save_path else None
     if args.checkpoint:
         ck = load_training_checkpoint(args.checkpoint)
+        if given is not None and isinstance(ck.get("args"), dict):
+            restore_run_options(args, ck["args"], given)
+            check_args(args)
         lam, metric = float(ck.get("lambda", 0.0)), ck.get("metric", args.metric)
         if args.lmbda is not None and ck.get("lambda") is not None and args.lmbda[0] != lam:
             raise TrainError(f"--lambda {args.lmbda[0]:g} differs from the checkpoint's {lam:g}: "
@@ -669,6 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = None
     try:
         check_args(args)
+        plans = plan_runs(args, given_options(argv))
         d = setup_processes(args)
         if args.batch_size % d.world:
             raise TrainError(f"--batch-size {args.batch_size} is not divisible by the {d.world} processes")
@@ -677,7 +709,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_paths, test_paths, layout = find_splits(args.dataset, args.test_fraction, args.seed)
         if len(train_paths) < args.batch_size:
             raise TrainError(f"{len(train_paths)} training images, fewer than --batch-size {args.batch_size}")
-        plans = plan_runs(args)
         if d.main:
             print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
                   f"from {args.dataset}; {d.world} process(es) on {d.device}", flush=True)

@@ -108,6 +108,19 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     assert all(h["train_step_seconds"] > 0 for h in b["history"])
 
 
+def test_bare_resume_takes_the_run_options_from_the_checkpoint(data: Path, tmp_path: Path):
+    """`--checkpoint` alone goes on with the run's patches, steps, epochs and seed, not the defaults."""
+    assert train.main(cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01", "--lr_epoch", "1",
+                          "--seed", "5")) == 0
+    first = tmp_path / "mse_lambda_0.01" / train.LATEST
+    argv = ["-d", str(data), "--checkpoint", str(first), "--epochs", "3"]
+    args = train.build_parser().parse_args(argv)
+    train.plan_runs(args, train.given_options(argv))
+    assert args.patch_size == (128, 128) and args.batch_size == 1 and args.steps_per_epoch == 1
+    assert args.max_test_images == 1 and args.lr_epoch == [1] and args.seed == 5
+    assert args.epochs == 3  # given again: the command line wins
+
+
 def test_checkpoints_are_plain_and_load_everywhere(runs):
     run = runs["whole"]
     ck = torch.load(run / train.LATEST, weights_only=True)
