@@ -141,7 +141,12 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, L, hd), views
         bias = self.relative_bias().to(q.dtype)  # q may be bfloat16 under autocast
         attn_mask = (bias if mask is None else bias + mask.to(q.dtype))[None]
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        if torch.is_grad_enabled() and attn_mask.requires_grad:
+            # The fused CPU kernel has no gradient for a learned bias, and SDPA's
+            # fallback checks every mask for fully masked rows: plain softmax attention.
+            o = torch.softmax(torch.matmul(q * self.scale, k.transpose(-2, -1)) + attn_mask, dim=-1) @ v
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         # SDPA returns (n, heads, L, hd) stored as (n, L, heads, hd): head-major channels for free
         return self.linear(o.transpose(1, 2).reshape(n, L, c))
 
