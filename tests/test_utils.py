@@ -65,6 +65,6 @@ def test_keep_freed_memory_stops_page_faults_on_reuse():
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return int(done.stdout.split()[-1])
 
-    default, kept = faults(keep=False), faults(keep=True)
-    assert default > 10_000  # ~40 MiB of pages a pass, with glibc's defaults
-    assert kept * 20 < default
+    # With glibc's defaults the count depends on its dynamic thresholds (seen here:
+    # 122 593 in one environment, 1 in another), so only the kept case is asserted.
+    assert faults(keep=True) < 1000  # ~40 MiB of activations a pass: 10 000 pages
