@@ -89,7 +89,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> float:
+def run_times(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> list[float]:
+    """Clock times of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -99,7 +100,11 @@ def median_time(fn: Callable[[], object], repeats: int, device: torch.device, wa
         fn()
         synchronize(device)
         times.append(clock() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> float:
+    return statistics.median(run_times(fn, repeats, device, warmup))
 
 
 def matmul_rate(device: torch.device, quick: bool) -> float:
@@ -111,15 +116,7 @@ def matmul_rate(device: torch.device, quick: bool) -> float:
     n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    times = []
-    for _ in range(3 if quick else 9):
-        synchronize(device)
-        t0 = clock()
-        torch.mm(a, b)
-        synchronize(device)
-        times.append(clock() - t0)
-    return 2 * n**3 / min(times) / 1e9
+    return 2 * n**3 / min(run_times(lambda: torch.mm(a, b), 3 if quick else 9, device)) / 1e9
 
 
 class PeakMemory:

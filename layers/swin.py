@@ -37,16 +37,11 @@ class SwinBlock(nn.Module):
         """
         return not torch.is_grad_enabled() and (not self.training or isinstance(self.drop_path, nn.Identity))
 
-    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
-        """``out`` (inference only): an NHWC view to write the result into."""
+    def forward(self, x: Tensor) -> Tensor:
         if self.uses_window_chunks():
-            return self.forward_windows(x, out)
+            return self.forward_windows(x)
         x = x + self.drop_path(self.msa(self.ln1(x)))
-        x = x + self.drop_path(self.mlp(self.ln2(x)))
-        if out is not None:
-            out.copy_(x)
-            return out
-        return x
+        return x + self.drop_path(self.mlp(self.ln2(x)))
 
     def forward_windows(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """The block, a chunk of whole windows at a time (inference).
@@ -54,7 +49,8 @@ class SwinBlock(nn.Module):
         Norms, MLP and residuals act per token and attention per window, so
         each chunk is independent: it is gathered in window order (the cyclic
         shift and the window partition are one index), runs the whole block
-        while it is in cache, and is scattered back to its pixels.
+        while it is in cache, and is scattered back to its pixels (into
+        ``out``, an NHWC view, when given).
         ``x`` may be any NHWC view whose rows and columns merge (a permuted
         NCHW map included), so no layout copy of the whole map is made.
         """
@@ -67,12 +63,13 @@ class SwinBlock(nn.Module):
         dst = out.view(b, h * w, c)
         L = self.msa.window**2
         step = max(1, CHUNK_ELEMENTS // (L * c * b)) * L
-        for start, end, mask in spans:
+        attn_masks = self.msa.attention_masks([m for _, _, m in spans])
+        for (start, end, _), attn_mask in zip(spans, attn_masks):
             for a in range(start, end, step):
                 idx = order[a : min(a + step, end)]
                 n = idx.numel()
                 t = src[:, idx]
-                t = t + self.msa.attend(self.ln1(t).view(b * n // L, L, c), mask).view(b, n, c)
+                t = t + self.msa.attend(self.ln1(t).view(b * n // L, L, c), attn_mask).view(b, n, c)
                 t = t + self.mlp(self.ln2(t))
                 dst.index_copy_(1, idx, t)
         return out

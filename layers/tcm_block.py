@@ -34,7 +34,8 @@ class ConvTransBlock(nn.Module):
             # reads, instead of into tensors that a cat then copies.
             both = torch.empty_like(x)
             torch.add(self.conv_block(conv_x), conv_x, out=both[:, : self.conv_dim])
-            self.trans_block(trans_x.permute(0, 2, 3, 1), out=both[:, self.conv_dim :].permute(0, 2, 3, 1))
+            self.trans_block.forward_windows(trans_x.permute(0, 2, 3, 1),
+                                             out=both[:, self.conv_dim :].permute(0, 2, 3, 1))
             return self.conv1_2(both).add_(x)
         conv_x = self.conv_block(conv_x) + conv_x
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -131,16 +131,23 @@ class WindowAttention(nn.Module):
             self._orders[key] = (torch.cat(parts), spans)
         return self._orders[key]
 
-    def attend(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+    def attention_masks(self, masks: list[Tensor | None]) -> list[Tensor]:
+        """(1, heads, L, L) additive masks: the relative-position bias plus each shift mask.
+
+        Built once per call for all blocks (or spans), not once per SDPA call.
+        """
+        bias = self.relative_bias()[None]
+        return [bias if m is None else bias + m for m in masks]
+
+    def attend(self, windows: Tensor, attn_mask: Tensor) -> Tensor:
         """Attention inside each window: (n, L, c) tokens in, (n, L, c) out.
 
-        ``mask`` is the shift mask shared by all ``n`` windows (None: unmasked).
+        ``attn_mask`` is one of :meth:`attention_masks`, shared by all ``n`` windows.
         """
         n, L, c = windows.shape
         qkv = self.embedding_layer(windows).view(n, L, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, L, hd), views
-        bias = self.relative_bias().to(q.dtype)  # q may be bfloat16 under autocast
-        attn_mask = (bias if mask is None else bias + mask.to(q.dtype))[None]
+        attn_mask = attn_mask.to(q.dtype)  # q may be bfloat16 under autocast
         if torch.is_grad_enabled() and attn_mask.requires_grad:
             # The fused CPU kernel has no gradient for a learned bias, and SDPA's
             # fallback checks every mask for fully masked rows: plain softmax attention.
@@ -162,9 +169,10 @@ class WindowAttention(nn.Module):
         # One 4-D SDPA call per mask block (the fused CPU kernel is only fast on
         # 4-D inputs with a broadcast 4-D mask).
         out = x.new_empty(b, hw, ww, p, p, c) if len(blocks) > 1 else None
-        for r, cl, mask in blocks:
+        attn_masks = self.attention_masks([m for _, _, m in blocks])
+        for (r, cl, _), attn_mask in zip(blocks, attn_masks):
             nh, nw = r.stop - r.start, cl.stop - cl.start
-            o = self.attend(grid[:, r, cl].reshape(-1, L, c), mask).view(b, nh, nw, p, p, c)
+            o = self.attend(grid[:, r, cl].reshape(-1, L, c), attn_mask).view(b, nh, nw, p, p, c)
             if out is None:
                 out = o
             else:
