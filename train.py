@@ -492,6 +492,9 @@ class Trainer:
         sampler.set_epoch(epoch)
         loader = self._loader(self.train_set, args.batch_size // d.world, sampler, epoch, drop_last=True)
         steps = len(loader) if not args.steps_per_epoch else min(len(loader), args.steps_per_epoch)
+        if d.main and epoch == self.start_epoch and args.steps_per_epoch > len(loader):
+            print(f"{self.name}: --steps-per-epoch {args.steps_per_epoch} is more than the {len(loader)} batches "
+                  f"of the training set: an epoch is {len(loader)} steps", flush=True)
         metrics = Metrics(self._keys("aux"))
         step_seconds: list[float] = []
         bar = None

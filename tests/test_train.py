@@ -85,6 +85,16 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     assert loss() < 0.8 * before
 
 
+def test_steps_per_epoch_beyond_the_training_set_says_what_an_epoch_is(data: Path, tmp_path: Path, capsys):
+    """Four training images at batch 2 make two steps an epoch, whatever --steps-per-epoch asks."""
+    argv = cli(data, tmp_path, "--epochs", "1", "--no-save")
+    argv[argv.index("--steps-per-epoch") + 1] = "100"
+    argv[argv.index("--batch-size") + 1] = "2"
+    assert train.main(argv) == 0
+    assert "--steps-per-epoch 100 is more than the 2 batches of the training set: an epoch is 2 steps" \
+        in capsys.readouterr().out
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     a = torch.load(runs["whole"] / train.LATEST, weights_only=True)
     b = torch.load(runs["split"] / train.LATEST, weights_only=True)
