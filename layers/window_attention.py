@@ -14,6 +14,9 @@ the attention matrix is ever built.
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -46,6 +49,42 @@ def shift_masks(window: int, device: torch.device) -> tuple[Tensor, Tensor, Tens
     return as_additive(row_block), as_additive(col_block), as_additive(row_block | col_block)
 
 
+def window_blocks(hw: int, ww: int, shifted: bool) -> list[tuple[slice, slice, int | None]]:
+    """Blocks of windows that share one mask: (window rows, window cols, mask).
+
+    The mask is an index into :func:`shift_masks`' (row, column, corner), or
+    None.  W: the whole grid.  SW: interior, last column, last row, corner
+    (empty blocks dropped), so each block attends with a single mask.
+    """
+    if not shifted:
+        return [(slice(0, hw), slice(0, ww), None)]
+    rows, last_row = slice(0, hw - 1), slice(hw - 1, hw)
+    cols, last_col = slice(0, ww - 1), slice(ww - 1, ww)
+    blocks = [(rows, cols, None), (rows, last_col, 1), (last_row, cols, 0), (last_row, last_col, 2)]
+    return [(r, c, m) for r, c, m in blocks if r.stop > r.start and c.stop > c.start]
+
+
+@functools.lru_cache(maxsize=64)  # one image size of TCM needs ten entries (resolutions x W/SW)
+def tokens_in_window_order(window: int, shifted: bool, h: int, w: int,
+                           device: torch.device) -> tuple[Tensor, tuple[tuple[int, int], ...]]:
+    """Tokens of an ``h`` x ``w`` map in window order, block after block of :func:`window_blocks`.
+
+    Returns the row-major pixel index of every token (the cyclic shift
+    included, so gathering with it rolls and partitions in one copy, and
+    scattering with it undoes both) and each block's span ``(start, end)`` of
+    tokens.  It depends on no parameter, so all layers share one cache, and
+    the cache is bounded: every new image size adds indices for all the
+    resolutions its Swin blocks run at.
+    """
+    pixels = torch.arange(h * w, device=device).view(h, w)
+    if shifted:
+        pixels = torch.roll(pixels, shifts=(-(window // 2), -(window // 2)), dims=(0, 1))
+    grid = pixels.view(h // window, window, w // window, window).transpose(1, 2)  # (rows, cols, p, p)
+    parts = [grid[r, c].reshape(-1) for r, c, _ in window_blocks(h // window, w // window, shifted)]
+    ends = list(itertools.accumulate(p.numel() for p in parts))
+    return torch.cat(parts), tuple(zip([0, *ends[:-1]], ends))
+
+
 class WindowAttention(nn.Module):
     """Window attention on NHWC maps whose sides are multiples of ``window``.
 
@@ -73,7 +112,6 @@ class WindowAttention(nn.Module):
         self.linear = nn.Linear(dim, dim)
         self.register_buffer("_rel_index", relative_position_index(window), persistent=False)
         self._masks: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
-        self._orders: dict[tuple[int, int, torch.device], tuple[Tensor, list]] = {}
 
     def relative_bias(self) -> Tensor:
         """(heads, L, L) bias gathered from the table (cheap; the index is cached)."""
@@ -86,19 +124,12 @@ class WindowAttention(nn.Module):
         return self._masks[key]
 
     def _groups(self, hw: int, ww: int) -> list[tuple[slice, slice, Tensor | None]]:
-        """Blocks of windows that share one mask: (window rows, window cols, mask or None).
-
-        W: the whole grid.  SW: interior, last column, last row, corner (empty
-        blocks dropped), so each block attends with a single (1, heads, L, L) mask.
-        """
+        """:func:`window_blocks` with each mask index replaced by its cached mask."""
+        blocks = window_blocks(hw, ww, self.shifted)
         if not self.shifted:
-            return [(slice(0, hw), slice(0, ww), None)]
-        row_mask, col_mask, corner_mask = self._shift_masks(self.relative_position_params)
-        rows, last_row = slice(0, hw - 1), slice(hw - 1, hw)
-        cols, last_col = slice(0, ww - 1), slice(ww - 1, ww)
-        blocks = [(rows, cols, None), (rows, last_col, col_mask),
-                  (last_row, cols, row_mask), (last_row, last_col, corner_mask)]
-        return [(r, c, m) for r, c, m in blocks if r.stop > r.start and c.stop > c.start]
+            return blocks
+        masks = self._shift_masks(self.relative_position_params)
+        return [(r, c, None if m is None else masks[m]) for r, c, m in blocks]
 
     def check_size(self, h: int, w: int) -> None:
         if h % self.window or w % self.window:
@@ -108,28 +139,10 @@ class WindowAttention(nn.Module):
             )
 
     def window_order(self, h: int, w: int, device: torch.device) -> tuple[Tensor, list[tuple[int, int, Tensor | None]]]:
-        """Tokens in window order, for maps of ``h`` x ``w``.
-
-        Returns the row-major pixel index of every token (the cyclic shift
-        included, so gathering with it rolls and partitions in one copy, and
-        scattering with it undoes both), and the mask blocks as token spans
-        ``(start, end, mask)``.  Cached per size and device.
-        """
-        key = (h, w, device)
-        if key not in self._orders:
-            p = self.window
-            pixels = torch.arange(h * w, device=device).view(h, w)
-            if self.shifted:
-                pixels = torch.roll(pixels, shifts=(-(p // 2), -(p // 2)), dims=(0, 1))
-            grid = pixels.view(h // p, p, w // p, p).transpose(1, 2)  # (rows, cols, p, p)
-            parts, spans, start = [], [], 0
-            for r, cl, mask in self._groups(h // p, w // p):
-                part = grid[r, cl].reshape(-1)
-                parts.append(part)
-                spans.append((start, start + part.numel(), mask))
-                start += part.numel()
-            self._orders[key] = (torch.cat(parts), spans)
-        return self._orders[key]
+        """:func:`tokens_in_window_order` for this layer, spans as ``(start, end, mask)``."""
+        order, spans = tokens_in_window_order(self.window, self.shifted, h, w, device)
+        masks = [m for _, _, m in self._groups(h // self.window, w // self.window)]
+        return order, [(start, end, m) for (start, end), m in zip(spans, masks)]
 
     def attention_masks(self, masks: list[Tensor | None]) -> list[Tensor]:
         """(1, heads, L, L) additive masks: the relative-position bias plus each shift mask.

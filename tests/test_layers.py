@@ -14,7 +14,7 @@ from torch import Tensor
 
 from layers import swin
 from layers import ConvTransBlock, SWAtten, SwinBlock, SwinBlockPair, WindowAttention
-from layers.window_attention import relative_position_index
+from layers.window_attention import relative_position_index, tokens_in_window_order
 
 ATOL = 1e-5
 
@@ -187,6 +187,19 @@ def test_swin_block_inference_path_matches_reference(kind, chunk, monkeypatch):
     assert_float_close(target[:, 16:].permute(0, 2, 3, 1), want)
     assert not target[:, :16].any()
     assert not m.uses_window_chunks()  # autograd on: the batched path, for training
+
+
+def test_window_order_is_one_bounded_cache_for_all_layers():
+    """Layers of one window and shift share the token order of a size; new sizes evict old ones."""
+    a, b = WindowAttention(32, 16, 8, shifted=True), WindowAttention(64, 32, 8, shifted=True)
+    order, spans = a.window_order(24, 32, torch.device("cpu"))
+    assert b.window_order(24, 32, torch.device("cpu"))[0] is order
+    assert sorted(order.tolist()) == list(range(24 * 32)) and spans[-1][1] == 24 * 32
+    assert WindowAttention(32, 16, 8, shifted=False).window_order(24, 32, torch.device("cpu"))[0] is not order
+    limit = tokens_in_window_order.cache_info().maxsize
+    for side in range(1, limit + 2):
+        a.window_order(8, 8 * side, torch.device("cpu"))
+    assert tokens_in_window_order.cache_info().currsize == limit
 
 
 @pytest.mark.parametrize("kind", ["W", "SW"])
