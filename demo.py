@@ -13,7 +13,6 @@ Each step runs the project's own command line, printed before it runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
@@ -21,26 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+from datasets.samples import export_photos
+from utils import ArgumentParser, ToolError, run_tool
+
+PROG = "demo.py"
+
 ROOT = Path(__file__).resolve().parent
 PRETRAINED = ROOT / "pretrained"
-#: scikit-image sample photographs that ship inside the package (no download).
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 #: Pillow qualities of the JPEG/WebP sweeps; 1 and 3 reach the demo models' low rates.
 BASELINE_QUALITIES = ("1", "3", "5", "10", "20", "30", "40", "50", "60", "70", "80", "90", "95")
-
-
-def export_photos(folder: Path) -> list[Path]:
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in PHOTOS:
-        path = folder / f"{name}.png"
-        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
-        paths.append(path)
-    return paths
 
 
 def run(cmd: list[str]) -> None:
@@ -48,21 +36,24 @@ def run(cmd: list[str]) -> None:
     print("\n$ " + " ".join(shlex.quote(str(c)) for c in shown), flush=True)
     done = subprocess.run(cmd, cwd=ROOT)
     if done.returncode != 0:
-        raise SystemExit(f"demo: step failed with exit status {done.returncode}")
+        raise ToolError(f"step failed with exit status {done.returncode}: {' '.join(map(str, shown))}")
 
 
 def shipped_models() -> list[Path]:
     models = sorted(PRETRAINED.glob("*.pth.tar"))
     if not models:
-        raise SystemExit(f"demo: no shipped models in {PRETRAINED}")
+        raise ToolError(f"no shipped models in {PRETRAINED}")
     return models
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "demo_out", help="output folder (default: demo_out)")
     args = p.parse_args(argv)
-    out: Path = args.out
+    return run_tool(PROG, lambda: run_demo(args.out))
+
+
+def run_demo(out: Path) -> int:
     start = time.time()
     py = sys.executable
 

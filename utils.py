@@ -1,28 +1,48 @@
-"""Small helpers shared by the command-line tools."""
+"""Helpers shared by every part of the project: padding, safe writes, errors, exits, memory.
+
+The command-line tools follow one convention, kept here: a failure is one line
+``<tool>: error: <message>`` on stderr and an exit status of 2 for a wrong
+command line (argparse's own status), 1 for anything else the user can act on
+(missing or damaged files, bad data), 130 when interrupted and 143 when
+terminated (SIGTERM); tools with an extra status say so (eval.py: 3, a decoder
+that disagrees with its encoder).
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import hashlib
 import os
+import shutil
+import signal
+import sys
 import tempfile
-from pathlib import Path
-from typing import Iterator
-
 import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
-import torch.nn.functional as F
-
-# CompressAI scripts a helper with torch.jit at import time, which current torch flags
-# as deprecated; every tool imports this module or ``models`` first, both filter it.
+# CompressAI scripts helpers with torch.jit at import time and on first use, which
+# current torch flags as deprecated on every run of every tool.  This is the one
+# filter for it: the packages that import CompressAI import this module first.
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from compressai.ops import compute_padding  # noqa: E402
-from torch import Tensor
+from torch import Tensor  # noqa: E402
+
+#: Image sides must be multiples of this: TCM's 8x8 Swin windows on the 1/16 latent.
+PAD_MULTIPLE = 128
 
 Padding = tuple[int, int, int, int]
 
+#: Exit statuses shared by all tools.
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 128 + signal.SIGTERM
 
-def pad(x: Tensor, p: int = 128) -> tuple[Tensor, Padding]:
+
+# ----------------------------------------------------------------------- padding
+def pad(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     """Zero-pad an NCHW batch, centred, to the next multiple of ``p`` on each side.
 
     TCM needs sides that are multiples of 128 (8x8 Swin windows on the 1/16
@@ -41,6 +61,83 @@ def crop(x: Tensor, padding: Padding) -> Tensor:
     return x[..., top : h - bottom, left : w - right]
 
 
+# ----------------------------------------------------------------------- errors and exits
+class ToolError(Exception):
+    """A failure the user can act on; the message is one readable line."""
+
+    exit_status = EXIT_FAILURE
+
+
+class UsageError(ToolError):
+    """A command line that cannot work as given (a bad option value or combination)."""
+
+    exit_status = EXIT_USAGE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's pre-emption, ``kill``): unwinds like Ctrl-C, so clean-ups run."""
+
+
+def first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_os_error(e: OSError) -> str:
+    """``No space left on device: out.png`` rather than Python's ``[Errno 28] …`` form."""
+    what = e.strerror or first_line(e) or type(e).__name__
+    return f"{what}: {e.filename}" if e.filename else what
+
+
+def error_line(prog: str, message: object) -> str:
+    return f"{prog}: error: {first_line(message) if message else 'failed'}"
+
+
+def run_tool(prog: str, body: Callable[[], int]) -> int:
+    """Run a tool's ``main`` body under the shared convention (see the module docstring).
+
+    SIGTERM raises :class:`Terminated` while ``body`` runs, so temporary files
+    are removed on the way out exactly as for Ctrl-C.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return body()
+    except ToolError as e:
+        print(error_line(prog, e), file=sys.stderr, flush=True)
+        return e.exit_status
+    except OSError as e:
+        print(error_line(prog, describe_os_error(e)), file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    except MemoryError:
+        print(error_line(prog, "out of memory"), file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the shared one-line error: ``prog: error: message (see --help)``, status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {first_line(message)} (see --help)\n")
+
+
+# ----------------------------------------------------------------------- files
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -48,13 +145,23 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     A crash or kill while writing never leaves a half-written ``path``, and an
     existing file is only ever replaced by a complete new one.  The result gets
     the replaced file's permissions, or the umask's default for a new file.
+    Temporary files are named ``.<name>.<random>.part`` (see :func:`remove_stale_parts`).
+    An ``OSError`` names ``path``, never the temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        yield tmp
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        try:
+            yield tmp
+        except OSError as e:
+            if e.filename == tmp or e.filename is None:
+                raise OSError(e.errno, e.strerror or first_line(e), str(path)) from None
+            raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)
@@ -62,6 +169,128 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` leaves when a process is killed mid-write.
+
+    Only call this for a folder no other process is writing to (a locked run folder).
+    """
+    removed = []
+    for stale in Path(folder).glob(".*.part"):
+        stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`, synced to disk before the rename.
+
+    torch reports a full disk as a ``RuntimeError`` from its zip writer; it is
+    raised here as the ``OSError`` it is, naming ``path``.
+    """
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        except RuntimeError as e:
+            raise OSError(f"cannot write ({first_line(e)})") from None
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Refuse, before any work, an output whose folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ToolError(f"{what} {path} is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ToolError(f"cannot write {what} {path}: {e.strerror or first_line(e)}") from None
+    return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------- provenance
+ROOT = Path(__file__).resolve().parent
+
+
+def project_commit() -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True,  # noqa: E731
+                                        timeout=10, check=True).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def device_name(device: torch.device | str = "cpu") -> str:
+    """The card's or the processor's name, as a figure's reader needs it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What produced a result: project commit, library versions, device and threads."""
+    import platform
+
+    import compressai
+
+    return {
+        "commit": project_commit(),
+        "torch": str(torch.__version__),
+        "compressai": str(compressai.__version__),
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+# ----------------------------------------------------------------------- devices
+def synchronize(device: torch.device) -> None:
+    """Wait for the device, so that a clock around its work measures the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def keep_freed_memory() -> bool:

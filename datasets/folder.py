@@ -19,10 +19,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from utils import ToolError
+
 from .images import ImageReadError, list_images, open_rgb, to_tensor
 
 
-class DatasetError(Exception):
+class DatasetError(ToolError):
     """A dataset folder that cannot be used; the message is one readable line."""
 
 
@@ -140,12 +142,3 @@ class PatchDataset(Dataset):
         else:
             top, left = (img.height - h) // 2, (img.width - w) // 2
         return to_tensor(img.crop((left, top, left + w, top + h)))[0]
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed."""
-    import numpy as np
-
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)

@@ -16,44 +16,59 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from utils import ToolError
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
 
-class ImageReadError(Exception):
+class ImageReadError(ToolError):
     """An image that cannot be read; the message names the file."""
 
 
-def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
-    """Returns the RGB image and whether an alpha channel was dropped."""
-    had_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
+    """The RGB image and what the conversion lost (alpha, bit depth), for notes."""
+    lost = []
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        lost.append("alpha channel dropped")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if top > 255:
+            lost.append("16-bit samples reduced to 8 bits")
         a = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
         img = Image.fromarray(a, mode="L")
     elif img.mode == "F":
         a = np.asarray(img, dtype=np.float64)
         top = 1.0 if a.max() <= 1.0 else 255.0
+        lost.append("floating-point samples reduced to 8 bits")
         img = Image.fromarray(np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8), mode="L")
-    return img.convert("RGB"), had_alpha
+    return img.convert("RGB"), lost
 
 
 def open_rgb(path: str | os.PathLike, warn_alpha: bool = True) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB image (EXIF rotation applied) or raise ImageReadError."""
+    """Open ``path`` as an 8-bit RGB image (EXIF rotation applied) or raise ImageReadError.
+
+    What the conversion loses (alpha, samples deeper than 8 bits, every frame
+    of an animation but the first) is said in one warning per file, unless
+    ``warn_alpha`` is False (training data).
+    """
     path = os.fspath(path)
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
             img.load()
             img = ImageOps.exif_transpose(img)
-            rgb, had_alpha = _to_8bit_rgb(img)
+            rgb, lost = _to_8bit_rgb(img)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageReadError(f"{path}: is a directory") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
-    if had_alpha and warn_alpha:
-        warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
+    if frames > 1:
+        lost.append(f"first of {frames} frames kept")
+    if lost and warn_alpha:
+        warnings.warn(f"{path}: {', '.join(lost)}", stacklevel=2)
     return rgb
 
 
@@ -64,7 +79,12 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def to_image(x: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB image (rounded)."""
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB image, rounded to the nearest level.
+
+    torchvision's ``to_pil_image`` truncates (``mul(255).byte()``), which
+    lowers every pixel by half a level on average; rounding keeps a decoded
+    file equal to what evaluation scores as the 8-bit reconstruction.
+    """
     if x.dim() == 4:
         x = x[0]
     a = x.detach().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()

@@ -20,16 +20,8 @@ import itertools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import gen_relative_position_index, trunc_normal_
 from torch import Tensor
-
-
-def relative_position_index(window: int) -> Tensor:
-    """Flat index into a (2w-1)x(2w-1) table for every (query, key) token pair."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
-    coords = coords.flatten(1)  # (2, w*w), row-major token order
-    rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, L, L)
-    return rel[0] * (2 * window - 1) + rel[1]
 
 
 def shift_masks(window: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -110,7 +102,8 @@ class WindowAttention(nn.Module):
         )
         self.embedding_layer = nn.Linear(dim, 3 * dim, bias=True)
         self.linear = nn.Linear(dim, dim)
-        self.register_buffer("_rel_index", relative_position_index(window), persistent=False)
+        # Flat index into the (2w-1)x(2w-1) table for every (query, key) token pair, row-major tokens.
+        self.register_buffer("_rel_index", gen_relative_position_index((window, window)), persistent=False)
         self._masks: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
 
     def relative_bias(self) -> Tensor:

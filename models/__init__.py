@@ -1,40 +1,52 @@
-"""TCM models and checkpoint loading."""
+"""TCM models, their configuration, presets and checkpoint loading."""
 
-import warnings
+from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torch.jit warning
 
-# CompressAI scripts a helper with torch.jit at import time, which current torch
-# flags as deprecated on every start of every tool; nothing here can act on it.
-warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
-
-from .checkpoint import CheckpointError, infer_config, load_model, model_from_state_dict, read_checkpoint
-from .tcm import PAD_MULTIPLE, TCM
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_stem,
+    display_name,
+    extract_state_dict,
+    load_model,
+    model_from_state_dict,
+    read_checkpoint,
+    release_stem,
+)
+from .config import TCMConfig
+from .tcm import TCM
 
 #: Named presets of the paper: N for Small, Middle and Large.
 PRESETS = {"small": 64, "middle": 96, "large": 128}
 
 
+def preset_name(name: str) -> str:
+    """The preset a user means: "small", "middle", "large" or their initials, any case."""
+    key = name.strip().lower()
+    key = {k[0]: k for k in PRESETS}.get(key, key)
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)} (or s, m, l)")
+    return key
+
+
 def tcm(preset: str = "large", **kwargs) -> TCM:
     """TCM by preset name ("small", "middle", "large" or "s", "m", "l")."""
-    names = {k[0]: k for k in PRESETS}
-    name = names.get(preset.lower(), preset.lower())
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    return TCM(N=PRESETS[name], **kwargs)
+    return TCM(N=PRESETS[preset_name(preset)], **kwargs)
 
 
 def tcm_small(**kwargs) -> TCM:
-    return TCM(N=64, **kwargs)
+    return TCM(N=PRESETS["small"], **kwargs)
 
 
 def tcm_middle(**kwargs) -> TCM:
-    return TCM(N=96, **kwargs)
+    return TCM(N=PRESETS["middle"], **kwargs)
 
 
 def tcm_large(**kwargs) -> TCM:
-    return TCM(N=128, **kwargs)
+    return TCM(N=PRESETS["large"], **kwargs)
 
 
 __all__ = [
-    "PAD_MULTIPLE", "PRESETS", "TCM", "CheckpointError", "infer_config", "load_model",
-    "model_from_state_dict", "read_checkpoint", "tcm", "tcm_large", "tcm_middle", "tcm_small",
+    "PAD_MULTIPLE", "PRESETS", "TCM", "TCMConfig", "CheckpointError", "checkpoint_stem", "display_name", "extract_state_dict",
+    "load_model", "model_from_state_dict", "preset_name", "read_checkpoint", "release_stem", "tcm", "tcm_large",
+    "tcm_middle", "tcm_small",
 ]

@@ -6,7 +6,9 @@ Every entry point (eval, codec, updates, train's fine-tuning) goes through
 ``module.`` prefix, 2023 entropy-bottleneck names (``_matrix0`` …, remapped by
 CompressAI), float16 storage (restored to float32).  The architecture is read
 off the weights.  Files are unpickled with ``weights_only=True``: a file that
-needs code to load is refused and nothing in it runs.
+needs code to load is refused and nothing in it runs.  A release file, whose
+name ends in the first 8 hex digits of its sha256 (``updates.py``, CompressAI's
+convention), is checked against that hash before it is read.
 """
 
 from __future__ import annotations
@@ -14,34 +16,102 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from utils import ToolError, sha256_file
 
-class CheckpointError(Exception):
+from .tcm import TCM
+
+#: Suffixes of checkpoint files, longest first.
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
+#: updates.py's release names: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``.
+RELEASE_NAME = re.compile(r"^(?P<stem>.+)-(?P<hash>[0-9a-f]{8})\.pth\.tar$")
+
+
+class CheckpointError(ToolError):
     """A checkpoint that cannot be used; the message is one readable line."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """``torch.load`` with ``weights_only=True`` and errors turned into CheckpointError."""
+def checkpoint_stem(path: str | os.PathLike) -> str:
+    """The file name without its checkpoint suffix (``mse_lambda_0.05.pth.tar`` -> ``mse_lambda_0.05``)."""
+    name = Path(path).name
+    for suffix in CHECKPOINT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def release_stem(path: str | os.PathLike) -> str:
+    """The name of a release file without its hash (``tcm-s-0123abcd.pth.tar`` -> ``tcm-s``)."""
+    m = RELEASE_NAME.match(Path(path).name)
+    return m.group("stem") if m else checkpoint_stem(path)
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """What to call a checkpoint in tables, results and release names.
+
+    A release file: its name less the hash.  ``train.py``'s files
+    (``checkpoint_best``, ``checkpoint_latest``, ``checkpoint_epoch007``): the
+    run folder's name (``mse_lambda_0.013``), with ``-latest`` or
+    ``-epoch007`` for the ones that are not the best.  Anything else: its stem.
+    """
+    path = Path(path)
+    stem = release_stem(path)
+    m = re.fullmatch(r"checkpoint_(best|latest|epoch\d+)", stem)
+    if m and path.resolve().parent.name:
+        run = path.resolve().parent.name
+        return run if m.group(1) == "best" else f"{run}-{m.group(1)}"
+    return stem
+
+
+def check_release_hash(path: str | os.PathLike) -> None:
+    """Refuse a release file whose bytes do not hash to the prefix its name carries."""
+    m = RELEASE_NAME.match(Path(path).name)
+    if m is None:
+        return
+    digest = sha256_file(path)
+    if not digest.startswith(m.group("hash")):
+        raise CheckpointError(f"{path} is damaged: its sha256 begins {digest[:8]}, its name says "
+                              f"{m.group('hash')} (download or copy it again)")
+
+
+def read_checkpoint(path: str | os.PathLike, check_hash: bool = True) -> Any:
+    """``torch.load`` with ``weights_only=True``, errors turned into one-line CheckpointErrors."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path} is an empty file, not a checkpoint")
+    if check_hash:
+        check_release_hash(path)
+    if not zipfile.is_zipfile(path) and not _legacy_pickle(path):
+        raise CheckpointError(f"{path} is not a checkpoint (not a file torch.save writes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"refusing {path}: it is not a plain weights file (loading it would run code: {first})"
-        ) from None
-    except Exception as e:  # zip/pickle corruption, truncation, foreign files
+        if "weights_only" in str(e) or "GLOBAL" in str(e) or "global" in str(e):
+            raise CheckpointError(
+                f"refusing {path}: it is not a plain weights file (loading it would run code: {first})"
+            ) from None
+        raise CheckpointError(f"{path} is not a checkpoint ({first})") from None
+    except Exception as e:  # zip/pickle corruption, truncation
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
+def _legacy_pickle(path: str) -> bool:
+    """torch.save's pre-1.6 format starts with a pickle protocol 2 header."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x80\x02"
+
+
 def extract_state_dict(obj: Any) -> dict[str, Tensor]:
-    """The model weights inside a loaded checkpoint, with ``module.`` stripped."""
+    """The model weights inside a loaded checkpoint, with ``module.`` stripped, float32."""
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
@@ -55,81 +125,26 @@ def extract_state_dict(obj: Any) -> dict[str, Tensor]:
     return out
 
 
-def _count(sd: dict, pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in sd if (m := rx.match(k))})
-
-
-def infer_config(sd: dict[str, Tensor]) -> dict[str, Any]:
-    """Constructor arguments of TCM read off its weights."""
+def model_from_state_dict(checkpoint: Any) -> TCM:
+    """A TCM built from a loaded checkpoint (any accepted layout), weights loaded strictly."""
+    sd = extract_state_dict(checkpoint)
     try:
-        N = sd["g_a.0.conv1.weight"].shape[0] // 2
-        M = sd["h_a.0.conv1.weight"].shape[1]
-        num_slices = _count(sd, r"cc_mean_transforms\.(\d+)\.")
-        slice_ch = M // num_slices
-        supports = [
-            (sd[f"atten_mean.{i}.0.in_conv.weight"].shape[1] - M) // slice_ch for i in range(num_slices)
-        ]
-        most = max(supports)
-        max_support = num_slices if most >= num_slices - 1 else most
-        heads = []
-        for stage in ("g_a", "g_s"):
-            idx = sorted(int(m.group(1)) for k in sd
-                         if (m := re.match(rf"{stage}\.(\d+)\.trans_block\.msa\.relative_position_params$", k)))
-            heads += [sd[f"{stage}.{i}.trans_block.msa.relative_position_params"].shape[0] for i in idx]
-        # stages of two blocks: one head_dim per stage
-        if len(heads) != 12:
-            raise CheckpointError(f"expected 12 TCM blocks in g_a/g_s, found {len(heads)}")
-        head_dim = [N // heads[2 * s] for s in range(6)]
-        return dict(
-            N=N,
-            M=M,
-            num_slices=num_slices,
-            max_support_slices=max_support,
-            head_dim=head_dim,
-            hyper_channels=sd["h_a.3.weight"].shape[0],
-            atten_dim=sd["atten_mean.0.0.in_conv.weight"].shape[0],
-            entropy_hidden=(
-                sd["cc_mean_transforms.0.0.weight"].shape[0],
-                sd["cc_mean_transforms.0.2.weight"].shape[0],
-            ),
-        )
-    except KeyError as e:
-        raise CheckpointError(f"not a TCM checkpoint: missing {e.args[0]}") from None
-    except (IndexError, ZeroDivisionError, ValueError) as e:
-        raise CheckpointError(f"not a TCM checkpoint: {e}") from None
-
-
-def _short(keys: list[str], n: int = 5) -> str:
-    return ", ".join(keys[:n]) + (f" … (+{len(keys) - n})" if len(keys) > n else "")
-
-
-def model_from_state_dict(sd: dict[str, Tensor], cls=None):
-    """Build a TCM from the weights and load them strictly."""
-    if cls is None:
-        from .tcm import TCM as cls
-    sd = extract_state_dict(sd)
-    model = cls(**infer_config(sd))
-    try:
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-    except RuntimeError as e:
+        return TCM.from_state_dict(sd)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    except RuntimeError as e:  # torch's size mismatch report: many lines
         sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
-        raise CheckpointError("checkpoint does not fit the model: " + (_short(sizes, 2) or str(e).splitlines()[0])) from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint does not fit the model: missing keys [{_short(list(missing))}]; "
-            f"unexpected keys [{_short(list(unexpected))}]"
-        )
-    return model
+        shown = "; ".join(sizes[:2]) + (f" … (+{len(sizes) - 2})" if len(sizes) > 2 else "")
+        raise CheckpointError("checkpoint does not fit the model: " + (shown or str(e).splitlines()[0])) from None
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", update: bool = True):
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", update: bool = True) -> TCM:
     """Load any accepted checkpoint file as an eval-mode TCM on ``device``.
 
     With ``update`` the entropy tables are built if the checkpoint lacks them
     (training checkpoints), so the model can entropy-code straight away.
     """
-    model = model_from_state_dict(extract_state_dict(read_checkpoint(path)))
+    model = model_from_state_dict(read_checkpoint(path))
     if update:
         model.update(force=False)
     return model.to(device).eval()

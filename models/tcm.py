@@ -8,7 +8,10 @@ match the authors' checkpoints so that they load with ``strict=True``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torch.jit warning
 
 import torch
 import torch.nn as nn
@@ -27,12 +30,11 @@ from torch import Tensor
 
 from layers import ConvTransBlock, SWAtten
 
-#: Image sides must be multiples of this (8x8 windows on the 1/16 latent).
-PAD_MULTIPLE = 128
+from .config import TCMConfig
 
-# code_slice(i, mu, scale) -> quantised slice; the only thing forward, compress and
-# decompress do differently inside the per-slice loop.
-SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
+# code_slice(i, mu, scale) -> (quantised slice, anything else the caller keeps for slice i):
+# the only thing forward, compress and decompress do differently inside the per-slice loop.
+SliceCoder = Callable[[int, Tensor, Tensor], tuple[Tensor, Any]]
 
 
 def inference_layout(x: Tensor) -> Tensor:
@@ -51,6 +53,11 @@ def inference_layout(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def _short(keys: Sequence[str], n: int = 5) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" … (+{len(keys) - n})" if len(keys) > n else "")
+
+
 def _entropy_conv_stack(in_ch: int, out_ch: int, hidden: Sequence[int]) -> nn.Sequential:
     """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (mean, scale and LRP transforms)."""
     return nn.Sequential(
@@ -65,31 +72,30 @@ def _entropy_conv_stack(in_ch: int, out_ch: int, hidden: Sequence[int]) -> nn.Se
 class TCM(CompressionModel):
     """Mixed Transformer-CNN learned image codec.
 
-    The defaults are the published configuration (TCM-Large, N=128); Small and
-    Middle differ only in N (64, 96).  ``hyper_channels``, ``atten_dim`` and
-    ``entropy_hidden`` exist for smaller research/demo models: at their
-    defaults the network is exactly the published one.
+    The arguments are those of :class:`~models.config.TCMConfig` (defaults: the
+    published TCM-Large, N=128; Small and Middle differ only in N, 64 and 96);
+    an unknown argument is a TypeError, a shape that cannot be built a ValueError.
     """
 
     def __init__(
         self,
-        config: Sequence[int] = (2, 2, 2, 2, 2, 2),
-        head_dim: Sequence[int] = (8, 16, 32, 32, 16, 8),
-        drop_path_rate: float = 0.0,
-        N: int = 128,
-        M: int = 320,
-        num_slices: int = 5,
-        max_support_slices: int = 5,
-        hyper_channels: int = 192,
-        atten_dim: int = 128,
-        entropy_hidden: Sequence[int] = (224, 128),
-        **kwargs,
+        config: Sequence[int] = TCMConfig.config,
+        head_dim: Sequence[int] = TCMConfig.head_dim,
+        drop_path_rate: float = TCMConfig.drop_path_rate,
+        N: int = TCMConfig.N,
+        M: int = TCMConfig.M,
+        num_slices: int = TCMConfig.num_slices,
+        max_support_slices: int = TCMConfig.max_support_slices,
+        hyper_channels: int = TCMConfig.hyper_channels,
+        atten_dim: int = TCMConfig.atten_dim,
+        entropy_hidden: Sequence[int] = TCMConfig.entropy_hidden,
     ):
         super().__init__()
-        if M % num_slices:
-            raise ValueError(f"M={M} is not divisible by num_slices={num_slices}")
-        self.config = list(config)
-        self.head_dim = list(head_dim)
+        shape = TCMConfig(tuple(config), tuple(head_dim), drop_path_rate, N, M, num_slices, max_support_slices,
+                          hyper_channels, atten_dim, tuple(entropy_hidden))
+        self.model_config = shape
+        self.config = list(shape.config)  # the published attribute names
+        self.head_dim = list(shape.head_dim)
         self.window_size = 8
         self.N, self.M = N, M
         self.num_slices = num_slices
@@ -101,10 +107,9 @@ class TCM(CompressionModel):
         dpr = torch.linspace(0, drop_path_rate, sum(config)).tolist()
         starts = [sum(config[:i]) for i in range(len(config))]
 
-        def stage(i: int, window: int = 8, heads_dim: int | None = None) -> list[nn.Module]:
-            hd = self.head_dim[i] if heads_dim is None else heads_dim
+        def stage(i: int) -> list[nn.Module]:
             return [
-                ConvTransBlock(N, N, hd, window, dpr[starts[i] + j], "W" if j % 2 == 0 else "SW")
+                ConvTransBlock(N, N, self.head_dim[i], self.window_size, dpr[starts[i] + j], "W" if j % 2 == 0 else "SW")
                 for j in range(config[i])
             ]
 
@@ -149,6 +154,8 @@ class TCM(CompressionModel):
 
         s = self.slice_channels
         support = [M + s * self._num_support(i) for i in range(num_slices)]
+        # Each SWAtten sits in a one-element Sequential only so that the keys are the
+        # published ones (``atten_mean.<i>.0.…``).
         self.atten_mean = nn.ModuleList(
             nn.Sequential(SWAtten(c, c, 16, self.window_size, 0.0, inter_dim=atten_dim)) for c in support
         )
@@ -162,6 +169,27 @@ class TCM(CompressionModel):
         )
         self.gaussian_conditional = GaussianConditional(None)
 
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: TCMConfig) -> "TCM":
+        return cls(**dataclasses.asdict(config))
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Tensor]) -> "TCM":
+        """A model of the shape the weights give, with the weights loaded strictly.
+
+        ``state_dict`` holds the bare keys (no ``module.`` prefix; see
+        ``models.checkpoint`` for files).  Raises ValueError for weights that are
+        not TCM's or miss or add entries, and RuntimeError (torch's) for
+        weights whose shapes do not fit.
+        """
+        model = cls.from_config(TCMConfig.from_state_dict(state_dict))
+        missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit the model: missing keys [{_short(missing)}]; "
+                             f"unexpected keys [{_short(unexpected)}]")
+        return model
+
     # ------------------------------------------------------------------ helpers
     def _num_support(self, i: int) -> int:
         """How many decoded slices condition slice ``i``."""
@@ -173,31 +201,35 @@ class TCM(CompressionModel):
         if h % PAD_MULTIPLE or w % PAD_MULTIPLE:
             raise ValueError(
                 f"image sides must be multiples of {PAD_MULTIPLE}, got {h}x{w}: "
-                "pad with utils.pad(x, 128) and crop the result with utils.crop"
+                f"pad with utils.pad(x, {PAD_MULTIPLE}) and crop the result with utils.crop"
             )
 
-    def decode_slices(self, z_hat: Tensor, code_slice: SliceCoder) -> Tensor:
-        """The channel-wise entropy model, slice by slice; returns y_hat.
+    def code_slices(self, z_hat: Tensor, code_slice: SliceCoder) -> tuple[Tensor, list[Any]]:
+        """The channel-wise entropy model, slice by slice: ``(y_hat, per-slice results)``.
 
         For each slice: SWAtten on the hyperprior plus the decoded slices, mean
         and scale transforms, ``code_slice`` (which quantises, codes or decodes
-        the slice and returns it dequantised), then latent residual prediction.
-        Forward, compress and decompress all run through here.
+        the slice: it returns the dequantised slice and whatever else its caller
+        keeps, listed per slice in the result), then latent residual prediction.
+        Forward (training included), compress and decompress all run through here.
         """
         z_hat = inference_layout(z_hat)
         latent_scales = self.h_scale_s(z_hat)
         latent_means = self.h_mean_s(z_hat)
         y_hat_slices: list[Tensor] = []
+        results: list[Any] = []
         for i in range(self.num_slices):
             support = y_hat_slices[: self._num_support(i)]
             mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
             mu = self.cc_mean_transforms[i](mean_support)
             scale_support = self.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
             scale = self.cc_scale_transforms[i](scale_support)
-            y_hat_slice = inference_layout(code_slice(i, mu, scale))
+            y_hat_slice, result = code_slice(i, mu, scale)
+            y_hat_slice = inference_layout(y_hat_slice)
             lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
             y_hat_slices.append(inference_layout(y_hat_slice + 0.5 * torch.tanh(lrp)))
-        return inference_layout(torch.cat(y_hat_slices, dim=1))
+            results.append(result)
+        return inference_layout(torch.cat(y_hat_slices, dim=1)), results
 
     def _cdf_tables(self) -> tuple[list, list, list]:
         gc = self.gaussian_conditional
@@ -215,16 +247,13 @@ class TCM(CompressionModel):
         _, z_likelihoods = self.entropy_bottleneck(z)
         z_offset = self.entropy_bottleneck._get_medians()
         z_hat = quantize_ste(z - z_offset) + z_offset
-
         y_slices = y.chunk(self.num_slices, dim=1)
-        y_likelihoods: list[Tensor] = []
 
-        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
             _, likelihood = self.gaussian_conditional(y_slices[i], scale, mu)
-            y_likelihoods.append(likelihood)
-            return quantize_ste(y_slices[i] - mu) + mu
+            return quantize_ste(y_slices[i] - mu) + mu, likelihood
 
-        y_hat = self.decode_slices(z_hat, code_slice)
+        y_hat, y_likelihoods = self.code_slices(z_hat, code_slice)
         x_hat = self.g_s(y_hat).contiguous()  # NCHW out, as it came in
         return {
             "x_hat": x_hat,
@@ -251,21 +280,16 @@ class TCM(CompressionModel):
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
-
         y_slices = y.chunk(self.num_slices, dim=1)
         gc = self.gaussian_conditional
-        symbols: list[Tensor] = []
-        indexes: list[Tensor] = []
-        y_likelihoods: list[Tensor] = []
 
-        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
             q = gc.quantize(y_slices[i], "symbols", mu)
-            symbols.append(q.flatten(1))
-            indexes.append(gc.build_indexes(scale).flatten(1))
-            y_likelihoods.append(gc(y_slices[i], scale, mu, training=False)[1])
-            return gc.dequantize(q, mu)
+            likelihood = gc(y_slices[i], scale, mu, training=False)[1]
+            return gc.dequantize(q, mu), (q.flatten(1), gc.build_indexes(scale).flatten(1), likelihood)
 
-        y_hat = self.decode_slices(z_hat, code_slice)
+        y_hat, coded = self.code_slices(z_hat, code_slice)
+        symbols, indexes, y_likelihoods = zip(*coded)
         y_symbols = torch.cat(symbols, dim=1).int().cpu()
         all_indexes = torch.cat(indexes, dim=1).int().cpu()
         cdf, cdf_lengths, offsets = self._cdf_tables()
@@ -301,30 +325,18 @@ class TCM(CompressionModel):
             decoder = RansDecoder()
             decoder.set_stream(s)
             decoders.append(decoder)
-        symbols: list[Tensor] = []
 
-        def code_slice(i: int, mu: Tensor, scale: Tensor) -> Tensor:
+        def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
             idx = gc.build_indexes(scale).int().cpu()
-            rows = [
-                torch.tensor(
-                    dec.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
-                    dtype=torch.int32,
-                )
+            q = torch.stack([
+                torch.tensor(dec.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
+                             dtype=torch.int32)
                 for b, dec in enumerate(decoders)
-            ]
-            q = torch.stack(rows)
-            symbols.append(q)
-            return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu)
+            ])
+            return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
 
-        y_hat = self.decode_slices(z_hat, code_slice)
+        y_hat, symbols = self.code_slices(z_hat, code_slice)
         return {
             "x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(),
             "symbols": {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)},
         }
-
-    @classmethod
-    def from_state_dict(cls, state_dict: dict) -> "TCM":
-        """Build a model whose shape is read off the weights, then load them strictly."""
-        from .checkpoint import model_from_state_dict
-
-        return model_from_state_dict(state_dict, cls)

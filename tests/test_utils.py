@@ -1,4 +1,4 @@
-"""pad / crop: centred zero padding to multiples of 128, as the paper's evaluation."""
+"""utils: padding, atomic writes, the tools' error convention, keeping freed memory."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import crop, pad
+from utils import crop, pad, save_torch_atomic
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (100, 37), (128, 128), (130, 257), (512, 768)])
@@ -61,6 +61,7 @@ print(first, faults() - before - first)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.slow
 def test_keep_freed_memory_stops_page_faults_on_reuse():
     """After one forward pass, later passes reuse its memory instead of faulting pages in again."""
     code = _FAULTS.format(root=str(Path(__file__).resolve().parents[1]), keep=True)
@@ -91,6 +92,7 @@ print(before - rss())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.slow
 def test_keep_freed_memory_keeps_blocks_above_the_mmap_threshold():
     """A freed 64 MiB training activation stays with the process for the next one to reuse.
 
@@ -104,3 +106,19 @@ def test_keep_freed_memory_keeps_blocks_above_the_mmap_threshold():
 
     assert released(keep=False) >= 60 << 20  # the default: handed back to the kernel
     assert released(keep=True) < 1 << 20
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch):
+    path = tmp_path / "checkpoint.pth.tar"
+    save_torch_atomic({"epoch": 1}, path)
+
+    def dies_half_way(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_torch_atomic({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth.tar"]

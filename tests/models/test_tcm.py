@@ -3,34 +3,66 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from datasets import open_rgb, to_tensor
-from models import PRESETS, TCM, infer_config, tcm, tcm_small
+from models import TCM, tcm, tcm_small
 from tests.helpers import KODAK, REFERENCE, require, tiny_tcm
 from utils import crop, pad
 
+PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published_state_dict.txt"
+SIZES = (64, 96, 128)
 
-@pytest.mark.parametrize("N", [64, 96, 128])
-def test_state_dict_equals_published_manifest(N):
-    manifest = json.loads(require(REFERENCE / f"tcm_state_dict_N{N}.json").read_text())
+
+def published_entries() -> tuple[dict[int, int], list[tuple[str, str, dict[int, list[int]]]]]:
+    """tests/data's list of the published state_dict: (parameter counts, [(key, dtype, {N: shape})])."""
+    counts, entries = {}, []
+    for line in PUBLISHED.read_text().splitlines():
+        if line.startswith("# num_parameters"):
+            counts = dict(zip(SIZES, map(int, line.split()[2:])))
+        elif line and not line.startswith("#"):
+            key, dtype, *shapes = line.split()
+            shape = {N: [] if s == "scalar" else [int(v) for v in s.split("x")] for N, s in zip(SIZES, shapes)}
+            entries.append((key, dtype, shape))
+    return counts, entries
+
+
+@pytest.mark.parametrize("N", SIZES)
+def test_state_dict_equals_the_published_one(N):
+    """Every entry of the published checkpoints, in order, with its shape and dtype: loads with strict=True."""
+    counts, entries = published_entries()
     model = TCM(N=N)
     got = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
-    want = [(e["key"], e["shape"], e["dtype"]) for e in manifest["state_dict"]]
-    assert got == want
-    assert sum(p.numel() for p in model.parameters()) == manifest["num_parameters"]
+    assert got == [(key, shape[N], dtype) for key, dtype, shape in entries]
+    assert sum(p.numel() for p in model.parameters()) == counts[N]
 
 
-def test_presets_and_config_inference():
-    assert PRESETS == {"small": 64, "middle": 96, "large": 128}
-    assert tcm("s").N == 64 and tcm("Middle").N == 96
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("N", SIZES)
+def test_tests_data_is_the_reference_manifest(N):
+    """The compact list in tests/data says what ../shared/reference says."""
+    manifest = json.loads(require(REFERENCE / f"tcm_state_dict_N{N}.json").read_text())
+    counts, entries = published_entries()
+    assert [(key, shape[N], dtype) for key, dtype, shape in entries] == \
+        [(e["key"], e["shape"], e["dtype"]) for e in manifest["state_dict"]]
+    assert counts[N] == manifest["num_parameters"]
+
+
+def test_presets():
+    assert tcm("s").N == 64 and tcm("Middle").N == 96 and tcm("l").N == 128
+    with pytest.raises(ValueError, match="unknown preset"):
         tcm("huge")
-    cfg = infer_config(tcm_small().state_dict())
-    assert cfg["N"] == 64 and cfg["M"] == 320 and cfg["num_slices"] == 5
-    assert cfg["head_dim"] == [8, 16, 32, 32, 16, 8] and cfg["hyper_channels"] == 192
+
+
+def test_unknown_or_impossible_arguments_are_refused():
+    with pytest.raises(TypeError, match="hyper_chanels"):
+        TCM(hyper_chanels=32)  # misspelt: no silent default
+    with pytest.raises(ValueError, match="N=48"):
+        TCM(N=48)
+    with pytest.raises(ValueError, match="num_slices"):
+        TCM(M=100, num_slices=3)
 
 
 def test_forward_outputs_and_shapes():
@@ -77,6 +109,13 @@ def _round_trip(model: TCM, x: torch.Tensor):
 
 
 @pytest.fixture(scope="module")
+def tiny_model():
+    model = tiny_tcm(seed=1).eval()
+    model.update(force=True)
+    return model
+
+
+@pytest.fixture(scope="module")
 def small_model():
     torch.manual_seed(1)
     model = tcm_small().eval()
@@ -85,21 +124,22 @@ def small_model():
 
 
 @pytest.mark.parametrize("size", [(1, 1), (100, 37), (128, 128), (130, 257)])
-def test_round_trip_any_size(small_model, size):
+def test_round_trip_any_size(tiny_model, size):
     torch.manual_seed(0)
     x = torch.rand(1, 3, *size)
-    xp, padding, ref, enc, dec = _round_trip(small_model, x)
+    xp, padding, ref, enc, dec = _round_trip(tiny_model, x)
     y_strings, z_strings = enc["strings"]
     assert len(y_strings) == 1 and len(z_strings) == 1  # published layout: one y stream
     assert tuple(enc["shape"]) == (xp.shape[-2] // 64, xp.shape[-1] // 64)
     assert dec.shape == xp.shape
     assert (dec - ref).abs().max().item() <= 1e-4
     assert crop(dec, padding).shape == x.shape
-    again = small_model.compress(xp)
+    again = tiny_model.compress(xp)
     assert again["strings"] == enc["strings"]
 
 
-def test_round_trip_kodak_photo(small_model):
+@pytest.mark.slow
+def test_round_trip_kodak_photo_with_tcm_s(small_model):
     x = to_tensor(open_rgb(require(KODAK / "kodim01.png")))
     assert x.shape[-2:] == (512, 768)
     xp, padding, ref, enc, dec = _round_trip(small_model, x)

@@ -6,10 +6,12 @@ import hashlib
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import updates
 from models import load_model
+from models.release import round_trip_check
 from tests.helpers import ROOT, tiny_tcm
 
 
@@ -33,10 +35,11 @@ def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
     assert saved["gaussian_conditional._quantized_cdf"].numel() > 0  # tables built
     loaded = load_model(release, update=False)
     assert torch.equal(loaded.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
-    assert updates.round_trip_check(loaded) <= 1e-4
+    assert round_trip_check(loaded) <= 1e-4
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
 
 
+@pytest.mark.slow
 def test_half_release_is_smaller_and_still_decodes(tmp_path):
     ck = tmp_path / "ck.pth.tar"
     _training_checkpoint(ck)
@@ -52,6 +55,7 @@ def test_half_release_is_smaller_and_still_decodes(tmp_path):
     assert torch.equal(full_model.gaussian_conditional.quantized_cdf, half_model.gaussian_conditional.quantized_cdf)
 
 
+@pytest.mark.slow
 def test_command_line_reports_errors_in_one_line(tmp_path):
     bad = tmp_path / "bad.pth.tar"
     bad.write_bytes(b"junk")
@@ -60,3 +64,21 @@ def test_command_line_reports_errors_in_one_line(tmp_path):
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert list(tmp_path.iterdir()) == [bad]
+
+
+@pytest.mark.slow
+def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(tmp_path, capsys):
+    ck = tmp_path / "run" / "checkpoint_best.pth.tar"
+    ck.parent.mkdir()
+    _training_checkpoint(ck)
+    assert updates.main([str(ck), "-o", str(tmp_path / "a")]) == 0
+    (first,) = (tmp_path / "a").glob("*.pth.tar")
+    assert first.name.startswith("run-")  # a train.py checkpoint is named by its run folder
+    assert updates.main([str(first), "-o", str(tmp_path / "b")]) == 0  # a release file again
+    (second,) = (tmp_path / "b").glob("*.pth.tar")
+    assert second.name.count("-") == 1 and second.name.startswith("run-")
+    capsys.readouterr()
+    assert updates.main([str(ck), "-o", str(tmp_path / "c"), "-n", "../escaped"]) == 2
+    assert "without folders" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("escaped*"))
+

@@ -35,10 +35,11 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from utils import PAD_MULTIPLE, ToolError
+
 MAGIC = b"TCM\x89"
 VERSION = 1
 ID_BYTES = 6
-PAD_MULTIPLE = 128
 #: Bounds that a header must satisfy before anything is allocated for it.
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**27  # ~134 Mpx: an 11585 x 11585 image
@@ -48,7 +49,7 @@ _FIXED = struct.Struct(">4sB6s")  # magic, version, weights id
 _CRCS = struct.Struct(">II")  # latent crc, file crc
 
 
-class ContainerError(Exception):
+class ContainerError(ToolError):
     """A file that is not a valid TCM container; the message is one line."""
 
 
@@ -91,10 +92,6 @@ def tile_grid(hp: int, wp: int, tile: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def weights_id_hex(weights_id: bytes) -> str:
-    return weights_id.hex()
-
-
 # ---------------------------------------------------------------- varints
 def put_varint(n: int) -> bytes:
     if n < 0 or n >= 1 << 35:
@@ -132,7 +129,8 @@ def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: i
     if pad_top > padded(height) - height or pad_left > padded(width) - width:
         raise ContainerError("corrupt header: padding larger than the padded size allows")
     if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
-        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of 128 in 128..{MAX_TILE}")
+        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of {PAD_MULTIPLE} in "
+                             f"{PAD_MULTIPLE}..{MAX_TILE}")
 
 
 # ---------------------------------------------------------------- pack / parse

@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image, features
 
 from datasets import to_tensor
-from rd import quality
+from utils import ToolError
+
+from .metrics import quality
 
 #: codec name -> (Pillow format, feature to check, display name)
 CODECS: dict[str, tuple[str, str, str]] = {
@@ -31,7 +33,7 @@ CODECS: dict[str, tuple[str, str, str]] = {
 DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
-class BaselineError(Exception):
+class BaselineError(ToolError):
     """A codec that cannot be run here; the message is one readable line."""
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -47,7 +47,7 @@ def test_published_layout_loads_strictly_and_computes_the_same(tmp_path):
     assert torch.equal(a["likelihoods"]["y"], b["likelihoods"]["y"])
     assert model.compress(x)["strings"] == loaded.compress(x)["strings"]
     # and strict loading of the same dict into a fresh model works too
-    strict = TCM.from_state_dict(ck)
+    strict = model_from_state_dict(ck)
     assert torch.equal(strict.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
 
 
@@ -57,9 +57,10 @@ def test_bare_state_dict_and_architecture_inference(tmp_path):
     torch.save(model.state_dict(), path)
     loaded = load_model(path)
     assert (loaded.N, loaded.M, loaded.num_slices) == (32, 80, 5)
+    got = loaded.state_dict()
     for k, v in model.state_dict().items():
         if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")):
-            assert torch.equal(loaded.state_dict()[k], v), k
+            assert torch.equal(got[k], v), k
 
 
 def test_half_precision_storage_is_restored_to_float32(tmp_path):
@@ -102,12 +103,35 @@ def test_mismatch_is_one_readable_error():
     assert "g_s.1.conv1_1.bias" in msg and "g_a.99.weight" in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
-def test_unreadable_files_are_a_checkpoint_error(tmp_path, content):
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"not a checkpoint at all", "not a checkpoint"),
+    (bytes(range(256)) * 40, "not a checkpoint"),
+    (b"PK\x03\x04garbage", "not a checkpoint"),
+])
+def test_unreadable_files_are_one_short_line(tmp_path, content, message):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=message) as info:
         load_model(path)
+    assert len(str(info.value)) < 120 + len(str(path)) and "\n" not in str(info.value)
+
+
+def test_a_release_file_is_checked_against_the_hash_in_its_name(tmp_path):
+    model = tiny_tcm(seed=7)
+    model.update(force=True)
+    data_path = tmp_path / "tmp.pth.tar"
+    torch.save(model.state_dict(), data_path)
+    data = bytearray(data_path.read_bytes())
+    good = tmp_path / f"tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
+    good.write_bytes(data)
+    assert load_model(good).N == 32
+    data[len(data) // 2] ^= 0x01  # one flipped bit inside a weight: torch would load it
+    bad = tmp_path / good.name.replace("tiny-", "flipped-")
+    bad.write_bytes(data)
+    torch.load(bad, weights_only=True)
+    with pytest.raises(CheckpointError, match="damaged: its sha256 begins"):
+        load_model(bad)
 
 
 def test_missing_file_and_foreign_content(tmp_path):

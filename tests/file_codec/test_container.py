@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import struct
-import zlib
 
 import pytest
 
-import container
-from container import ContainerError, Header
+from file_codec import container
+from file_codec.container import ContainerError, Header
+from tests.helpers import refix_crc
 
 WID = bytes(range(1, 1 + container.ID_BYTES))
 
@@ -22,12 +22,6 @@ def make_file(height=100, width=150, tile=2048, seed=0) -> tuple[Header, list[tu
         (rng.randbytes(rng.randint(1, 40)), rng.randbytes(rng.randint(1, 90))) for _ in header.tiles()
     ]
     return header, streams, container.pack(header, streams)
-
-
-def refix_crc(data: bytes, header_len: int) -> bytes:
-    """Recompute the file CRC after an edit, so that the edit reaches the later checks."""
-    crc = zlib.crc32(data[header_len:], zlib.crc32(data[: header_len - 4]))
-    return data[: header_len - 4] + struct.pack(">I", crc) + data[header_len:]
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**35 - 1])

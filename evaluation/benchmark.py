@@ -1,0 +1,260 @@
+"""bench.py's measurements: each one a subprocess, so that its peak memory is its own.
+
+See ``bench.py`` for what is measured; the primitives are in ``evaluation.speed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from utils import ROOT, ToolError, pad, write_text_atomic
+
+from .speed import CLOCKS, PeakMemory, count_flops, matmul_rate, median_time
+
+DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+MEASURES = ("forward", "compress", "decompress", "train")
+TRAIN_CROP = 256
+
+
+class BenchError(ToolError):
+    """Bad input: reported as one line."""
+
+
+# ---------------------------------------------------------------- model and data
+class Bf16Autocast(nn.Module):
+    """Runs a transform under bfloat16 autocast and hands float32 on.
+
+    Only for g_a, h_a and g_s: nothing that feeds mu/scale (h_mean_s, h_scale_s,
+    the slice transforms), so the encoder and decoder still compute the coding
+    parameters identically in float32.
+    """
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.inner(x).float()
+
+
+def build_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
+    from models import load_model, tcm
+
+    if args.checkpoint:
+        net = load_model(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        net = tcm(args.model)
+        net.update(force=True)
+    net = net.to(device).eval()
+    for name in ("g_a", "h_a", "g_s"):  # transforms that never feed the coding parameters
+        mod = getattr(net, name)
+        if args.bf16:
+            mod = Bf16Autocast(mod)
+        if args.compile:
+            mod = torch.compile(mod, dynamic=False)
+        setattr(net, name, mod)
+    return net
+
+
+def load_image(args: argparse.Namespace) -> torch.Tensor:
+    from datasets.images import ImageReadError, open_rgb, to_tensor
+
+    if args.image is None and not DEFAULT_IMAGE.exists():
+        g = torch.Generator().manual_seed(0)  # a user's clone: no Kodak
+        x = torch.rand(1, 3, 512, 768, generator=g)
+    else:
+        try:
+            x = to_tensor(open_rgb(args.image or DEFAULT_IMAGE, warn_alpha=False))
+        except ImageReadError as e:
+            raise BenchError(str(e)) from None
+    if args.quick:
+        x = x[..., :256, :256]
+    return pad(x)[0]
+
+
+def training_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    if min(x.shape[-2:]) < TRAIN_CROP:
+        raise BenchError(f"the image is smaller than the {TRAIN_CROP}x{TRAIN_CROP} training crops")
+    g = torch.Generator().manual_seed(0)
+    h, w = x.shape[-2:]
+    crops = []
+    for _ in range(batch):
+        i = int(torch.randint(0, h - TRAIN_CROP + 1, (1,), generator=g))
+        j = int(torch.randint(0, w - TRAIN_CROP + 1, (1,), generator=g))
+        crops.append(x[0, :, i : i + TRAIN_CROP, j : j + TRAIN_CROP])
+    return torch.stack(crops)
+
+
+# ---------------------------------------------------------------- one measurement
+def run_measure(args: argparse.Namespace) -> dict:
+    clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    net = build_model(args, device)
+    x = load_image(args).to(device)
+    rate = matmul_rate(device, args.quick, clock)
+    reps = args.repeats
+    out: dict = {"measure": args.worker, "matmul_gflops": rate}
+    strings_file = Path(args.strings_file)
+
+    # Timed runs come first: ru_maxrss only grows, so nothing may run before them.
+    if args.worker == "forward":
+        with torch.inference_mode():
+            with PeakMemory(device) as mem:
+                out["time"] = median_time(lambda: net(x), reps, device, args.warmup, clock)
+            y = net.g_a(x)
+            y_hat = torch.round(y)
+            parts = {"g_a": (net.g_a, x), "h_a": (net.h_a, y), "g_s": (net.g_s, y_hat)}
+            for name, (mod, inp) in parts.items():
+                out[f"time_{name}"] = median_time(lambda: mod(inp), reps, device, args.warmup, clock)
+        y, y_hat = y.clone(), y_hat.clone()  # out of inference mode, for the counter
+        parts = {"g_a": (net.g_a, x), "h_a": (net.h_a, y), "g_s": (net.g_s, y_hat)}
+        for name, (mod, inp) in parts.items():
+            out[f"flops_{name}"] = count_flops(lambda: mod(inp))
+        out["flops"] = count_flops(lambda: net(x))
+    elif args.worker == "compress":
+        with torch.inference_mode():
+            with PeakMemory(device) as mem:
+                out["time"] = median_time(lambda: net.compress(x), reps, device, args.warmup, clock)
+            enc = net.compress(x)
+        out["flops"] = count_flops(lambda: net.compress(x))
+        y_strings, z_strings = enc["strings"]
+        strings_file.write_text(json.dumps({
+            "y": [s.hex() for s in y_strings], "z": [s.hex() for s in z_strings], "shape": list(enc["shape"]),
+        }))
+        out["bytes"] = sum(len(s) for s in y_strings + z_strings)
+    elif args.worker == "decompress":
+        enc = json.loads(strings_file.read_text())
+        strings = [[bytes.fromhex(s) for s in enc["y"]], [bytes.fromhex(s) for s in enc["z"]]]
+        with torch.inference_mode():
+            with PeakMemory(device) as mem:
+                out["time"] = median_time(lambda: net.decompress(strings, enc["shape"]), reps, device, args.warmup,
+                                          clock)
+        out["flops"] = count_flops(lambda: net.decompress(strings, enc["shape"]))
+    else:
+        out.update(run_train(net, x, args, device))
+        return out
+    out["peak_bytes"] = mem.bytes
+    return out
+
+
+def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict:
+    """One step of the paper's recipe, the one train.py runs (``training.step.train_step``)."""
+    from training.step import Optimization, float_outputs, train_step
+
+    batch = training_batch(x, args.batch)
+    net.train()
+    opt = Optimization.paper_recipe(net, lmbda=0.013)
+
+    def forward_backward() -> None:
+        opt.criterion(float_outputs(net(batch)), batch)["loss"].backward()
+
+    with PeakMemory(device) as mem:
+        t = median_time(lambda: train_step(opt, batch), args.repeats, device, args.warmup, CLOCKS[args.clock])
+    flops = count_flops(forward_backward, grad=True)
+    return {"flops": flops, "time": t, "peak_bytes": mem.bytes, "batch": args.batch}
+
+
+# ---------------------------------------------------------------- table
+def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str) -> list[str]:
+    argv = [sys.executable, str(ROOT / "bench.py"), "--worker", measure, "--model", model,
+            "--repeats", str(args.repeats), "--clock", args.clock,
+            "--threads", str(args.threads or 0), "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file]
+    for flag in ("quick", "cuda", "bf16", "compile"):
+        if getattr(args, flag):
+            argv.append(f"--{flag}")
+    if args.image:
+        argv += ["--image", args.image]
+    if args.checkpoint:
+        argv += ["--checkpoint", args.checkpoint]
+    return argv
+
+
+def run_worker(argv: list[str]) -> dict:
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchError(f"measurement {argv[argv.index('--worker') + 1]} failed: {msg}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(rows: dict[str, dict]) -> dict:
+    """Shares of the matmul rate and the compress/decompress overheads over the forward parts."""
+    for r in rows.values():
+        r["gflops_per_s"] = r["flops"] / r["time"] / 1e9
+        r["share"] = r["gflops_per_s"] / r["matmul_gflops"]
+    if not {"forward", "compress", "decompress"} <= rows.keys():
+        return {}
+    fwd = rows["forward"]
+    fwd_entropy = fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"] - fwd["time_g_s"]
+    return {
+        "compress_over_forward_parts": rows["compress"]["time"] / (fwd["time"] - fwd["time_g_s"]),
+        "decompress_over_forward_parts": rows["decompress"]["time"] / (fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"]),
+        "forward_split_s": {"g_a": fwd["time_g_a"], "h_a": fwd["time_h_a"], "entropy_model": fwd_entropy,
+                            "g_s": fwd["time_g_s"]},
+    }
+
+
+def print_table(results: dict, header: str) -> None:
+    print(header)
+    print(f"{'model':6} {'measure':11} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
+          f"{'matmul':>7} {'share':>6} {'peak MiB':>9}")
+    for model, res in results["models"].items():
+        for m, r in res["rows"].items():
+            print(f"{model:6} {m:11} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
+                  f"{r['matmul_gflops']:7.1f} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
+        s = res["summary"]
+        if not s:
+            continue
+        split = ", ".join(f"{k} {v:.3f}" for k, v in s["forward_split_s"].items())
+        print(f"{model:6} compress / forward of its parts {s['compress_over_forward_parts']:.2f}x, "
+              f"decompress / forward of its parts {s['decompress_over_forward_parts']:.2f}x; "
+              f"forward split (s): {split}")
+
+
+def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """All measurements of ``args.measures`` for each model, each in its own process; prints the table."""
+    if args.worker:
+        print(json.dumps(run_measure(args)))
+        return 0
+    from models import preset_name
+
+    models = [m.strip().lower() for m in args.model.split(",") if m.strip()]
+    if args.checkpoint:
+        models = models[:1]
+    for m in models:
+        try:
+            preset_name(m)
+        except ValueError as e:
+            raise BenchError(str(e)) from None
+    results = {"device": "cuda" if args.cuda else "cpu", "threads": args.threads or torch.get_num_threads(),
+               "clock": args.clock,
+               "torch": torch.__version__, "bf16": args.bf16, "compile": args.compile,
+               "command": " ".join(["python bench.py", *(argv if argv is not None else sys.argv[1:])]),
+               "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in models:
+            strings_file = os.path.join(tmp, f"{m}.json")
+            rows = {}
+            for measure in [m for m in MEASURES if m in args.measures]:
+                rows[measure] = run_worker(worker_argv(args, m, measure, strings_file))
+                print(f"  {m} {measure}: {rows[measure]['time']:.3f} s", file=sys.stderr, flush=True)
+            results["models"][m] = {"rows": rows, "summary": summarise(rows)}
+    print_table(results, f"$ {results['command']}   ({results['device']}, {results['threads']} threads, "
+                         f"{args.clock} clock, "
+                         f"torch {results['torch']}, bf16 {args.bf16}, compile {args.compile})")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    return 0

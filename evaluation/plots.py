@@ -1,0 +1,73 @@
+"""RD plots of results documents: PSNR and MS-SSIM (dB) against bpp."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from utils import atomic_write
+
+from .metrics import ms_ssim_db
+from .results import rd_points
+
+#: Codec names drawn dashed: the classical codecs (measured here or published).
+_CLASSICAL = ("jpeg", "webp", "avif", "vtm", "hm", "bpg", "av1", "jpeg2000")
+
+
+def plot_rd(
+    curves: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    title: str = "",
+    measured: int | None = None,
+) -> None:
+    """PSNR–bpp and MS-SSIM(dB)–bpp panels of results documents, saved as an image.
+
+    The first ``measured`` curves (default: all but those from files) are the
+    evaluated checkpoints, drawn solid and thick; classical codecs are dashed.
+    A curve without MS-SSIM appears only on the PSNR panel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = len(curves) if measured is None else measured
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    for i, doc in enumerate(curves):
+        res = doc["results"]
+        name = str(doc.get("name", f"curve {i}"))
+        classical = any(c in name.lower().replace("-", "").replace(" ", "") for c in _CLASSICAL)
+        style = dict(
+            color=cmap(i % cmap.N),
+            marker="o" if i < measured else ".",
+            linestyle="--" if classical else "-",
+            linewidth=2.0 if i < measured else 1.2,
+            markersize=5 if i < measured else 4,
+            label=name,
+        )
+        rate, psnr = rd_points(res, "psnr-rgb")
+        if len(rate):
+            axes[0].plot(rate, psnr, **style)
+        rate, ssim = rd_points(res, "ms-ssim-rgb")
+        if len(rate):
+            axes[1].plot(rate, ms_ssim_db(ssim), **style)
+    for ax, ylabel in zip(axes, ("PSNR (RGB) [dB]", "MS-SSIM (RGB) [dB]")):
+        ax.set_xlabel("Rate [bpp]")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.4)
+        if ax.lines:
+            ax.legend(loc="lower right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no curve has this metric", ha="center", va="center", transform=ax.transAxes)
+    axes[0].set_title("PSNR")
+    axes[1].set_title("MS-SSIM, -10 log10(1 - MS-SSIM)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)

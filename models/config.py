@@ -1,0 +1,131 @@
+"""The shape of a TCM model: its constructor arguments, their defaults and their checks.
+
+One object says what a model is, for the constructor, for ``train.py``'s
+options and for checkpoints: :meth:`TCMConfig.from_state_dict` reads it off
+the weights, so any checkpoint rebuilds the model it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TCMConfig:
+    """TCM's constructor arguments; the defaults are the published TCM-Large.
+
+    Small and Middle differ only in N (64, 96).  ``hyper_channels``,
+    ``atten_dim`` and ``entropy_hidden`` exist for smaller research and demo
+    models: at their defaults the network is exactly the published one.
+    """
+
+    config: tuple[int, ...] = (2, 2, 2, 2, 2, 2)  # TCM blocks per stage (g_a: 0-2, g_s: 3-5)
+    head_dim: tuple[int, ...] = (8, 16, 32, 32, 16, 8)  # attention head size per stage
+    drop_path_rate: float = 0.0
+    N: int = 128
+    M: int = 320
+    num_slices: int = 5
+    max_support_slices: int = 5
+    hyper_channels: int = 192
+    atten_dim: int = 128
+    entropy_hidden: tuple[int, int] = (224, 128)
+
+    def __post_init__(self) -> None:
+        for name in ("config", "head_dim", "entropy_hidden"):  # lists from JSON or the command line
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError, naming the argument, for a shape TCM cannot be built with."""
+        if len(self.config) != 6 or len(self.head_dim) != 6 or any(n < 1 for n in self.config):
+            raise ValueError("config and head_dim need one positive entry per stage (six stages)")
+        if len(self.entropy_hidden) != 2 or min(self.entropy_hidden) < 1:
+            raise ValueError(f"entropy_hidden={list(self.entropy_hidden)} needs two positive widths")
+        # The hyper transforms' Swin blocks use heads of 32 channels.
+        if self.N <= 0 or self.N % 32 or any(hd <= 0 or self.N % hd for hd in self.head_dim):
+            raise ValueError(f"N={self.N} must be a positive multiple of 32 and of every head_dim "
+                             "(attention head size)")
+        if self.M <= 0 or self.num_slices <= 0 or self.M % self.num_slices:
+            raise ValueError(f"M={self.M} must be a positive multiple of num_slices={self.num_slices}")
+        if self.atten_dim <= 0 or self.atten_dim % 16:
+            raise ValueError(f"atten_dim={self.atten_dim} must be a positive multiple of 16 (SWAtten's heads)")
+        if self.hyper_channels <= 0:
+            raise ValueError(f"hyper_channels={self.hyper_channels} must be positive")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate={self.drop_path_rate} must be in [0, 1)")
+
+    def replace(self, **changes: Any) -> "TCMConfig":
+        """A copy with ``changes``; unknown names are a TypeError."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (lists, not tuples): what a checkpoint stores."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TCMConfig":
+        return cls(**values)
+
+    @classmethod
+    def from_state_dict(cls, sd: Mapping[str, Tensor]) -> "TCMConfig":
+        """The shape of the model these weights belong to; ValueError if they are not TCM's.
+
+        ``drop_path_rate`` is not visible in weights and stays 0 (inference).
+        """
+        try:
+            N = sd["g_a.0.conv1.weight"].shape[0] // 2
+            M = sd["h_a.0.conv1.weight"].shape[1]
+            num_slices = _count(sd, r"cc_mean_transforms\.(\d+)\.")
+            slice_ch = M // num_slices
+            supports = [(sd[f"atten_mean.{i}.0.in_conv.weight"].shape[1] - M) // slice_ch for i in range(num_slices)]
+            most = max(supports)
+            max_support = num_slices if most >= num_slices - 1 else most
+            blocks, heads = [], []
+            for stage_start, stage in ((0, "g_a"), (3, "g_s")):
+                idx = sorted(int(m.group(1)) for k in sd
+                             if (m := re.match(rf"{stage}\.(\d+)\.trans_block\.msa\.relative_position_params$", k)))
+                # Stages are separated by the strided/upsampling residual blocks: consecutive indices.
+                groups: list[list[int]] = []
+                for i in idx:
+                    if groups and i == groups[-1][-1] + 1:
+                        groups[-1].append(i)
+                    else:
+                        groups.append([i])
+                if len(groups) != 3:
+                    raise ValueError(f"expected 3 stages of TCM blocks in {stage}, found {len(groups)}")
+                blocks += [len(g) for g in groups]
+                heads += [sd[f"{stage}.{g[0]}.trans_block.msa.relative_position_params"].shape[0] for g in groups]
+            return cls(
+                config=tuple(blocks),
+                head_dim=tuple(N // h for h in heads),
+                N=N,
+                M=M,
+                num_slices=num_slices,
+                max_support_slices=max_support,
+                hyper_channels=sd[_last_conv(sd, "h_a")].shape[0],
+                atten_dim=sd["atten_mean.0.0.in_conv.weight"].shape[0],
+                entropy_hidden=(sd["cc_mean_transforms.0.0.weight"].shape[0],
+                                sd["cc_mean_transforms.0.2.weight"].shape[0]),
+            )
+        except KeyError as e:
+            raise ValueError(f"not a TCM checkpoint: missing {e.args[0]}") from None
+        except (IndexError, ZeroDivisionError) as e:
+            raise ValueError(f"not a TCM checkpoint: {e}") from None
+
+
+def _count(sd: Mapping[str, Any], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in sd if (m := rx.match(k))})
+
+
+def _last_conv(sd: Mapping[str, Any], stage: str) -> str:
+    """The key of the last plain conv weight of ``stage`` (h_a's output conv)."""
+    idx = [int(m.group(1)) for k in sd if (m := re.match(rf"{stage}\.(\d+)\.weight$", k))]
+    if not idx:
+        raise KeyError(f"{stage}.<last>.weight")
+    return f"{stage}.{max(idx)}.weight"

@@ -1,0 +1,76 @@
+"""Release files: a model's weights with its entropy tables, without training state, named by hash.
+
+CompressAI's convention: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``
+holding the state_dict alone; ``models.checkpoint`` checks the hash on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import torch
+
+from utils import pad, write_bytes_atomic
+
+from .tcm import TCM
+
+ENTROPY_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
+GAUSSIAN_TABLES = tuple(f"gaussian_conditional.{b}" for b in ("_quantized_cdf", "_offset", "_cdf_length"))
+
+
+def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor]:
+    """The state_dict to publish; ``half`` stores the transforms' floats as float16.
+
+    Entropy-model tensors stay float32 either way (they drive the coder).
+    """
+    sd = model.state_dict()
+    if half:
+        sd = {
+            k: v.half() if v.is_floating_point() and not k.startswith(ENTROPY_PREFIXES) else v
+            for k, v in sd.items()
+        }
+        # The Gaussian coding tables are a function of the fixed scale table alone
+        # (~0.8 MB): stored empty, as before update(), and rebuilt by load_model.
+        for k in GAUSSIAN_TABLES:
+            sd[k] = sd[k].new_empty(0)
+    return sd
+
+
+def synthetic_image(h: int = 160, w: int = 224) -> torch.Tensor:
+    """A smooth colour ramp with a few edges: deterministic, no data needed."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = torch.stack([xx, yy, (xx * 6).floor().remainder(2) * 0.5 + 0.25 * yy])
+    return img.clamp(0, 1).unsqueeze(0)
+
+
+def round_trip_check(model: TCM) -> float:
+    """Compress and decompress a synthetic image; return the max error vs the forward pass.
+
+    Raises RuntimeError if the decoded image has the wrong size or drifts.
+    """
+    x = synthetic_image()
+    xp, _ = pad(x)
+    with torch.no_grad():
+        ref = model(xp)["x_hat"].clamp(0, 1)
+        enc = model.compress(xp)
+        dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+    if dec.shape != xp.shape:
+        raise RuntimeError(f"decoded shape {tuple(dec.shape)} != {tuple(xp.shape)}")
+    err = (dec - ref).abs().max().item()
+    if err > 1e-4:
+        raise RuntimeError(f"decoded image differs from the forward pass by {err:.3g}")
+    return err
+
+
+def write_release(model: TCM, out_dir: Path, name: str, half: bool = False) -> Path:
+    """Serialise in memory, name by the bytes' hash, write atomically."""
+    buffer = io.BytesIO()
+    torch.save(release_state_dict(model, half), buffer)
+    data = buffer.getvalue()
+    final = out_dir / f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
+    write_bytes_atomic(final, data)
+    return final
+
+

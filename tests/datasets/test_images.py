@@ -1,0 +1,53 @@
+"""Reading any image as 8-bit RGB, and saying what the conversion lost (datasets/images.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datasets import ImageReadError, open_rgb, to_image, to_tensor
+
+
+def _read(path) -> tuple[Image.Image, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = open_rgb(path)
+    return img, [str(w.message) for w in caught]
+
+
+def test_what_the_conversion_loses_is_said_once(tmp_path):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    rgb.save(tmp_path / "plain.png")
+    Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16)).save(tmp_path / "deep.png")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(100)
+    rgba.save(tmp_path / "alpha.png")
+    frames = [rgb, rgb.rotate(90), rgb.rotate(180)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert _read(tmp_path / "plain.png")[1] == []
+    img, notes = _read(tmp_path / "deep.png")
+    assert img.mode == "RGB" and notes == [f"{tmp_path / 'deep.png'}: 16-bit samples reduced to 8 bits"]
+    assert _read(tmp_path / "alpha.png")[1] == [f"{tmp_path / 'alpha.png'}: alpha channel dropped"]
+    img, notes = _read(tmp_path / "anim.gif")
+    assert img.size == (30, 20) and notes == [f"{tmp_path / 'anim.gif'}: first of 3 frames kept"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_rgb(tmp_path / "alpha.png", warn_alpha=False)  # training data: no notes
+
+
+def test_unreadable_files_name_themselves(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(ImageReadError, match="junk.png: not a readable image"):
+        open_rgb(tmp_path / "junk.png")
+    with pytest.raises(ImageReadError, match="no such file"):
+        open_rgb(tmp_path / "none.png")
+
+
+def test_to_image_rounds_where_truncation_would_lower_every_pixel():
+    x = torch.full((1, 3, 2, 2), 100.6 / 255)
+    assert np.asarray(to_image(x)).max() == 101
+    assert torch.equal(to_tensor(to_image(x)), torch.full((1, 3, 2, 2), 101 / 255))

@@ -1,0 +1,71 @@
+"""The codec library: round trips, tiles, weights ids, a drifted decoder (file_codec/codec.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from datasets import to_image, to_tensor
+from file_codec import Codec, CodecError, container, weights_id
+from tests.helpers import codec_checkpoint, noise_image, tiny_tcm
+from utils import crop, pad
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    return codec_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pth")
+
+
+@pytest.fixture(scope="module")
+def tcm(ck) -> Codec:
+    return Codec.load(ck)
+
+
+@pytest.fixture(scope="module")
+def small(tcm) -> tuple:
+    image = noise_image(20, 30, seed=11)
+    return image, tcm.encode(image)
+
+
+# ------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("height,width", [(1, 1), (130, 3)])
+def test_round_trip_sizes(tcm, height, width):
+    decoded = tcm.decode(tcm.encode(noise_image(height, width)))
+    assert decoded.size == (width, height) and decoded.mode == "RGB"
+
+
+def test_tiles_are_the_models_bitstream_and_reconstruction(tcm):
+    image = noise_image(100, 200, seed=3)
+    data = Codec(tcm.net, tcm.weights_id, tile=128).encode(image)
+    header, streams = container.parse(data)
+    assert (header.height, header.width, header.tile) == (100, 200, 128)
+    x, padding = pad(to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
+    expected = torch.zeros_like(x)
+    for (t, l, th, tw), (z, y) in zip(header.tiles(), streams, strict=True):
+        out = tcm.net.compress(x[..., t : t + th, l : l + tw])
+        assert (z, y) == (out["strings"][1][0], out["strings"][0][0])
+        expected[..., t : t + th, l : l + tw] = tcm.net.decompress(out["strings"], out["shape"])["x_hat"]
+    decoded = tcm.decode(data)  # the tile side is read off the file, whatever the decoder's setting
+    assert decoded.size == (200, 100)
+    assert np.array_equal(np.asarray(decoded), np.asarray(to_image(crop(expected, padding))))
+
+
+def test_weights_id_ignores_file_format(tmp_path, tcm, small):
+    net = tiny_tcm()  # the same weights as ``ck``, saved as a training checkpoint, tables not built
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": sd, "optimizer": {}, "epoch": 7}, tmp_path / "train.pth.tar")
+    training = Codec.load(tmp_path / "train.pth.tar")
+    assert training.weights_id == tcm.weights_id
+    assert training.decode(small[1]).tobytes() == tcm.decode(small[1]).tobytes()
+    assert weights_id(tiny_tcm(seed=1)) != tcm.weights_id
+
+
+def test_drifted_decoder_reports_a_mismatch(tcm, small):
+    drifted = copy.deepcopy(tcm.net)
+    with torch.no_grad():  # a decoder whose scale arithmetic differs from the encoder's
+        drifted.cc_scale_transforms[2][-1].bias.add_(0.5)
+    with pytest.raises(CodecError, match="latent checksum mismatch"):
+        Codec(drifted, tcm.weights_id).decode(small[1])

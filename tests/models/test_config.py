@@ -1,0 +1,53 @@
+"""TCMConfig: defaults, checks, and the shape read off any TCM's weights (models/config.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import TCM, TCMConfig, tcm_small
+from tests.helpers import tiny_tcm
+
+
+def test_defaults_are_the_published_tcm_large():
+    config = TCMConfig()
+    assert (config.N, config.M, config.num_slices, config.max_support_slices) == (128, 320, 5, 5)
+    assert config.config == (2, 2, 2, 2, 2, 2) and config.head_dim == (8, 16, 32, 32, 16, 8)
+    assert TCM().model_config == config
+
+
+@pytest.mark.parametrize("build", [
+    lambda: tcm_small(),
+    lambda: tiny_tcm(),
+    lambda: tiny_tcm(config=(1, 2, 3, 3, 2, 1), max_support_slices=2, entropy_hidden=(48, 16), num_slices=4),
+], ids=["tcm-s", "tiny", "odd-shape"])
+def test_from_state_dict_reads_back_the_constructor_arguments(build):
+    model = build()
+    assert TCMConfig.from_state_dict(model.state_dict()) == model.model_config
+    assert TCM.from_config(model.model_config).model_config == model.model_config
+
+
+def test_as_dict_is_plain_and_round_trips():
+    config = TCMConfig(N=64, entropy_hidden=[32, 32])  # lists from JSON become tuples
+    values = config.as_dict()
+    assert values["entropy_hidden"] == [32, 32] and isinstance(values["head_dim"], list)
+    assert TCMConfig.from_dict(values) == config
+    with pytest.raises(TypeError):
+        config.replace(hyper_chanels=3)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"N": 48}, "N=48"),
+    ({"M": 100, "num_slices": 3}, "M=100"),
+    ({"atten_dim": 40}, "atten_dim=40"),
+    ({"entropy_hidden": (32,)}, "entropy_hidden"),
+    ({"config": (2, 2, 2)}, "six stages"),
+    ({"drop_path_rate": 1.5}, "drop_path_rate"),
+])
+def test_impossible_shapes_are_refused_naming_the_argument(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TCMConfig(**changes)
+
+
+def test_weights_that_are_not_tcms_are_a_value_error():
+    with pytest.raises(ValueError, match="not a TCM checkpoint"):
+        TCMConfig.from_state_dict({"conv.weight": tiny_tcm().g_a[0].conv1.weight})

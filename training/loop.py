@@ -1,0 +1,310 @@
+"""One run: epochs of training steps and a test pass, checkpoints, resuming exactly where it stopped.
+
+On CPU a resumed run computes what an uninterrupted one does, to the bit: the
+checkpoint holds the model, both optimizers, the scheduler, the best loss,
+the history and every process's random state, and random crops depend only
+on ``(seed, epoch, index)``.  A run stopped mid-epoch (a signal, a time
+budget) saves how far into the epoch it got and resumes at the next batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
+
+from datasets import PatchDataset
+from models import TCM, model_from_state_dict
+from utils import ToolError, copy_atomic, provenance, save_torch_atomic
+
+from .distributed import Dist, all_gather, all_sum
+from .logs import Metrics, RunLog
+from .options import model_config, plain_options
+from .runs import BEST, LATEST, Plan
+from .state import rng_state, seed_all, set_rng_state
+from .step import NonFiniteLoss, Optimization, distortion_figures, float_outputs, keep_entropy_models_fp32, train_step
+from .stop import StopRequest
+
+
+class Diverged(Exception):
+    """A non-finite loss: the run stops, its last good checkpoint is kept."""
+
+
+class Stopped(Exception):
+    """The run stopped early (signal or time budget) after saving a checkpoint it can resume from."""
+
+    def __init__(self, reason: str, where: str):
+        super().__init__(f"{reason} at {where}")
+        self.reason, self.where = reason, where
+
+
+class SkipFirst(Sampler):
+    """The indices of ``sampler`` but the first ``n``: a resumed epoch starts at its next batch."""
+
+    def __init__(self, sampler: Sampler, n: int):
+        self.sampler, self.n = sampler, n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.sampler)[self.n:])
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.n)  # type: ignore[arg-type]
+
+
+class Trainer:
+    """One lambda: model, optimizers, data, logs and checkpoints."""
+
+    def __init__(self, args: argparse.Namespace, plan: Plan, d: Dist, train_paths: list, test_paths: list,
+                 stop: StopRequest | None = None):
+        self.args, self.plan, self.d = args, plan, d
+        self.lmbda, self.run_dir = plan.lmbda, plan.run_dir
+        self.name = plan.run_dir.name
+        self.stop = stop or StopRequest()
+        seed_all(args.seed)
+        source = plan.resume if plan.resume is not None else plan.weights
+        self.net = model_from_state_dict(source) if source is not None else TCM.from_config(model_config(args))
+        self.config = self.net.model_config.as_dict()
+        self.net.to(d.device)
+        if args.amp:
+            keep_entropy_models_fp32(self.net)
+        model: nn.Module = self.net
+        if d.on:
+            model = nn.parallel.DistributedDataParallel(self.net, device_ids=[d.local_rank] if args.cuda else None)
+        self.opt = Optimization.paper_recipe(
+            self.net, self.lmbda, args.metric, args.learning_rate, args.aux_learning_rate,
+            clip_max_norm=args.clip_max_norm, amp=args.amp, dist=d, model=model)
+        self.optimizer, self.aux_optimizer = self.opt.optimizer, self.opt.aux_optimizer
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=args.lr_epoch, gamma=0.1)
+
+        self.train_set = PatchDataset(train_paths, args.patch_size, train=True, seed=args.seed)
+        tests = test_paths[: args.max_test_images] if args.max_test_images else test_paths
+        self.test_set = PatchDataset(tests, args.patch_size, train=False, seed=args.seed)
+
+        self.start_epoch, self.global_step = 0, 0
+        self.best_loss: float = math.inf
+        self.best: dict[str, float] = {}
+        self.history: list[dict] = []
+        self.partial: dict[str, Any] | None = None  # how far into start_epoch a stopped run got
+        self.last_test_loss: float | None = None
+        if plan.resume is not None:
+            self._restore(plan.resume)
+        elif d.rank:  # distinct quantisation noise per process; weights come from rank 0
+            seed_all(args.seed + 7919 * d.rank)
+        self.log = RunLog(self.run_dir, self.name, args.metric, d, self.global_step, not args.no_progress)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.opt.model
+
+    @property
+    def criterion(self) -> nn.Module:
+        return self.opt.criterion
+
+    # ------------------------------------------------------------- checkpoints
+    def _restore(self, ck: dict) -> None:
+        try:
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.aux_optimizer.load_state_dict(ck["aux_optimizer"])
+            self.scheduler.load_state_dict(ck["lr_scheduler"])
+            if ck.get("grad_scaler"):
+                self.opt.scaler.load_state_dict(ck["grad_scaler"])
+            self.start_epoch = int(ck["epoch"]) + 1
+            # The published script's checkpoints lack these.
+            self.global_step = int(ck.get("global_step", 0))
+            self.best_loss = float(ck.get("best_loss", ck.get("loss", math.inf)))
+            self.best = dict(ck.get("best", {}))
+            self.history = list(ck.get("history", []))
+            self.last_test_loss = ck.get("loss")
+            if ck.get("partial"):
+                self.partial = dict(ck["partial"])
+                self.start_epoch = int(self.partial["epoch"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ToolError(f"the checkpoint's training state does not fit this run: {e}") from None
+        self._apply_schedule_options()
+        states = ck.get("rng", [])
+        if len(states) == self.d.world:
+            set_rng_state(states[self.d.rank])
+        else:
+            seed_all(self.args.seed + 7919 * self.d.rank + self.start_epoch)
+
+    def _apply_schedule_options(self) -> None:
+        """Learning rates and milestones of the command line win over the restored state.
+
+        A resumed run takes the checkpoint's own options unless they are given
+        again (``restore_run_options``); given again, ``-lr``, ``--lr_epoch`` and
+        ``--aux-learning-rate`` set the schedule from here on: the rate is the
+        new base rate divided by 10 for each new milestone already passed.
+        """
+        args, sched = self.args, self.scheduler
+        new_base = [args.learning_rate] * len(self.optimizer.param_groups)
+        new_milestones = Counter(args.lr_epoch)
+        if list(sched.base_lrs) != new_base or Counter(sched.milestones) != new_milestones:
+            sched.base_lrs = new_base
+            sched.milestones = new_milestones
+            drops = bisect.bisect_right(sorted(new_milestones.elements()), sched.last_epoch)
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = args.learning_rate
+                group["lr"] = args.learning_rate * sched.gamma**drops
+            sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        for group in self.aux_optimizer.param_groups:
+            group["lr"] = args.aux_learning_rate
+
+    def checkpoint(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The training checkpoint: weights, optimizers, schedule, history, options, provenance, RNG."""
+        return {
+            "epoch": epoch,  # the last finished epoch
+            "partial": partial,  # or how far into the next one
+            "global_step": self.global_step,
+            "state_dict": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.opt.scaler.state_dict() if self.args.amp else {},
+            "loss": self.last_test_loss,
+            "best_loss": self.best_loss,
+            "best": self.best,
+            "history": self.history,
+            "lambda": self.lmbda,
+            "metric": self.args.metric,
+            "model_config": self.config,
+            "args": plain_options(self.args, lmbda=self.lmbda),
+            "provenance": provenance(self.d.device),
+        }
+
+    def save(self, epoch: int, is_best: bool = False, partial: dict[str, Any] | None = None) -> None:
+        rng = all_gather(self.d, rng_state())  # collective: every process takes part
+        if not self.d.main:
+            return
+        if self.args.save:
+            latest = self.run_dir / LATEST
+            save_torch_atomic({**self.checkpoint(epoch, partial), "rng": rng}, latest)
+            if is_best:
+                copy_atomic(latest, self.run_dir / BEST)
+            if partial is None and self.args.save_every and (epoch + 1) % self.args.save_every == 0:
+                copy_atomic(latest, self.run_dir / f"checkpoint_epoch{epoch:03d}.pth.tar")
+        self.log.write_history(self.history)
+
+    @property
+    def latest(self) -> Path:
+        return self.run_dir / LATEST
+
+    # ------------------------------------------------------------- epochs
+    def _loader(self, dataset, batch: int, sampler, epoch: int, drop_last: bool) -> DataLoader:
+        g = torch.Generator()
+        g.manual_seed(self.args.seed * 100003 + epoch)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.args.num_workers,
+                          generator=g, drop_last=drop_last, pin_memory=self.args.cuda)
+
+    def _keys(self, *extra: str) -> list[str]:
+        quality = ["mse", "psnr"] if self.args.metric == "mse" else ["ms_ssim"]
+        return ["loss", "bpp", *quality, *extra]
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch (from where a stopped run left it); raises Stopped or Diverged."""
+        args, d = self.args, self.d
+        self.model.train()
+        self.train_set.set_epoch(epoch)
+        sampler = DistributedSampler(self.train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=args.seed)
+        sampler.set_epoch(epoch)
+        batch = args.batch_size // d.world
+        full = len(sampler) // batch  # batches of one pass (drop_last)
+        steps = full if not args.steps_per_epoch else min(full, args.steps_per_epoch)
+        if epoch == self.start_epoch and args.steps_per_epoch > full:
+            self.log.say(f"{self.name}: --steps-per-epoch {args.steps_per_epoch} is more than the {full} batches "
+                         f"of the training set: an epoch is {full} steps")
+        metrics = Metrics(self._keys("aux"))
+        step_seconds: list[float] = []
+        done = 0
+        if self.partial is not None and int(self.partial["epoch"]) == epoch:
+            done = int(self.partial["steps"])
+            metrics.load_state(self.partial["train"])
+            step_seconds = list(self.partial.get("step_seconds", []))
+            self.partial = None
+        loader = self._loader(self.train_set, batch, SkipFirst(sampler, done * batch), epoch, drop_last=True)
+        self.log.start_epoch(epoch, steps, done)
+        start = time.perf_counter()
+        n_images = 0
+        batches = iter(loader)
+        for i in range(done, steps):
+            reason = self.stop.should_stop(d)
+            if reason is not None:
+                self.log.end_epoch()
+                self.save(epoch - 1, partial={"epoch": epoch, "steps": i, "train": metrics.state(),
+                                              "step_seconds": step_seconds})
+                raise Stopped(reason, f"epoch {epoch} step {i}")
+            x = next(batches).to(d.device, non_blocking=True)
+            t0 = time.perf_counter()
+            try:
+                figures = train_step(self.opt, x)
+            except NonFiniteLoss as e:
+                raise Diverged(f"{self.name}: training {e} at epoch {epoch} step {i}") from None
+            if args.cuda:
+                torch.cuda.synchronize(d.device)
+            step_seconds.append(time.perf_counter() - t0)
+            self.global_step += 1
+            n_images += x.shape[0]
+            metrics.add(x.shape[0], **figures)
+            self.log.step(self.global_step, figures, self.optimizer.param_groups[0]["lr"], step_seconds[-1])
+        seconds = time.perf_counter() - start
+        self.log.end_epoch()
+        means = metrics.means(d)
+        means["images_per_s"] = all_sum(d, [n_images])[0] / seconds if seconds > 0 else 0.0
+        means["step_seconds"] = float(np.median(step_seconds)) if step_seconds else 0.0  # data loading excluded
+        means["lr"] = self.optimizer.param_groups[0]["lr"]
+        return means
+
+    @torch.no_grad()
+    def test_epoch(self, epoch: int) -> dict[str, float]:
+        args, d = self.args, self.d
+        self.net.eval()
+        shard = Subset(self.test_set, list(range(d.rank, len(self.test_set), d.world)))
+        loader = self._loader(shard, args.test_batch_size, None, epoch, drop_last=False)
+        metrics = Metrics(self._keys())
+        from evaluation.metrics import psnr_from_mse
+
+        for x in loader:
+            x = x.to(d.device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+                out = float_outputs(self.net(x))
+            losses = self.criterion(out, x)
+            values = {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
+                      **distortion_figures(losses, args.metric)}
+            if args.metric == "mse":  # PSNR per image, of the clamped reconstruction
+                mse = (out["x_hat"].clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+                values["psnr"] = sum(psnr_from_mse(m) for m in mse.tolist()) / x.shape[0]
+            metrics.add(x.shape[0], **values)
+        means = metrics.means(d)
+        means["aux"] = self.net.aux_loss().item()
+        if not math.isfinite(means["loss"]):  # the same figure in every process
+            raise Diverged(f"{self.name}: test loss is not finite ({means['loss']}) at epoch {epoch}")
+        return means
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs; the best epoch's figures.  Raises Stopped or Diverged."""
+        for epoch in range(self.start_epoch, self.args.epochs):
+            train = self.train_epoch(epoch)
+            test = self.test_epoch(epoch)
+            self.scheduler.step()
+            self.last_test_loss = test["loss"]
+            is_best = test["loss"] < self.best_loss
+            if is_best:
+                self.best_loss, self.best = test["loss"], {"epoch": epoch, **test}
+            self.history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
+                                 **{f"test_{k}": v for k, v in test.items()}})
+            self.save(epoch, is_best)
+            self.log.epoch(epoch, self.global_step, train, test)
+            if epoch + 1 < self.args.epochs and (reason := self.stop.should_stop(self.d)) is not None:
+                raise Stopped(reason, f"the end of epoch {epoch}")  # the epoch's checkpoint resumes it
+        return {"lambda": self.lmbda, "run": self.name, "status": "done", **self.best}
+
+    def close(self) -> None:
+        self.log.close()

@@ -1,0 +1,161 @@
+"""Run folders: which run each lambda trains into, what it starts from, and who may write it.
+
+A sweep trains one run per lambda into ``SAVE_PATH/<type>_lambda_<lambda>/``.
+A run folder is never overwritten by a new run, and only one process at a
+time may train into it (:class:`RunLock`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models import TCMConfig, extract_state_dict, read_checkpoint
+from utils import ToolError, UsageError
+
+from .options import DEFAULT_LAMBDA, check_options, restore_run_options, shape_overrides
+
+LATEST, BEST = "checkpoint_latest.pth.tar", "checkpoint_best.pth.tar"
+LOCK = ".lock"
+
+
+def run_name(metric: str, lmbda: float) -> str:
+    return f"{metric}_lambda_{lmbda:g}"
+
+
+@dataclass
+class Plan:
+    """What one run of the sweep starts from."""
+
+    lmbda: float
+    run_dir: Path
+    resume: dict | None = None  # a training checkpoint to continue
+    weights: dict | None = None  # a state_dict to start from (--pretrained)
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held for the life of the training process.
+
+    ``fcntl.flock`` on ``RUN/.lock``: the kernel drops it when the holder
+    exits, however it exits, so a lock left by a killed trainer is never in
+    the way.  The file holds the holder's host and PID, for the message a
+    second trainer gets.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                raise ToolError(f"{self.path.parent} is being trained by another process ({holder}): "
+                                "wait for it, stop it, or choose another --save_path") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"host {socket.gethostname()} pid {os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock; the file stays (removing it would race)
+            self.fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict:
+    ck = read_checkpoint(path)
+    if not isinstance(ck, dict) or "optimizer" not in ck or "epoch" not in ck or "state_dict" not in ck:
+        raise UsageError(f"{path} holds weights but no training state: start from it with --pretrained")
+    return ck
+
+
+def check_shape(args: argparse.Namespace, sd: dict, source: str) -> None:
+    """Explicit model-shape options must agree with the weights they are loaded into."""
+    try:
+        config = TCMConfig.from_state_dict(sd)
+    except ValueError as e:
+        raise ToolError(f"{source}: {e}") from None
+    for k, v in shape_overrides(args).items():
+        if getattr(config, k) != v:
+            shown = " ".join(map(str, v)) if isinstance(v, tuple) else v
+            raise UsageError(f"--{k.replace('_', '-')} {shown} disagrees with {source} ({getattr(config, k)})")
+
+
+def plan_runs(args: argparse.Namespace, given: set[str] | None = None) -> list[Plan]:
+    """One Plan per lambda, refusing to overwrite a run that is not being resumed.
+
+    A run resumed with ``--checkpoint`` takes the checkpoint's options (patch
+    size, epochs, schedule, seed, ...) where ``given`` does not name them.
+    """
+    root = Path(args.save_path) if args.save_path else None
+    if args.checkpoint:
+        ck = load_training_checkpoint(args.checkpoint)
+        if given is not None and isinstance(ck.get("args"), dict):
+            restore_run_options(args, ck["args"], given)
+            check_options(args)
+        lam, metric = float(ck.get("lambda", 0.0)), ck.get("metric", args.metric)
+        if args.lmbda is not None and ck.get("lambda") is not None and args.lmbda[0] != lam:
+            raise UsageError(f"--lambda {args.lmbda[0]:g} differs from the checkpoint's {lam:g}: "
+                             "use --pretrained to move to another lambda")
+        if metric != args.metric:
+            raise UsageError(f"--type {args.metric} differs from the checkpoint's {metric}")
+        if args.lmbda is not None:
+            lam = args.lmbda[0]
+        if not lam > 0:
+            raise UsageError(f"{args.checkpoint} does not record its lambda: pass --lambda")
+        check_shape(args, extract_state_dict(ck), args.checkpoint)
+        run_dir = root / run_name(args.metric, lam) if root else Path(args.checkpoint).resolve().parent
+        latest = run_dir / LATEST
+        if latest.exists() and not latest.samefile(args.checkpoint):
+            raise UsageError(f"{run_dir} already holds another run: choose another --save_path")
+        return [Plan(lam, run_dir, resume=ck)]
+
+    weights = None
+    if args.pretrained:
+        weights = extract_state_dict(read_checkpoint(args.pretrained))
+        check_shape(args, weights, args.pretrained)
+    root = root or Path("runs")
+    plans = []
+    for lam in args.lmbda or [DEFAULT_LAMBDA]:
+        run_dir = root / run_name(args.metric, lam)
+        latest = run_dir / LATEST
+        if latest.exists():
+            if not args.resume:
+                raise UsageError(f"{run_dir} already holds a run: resume it with --checkpoint {latest} "
+                                 "(or --resume), or choose another --save_path")
+            ck = load_training_checkpoint(latest)
+            if ck.get("metric", args.metric) != args.metric:
+                raise UsageError(f"{latest} was trained with --type {ck.get('metric')}")
+            plans.append(Plan(lam, run_dir, resume=ck))
+        else:
+            plans.append(Plan(lam, run_dir, weights=weights))
+    return plans
+
+
+def describe_checkpoint(ck: dict[str, Any]) -> str:
+    """Where a checkpoint stands: ``epoch 3`` or ``epoch 4, step 17``."""
+    partial = ck.get("partial")
+    if partial:
+        return f"epoch {partial['epoch']}, step {partial['steps']}"
+    return f"epoch {ck.get('epoch')}"

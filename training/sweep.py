@@ -1,0 +1,124 @@
+"""A sweep: the runs of ``train.py``'s lambdas one after the other, their locks, their summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from datasets import find_splits, list_images, readable_images
+from utils import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError,
+                   describe_os_error, remove_stale_parts, write_text_atomic)
+
+from .distributed import Dist, setup_processes, teardown_processes
+from .loop import Diverged, Stopped, Trainer
+from .options import check_options
+from .runs import LATEST, Plan, RunLock, plan_runs
+from .stop import StopRequest
+
+PROG = "train.py"
+
+
+def format_table(rows: list[dict], metric: str) -> str:
+    q, label = ("psnr", "PSNR dB") if metric == "mse" else ("ms_ssim", "MS-SSIM")
+    lines = [f"{'lambda':>8}  {'best epoch':>10}  {'test loss':>10}  {'bpp':>8}  {label:>8}  status"]
+    for r in rows:
+        if "loss" in r:
+            lines.append(f"{r['lambda']:>8g}  {r['epoch']:>10d}  {r['loss']:>10.4f}  {r['bpp']:>8.4f}  "
+                         f"{r[q]:>8.4f}  {r['status']}")
+        else:
+            lines.append(f"{r['lambda']:>8g}  {'-':>10}  {'-':>10}  {'-':>8}  {'-':>8}  {r['status']}")
+    return "\n".join(lines)
+
+
+def find_data(args: argparse.Namespace) -> tuple[list[Path], list[Path], str]:
+    """Training and test images: the dataset's splits, the test split from ``--test-dir`` if given."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # one warning per unreadable file, even in a second sweep
+        train_paths, test_paths, layout = find_splits(args.dataset, args.test_fraction, args.seed)
+        if args.test_dir:
+            if not Path(args.test_dir).is_dir():
+                raise ToolError(f"--test-dir {args.test_dir}: no such folder")
+            test_paths = readable_images(list_images(args.test_dir))
+            if not test_paths:
+                raise ToolError(f"--test-dir {args.test_dir}: no readable images")
+            layout += f", tested on {args.test_dir}"
+    if len(train_paths) < args.batch_size:
+        raise UsageError(f"{len(train_paths)} training images, fewer than --batch-size {args.batch_size}")
+    return train_paths, test_paths, layout
+
+
+def error(d: Dist | None, message: str) -> None:
+    if d is None or d.main:
+        print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
+    """Train every planned run; the exit status (see ``utils``: 0, 1, 2, 130, 143)."""
+    check_options(args)
+    plans = plan_runs(args, given)
+    d = None
+    locks: list[RunLock] = []
+    stop = StopRequest(args.max_minutes).install()
+    try:
+        d = setup_processes(args.cuda)
+        if args.batch_size % d.world:
+            raise UsageError(f"--batch-size {args.batch_size} is not divisible by the {d.world} processes")
+        train_paths, test_paths, layout = find_data(args)
+        if d.main:
+            for plan in plans:  # every run of the sweep, before the first step of any
+                locks.append(RunLock(plan.run_dir).acquire())
+                remove_stale_parts(plan.run_dir)  # left by a process killed while saving
+            print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
+                  f"from {args.dataset}; {d.world} process(es) on {d.device}", flush=True)
+        return _train_all(args, plans, d, train_paths, test_paths, stop)
+    finally:
+        stop.uninstall()
+        for lock in locks:
+            lock.release()
+        teardown_processes(d)
+
+
+def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: StopRequest) -> int:
+    rows, status = [], 0
+    for k, plan in enumerate(plans):
+        trainer = Trainer(args, plan, d, train_paths, test_paths, stop)
+        latest = plan.run_dir / LATEST
+        resume = f"resume with --checkpoint {latest}" if args.save else "nothing was saved (--no-save)"
+        try:
+            rows.append(trainer.fit())
+        except Diverged as e:
+            status = EXIT_FAILURE
+            keep = f"; the last good checkpoint is {latest}" if latest.exists() else "; no checkpoint was written"
+            error(d, f"{e}: run stopped{keep}")
+            rows.append({"lambda": plan.lmbda, "run": plan.run_dir.name, "status": "diverged", **trainer.best})
+        except Stopped as e:
+            why = {"budget": f"time budget of {args.max_minutes:g} min reached", "interrupted": "interrupted",
+                   "terminated": "terminated"}[e.reason]
+            if d.main:
+                print(f"{PROG}: {plan.run_dir.name}: {why} at {e.where}; {resume}"
+                      + (" (or --resume for the whole sweep)" if len(plans) > 1 else ""), file=sys.stderr, flush=True)
+            rows.append({"lambda": plan.lmbda, "run": plan.run_dir.name, "status": f"stopped ({e.reason})",
+                         **trainer.best})
+            rows += [{"lambda": p.lmbda, "run": p.run_dir.name, "status": "not started"} for p in plans[k + 1:]]
+            status = stop.exit_status(e.reason)
+            break
+        except KeyboardInterrupt as e:  # a second Ctrl-C or SIGTERM: no waiting for the step to end
+            if d.main:
+                where = f"resume with --checkpoint {latest}" if latest.exists() else "no checkpoint was written"
+                print(f"{PROG}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}: {where}",
+                      file=sys.stderr, flush=True)
+            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        except OSError as e:  # a full disk while saving: the previous checkpoint is intact
+            keep = f"; the last good checkpoint is {latest}" if latest.exists() else ""
+            raise ToolError(f"{describe_os_error(e)}{keep}") from None
+        finally:
+            trainer.close()
+    if d.main:
+        table = format_table(rows, args.metric)
+        print(table, flush=True)
+        if args.save and len(rows) > 1:
+            write_text_atomic(plans[0].run_dir.parent / "sweep_summary.txt", table + "\n")
+    return status
+
