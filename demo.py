@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from datasets.samples import export_photos
+from evaluation.runner import FEW_OVERLAP
 from utils import ArgumentParser, ToolError, run_tool
 
 PROG = "demo.py"
@@ -62,8 +63,9 @@ def run_demo(out: Path) -> int:
     models = shipped_models()
 
     results, plot = out / "results.json", out / "rd.png"
-    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", str(out / "photos"), "--real",
-         "--baselines", "jpeg", "webp", "--baseline-qualities", *BASELINE_QUALITIES, "--name", "TCM-demo", "--output", str(results), "--plot", str(plot)])
+    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos), "--real",
+         "--baselines", "jpeg", "webp", "--baseline-qualities", *BASELINE_QUALITIES, "--name", "TCM-demo",
+         "--output", str(results), "--plot", str(plot)])
 
     middle = models[len(models) // 2]
     photo = photos[0]
@@ -84,7 +86,9 @@ def run_demo(out: Path) -> int:
     print(f"  decompressed image  {decoded}")
     for name, fig in (doc.get("bd") or {}).items():
         if fig.get("bd-rate") is not None:
-            print(f"  BD-rate vs {name:5}   {fig['bd-rate']:+.1f} % (PSNR)")
+            caveat = (f" (caution: on only {fig['overlap']:.0%} of the joint PSNR range)"
+                      if fig["overlap"] < FEW_OVERLAP else f" (over {fig['overlap']:.0%} of the joint PSNR range)")
+            print(f"  BD-rate vs {name:5}   {fig['bd-rate']:+.1f} % (PSNR){caveat}")
     return 0
 
 

@@ -2,9 +2,10 @@
 
     python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real]
                    [--output results.json] [--plot rd.png] [--anchor FILE ...]
-                   [--baselines jpeg webp avif] [--verbose]
+                   [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose]
 
-A checkpoint argument may be a folder (a sweep).  Without ``--real`` the rate
+A checkpoint argument may be a folder: a train.py run, a sweep of runs (one
+point per run), or a folder of release files.  Without ``--real`` the rate
 is estimated from the likelihoods of the model's forward pass (the paper's
 evaluation); with ``--real`` each image is entropy-coded and decoded, and the
 rate is the bitstream's.  Images are padded (centred, zeros) to multiples of
@@ -26,8 +27,12 @@ PROG = "eval.py"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(prog=PROG, description="Evaluate TCM checkpoints on an image folder.")
-    p.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint files or folders (sweeps)")
-    p.add_argument("--data", required=True, help="image folder (Kodak, Tecnick, CLIC, …) or one image")
+    p.add_argument("--checkpoint", nargs="+", required=True,
+                   help="checkpoint files, train.py run folders, or sweep folders (one point per run)")
+    p.add_argument("--which", choices=("best", "latest"), default="best",
+                   help="the checkpoint a run folder gives (default: %(default)s)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="image folders (Kodak, Tecnick, CLIC, …) or image files")
     p.add_argument("--cuda", action="store_true", help="run the model on the GPU")
     p.add_argument("--real", action="store_true", help="entropy-code and decode: real bitstream rates")
     p.add_argument("--output", help="results JSON (CompressAI format), per-image rows included")
@@ -38,6 +43,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-qualities", nargs="+", type=int, default=list(baselines.DEFAULT_QUALITIES),
                    metavar="Q", help="quality sweep of the baselines (default: %(default)s)")
     p.add_argument("--name", default="TCM", help="name of the evaluated curve (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+                   help="code each image in tiles of this side, as codec.py does (for images too large at once)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: reuse the image rows kept beside --output")
     p.add_argument("--verbose", action="store_true", help="print one row per image")
     return p.parse_args(argv)
 

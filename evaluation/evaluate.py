@@ -1,4 +1,4 @@
-"""One image through a model (estimated or real rates), and the averages over images."""
+"""One image through a model (estimated or real rates, whole or in tiles), and the averages over images."""
 
 from __future__ import annotations
 
@@ -11,49 +11,95 @@ import torch
 from PIL import Image
 
 from datasets import to_tensor
-from utils import crop, pad, synchronize
+from file_codec.container import tile_grid
+from utils import ToolError, crop, pad, synchronize
 
 from .metrics import bits, quality, quantize_8bit
 
 
+class OutOfMemory(ToolError):
+    """An image the model cannot hold in memory at once."""
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
 @torch.no_grad()
-def evaluate_image(model, img: Image.Image, device: torch.device, real: bool) -> dict[str, Any]:
-    """Rates, qualities and times of one image (see the module docstring)."""
+def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, tile: int | None = None) -> dict[str, Any]:
+    """Rates, qualities and times of one image.
+
+    The image is zero-padded, centred, to multiples of 128 and the result
+    cropped back; rates are over the original pixels.  Estimated mode: the
+    forward pass's likelihoods (the paper's figure).  Real mode: compress and
+    decompress; the decoded image is checked against the encoder's own
+    reconstruction ``g_s(y_hat)`` (``matches-encoder``).  With ``tile``, the
+    padded image is coded in tiles of that side, as ``codec.py`` codes large
+    images; times and sizes are the tiles' sums.
+    """
+    try:
+        return _evaluate(model, img, device, real, tile)
+    except (RuntimeError, MemoryError) as e:
+        if not _is_out_of_memory(e):
+            raise
+        hint = f"a smaller --tile than {tile}" if tile else "--tile 1024"
+        raise OutOfMemory(f"out of memory on a {img.width}x{img.height} image: evaluate it in tiles with {hint}") \
+            from None
+
+
+def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: int | None) -> dict[str, Any]:
     x = to_tensor(img).to(device)
     h, w = x.shape[-2:]
     pixels = h * w
     xp, padding = pad(x)
+    hp, wp = xp.shape[-2:]
+    tiles = tile_grid(hp, wp, tile or max(hp, wp))
     row: dict[str, Any] = {"width": w, "height": h}
-    if not real:
+    if len(tiles) > 1:
+        row["tiles"] = len(tiles)
+    x_hat_p = torch.zeros_like(xp)
+    reference_p = torch.zeros_like(xp) if real else None
+    likelihood_bits, nbytes, sizes_ok = 0.0, 0, True
+    times = {"forward_time": 0.0} if not real else {"encoding_time": 0.0, "decoding_time": 0.0}
+    for t, l, th, tw in tiles:
+        part = xp[..., t : t + th, l : l + tw]
         synchronize(device)
         t0 = time.perf_counter()
-        out = model(xp)
-        synchronize(device)
-        row["forward_time"] = time.perf_counter() - t0
-        x_hat = crop(out["x_hat"], padding).clamp_(0, 1)
-        row["bpp-estimated"] = bits(out["likelihoods"]) / pixels
-        row["bpp"] = row["bpp-estimated"]
-    else:
-        synchronize(device)
-        t0 = time.perf_counter()
-        enc = model.compress(xp)
+        if not real:
+            out = model(part)
+            synchronize(device)
+            times["forward_time"] += time.perf_counter() - t0
+            x_hat_p[..., t : t + th, l : l + tw] = out["x_hat"].clamp(0, 1)
+            likelihood_bits += bits(out["likelihoods"])
+            continue
+        enc = model.compress(part)
         synchronize(device)
         t1 = time.perf_counter()
-        dec = model.decompress(enc["strings"], enc["shape"])
-        x_hat = crop(dec["x_hat"], padding)
+        dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
         synchronize(device)
-        t2 = time.perf_counter()
-        nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
+        times["encoding_time"] += t1 - t0
+        times["decoding_time"] += time.perf_counter() - t1
+        nbytes += sum(len(s) for strings in enc["strings"] for s in strings)
+        likelihood_bits += bits(enc["likelihoods"])
+        sizes_ok &= tuple(dec.shape[-2:]) == (th, tw)
+        if tuple(dec.shape[-2:]) == (th, tw):
+            x_hat_p[..., t : t + th, l : l + tw] = dec
         # What the encoder committed to: its own y_hat through g_s. A correct
         # decoder, recovering the same symbols, gives the same image.
-        reference = crop(model.g_s(enc["y_hat"]).clamp_(0, 1), padding)
-        likelihoods = enc["likelihoods"]
-        row.update(encoding_time=t1 - t0, decoding_time=t2 - t1, bytes=nbytes)
+        reference_p[..., t : t + th, l : l + tw] = model.g_s(enc["y_hat"]).clamp_(0, 1)
+    row.update(times)
+    x_hat = crop(x_hat_p, padding)
+    row["bpp-estimated"] = likelihood_bits / pixels
+    if not real:
+        row["bpp"] = row["bpp-estimated"]
+    else:
+        reference = crop(reference_p, padding)
+        row["bytes"] = nbytes
         row["bpp"] = row["bpp-real"] = nbytes * 8.0 / pixels
-        row["bpp-estimated"] = bits(likelihoods) / pixels
         row["rate-ratio"] = row["bpp-real"] / row["bpp-estimated"]
-        row["decoded-size-ok"] = tuple(x_hat.shape[-2:]) == (h, w)
-        if row["decoded-size-ok"]:
+        row["decoded-size-ok"] = sizes_ok
+        if sizes_ok:
             row["max-abs-diff"] = float((x_hat - reference).abs().max().item())
             row["matches-encoder"] = bool(torch.equal(quantize_8bit(x_hat), quantize_8bit(reference)))
         else:
@@ -61,9 +107,8 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool) ->
             row["matches-encoder"] = False
     x_hat = x_hat.cpu()
     x = x.cpu()
-    if tuple(x_hat.shape) == tuple(x.shape):
-        row.update(quality(x, x_hat))
-        row.update(quality(x, quantize_8bit(x_hat), suffix="-8bit"))
+    row.update(quality(x, x_hat))
+    row.update(quality(x, quantize_8bit(x_hat), suffix="-8bit"))
     return row
 
 
@@ -71,7 +116,7 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool) ->
 def mean_point(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Averages over images (NaN/None ignored); mismatches counted, never averaged."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)]
-    keys = [k for k in keys if k not in ("width", "height", "bytes", "rate-ratio", "max-abs-diff")]
+    keys = [k for k in keys if k not in ("width", "height", "bytes", "rate-ratio", "max-abs-diff", "tiles")]
     point: dict[str, Any] = {}
     for k in keys:
         vals = [r.get(k) for r in rows]
@@ -80,7 +125,8 @@ def mean_point(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if "bpp-real" in point:
         point["rate-ratio"] = point["bpp-real"] / point["bpp-estimated"]
         point["mismatches"] = sum(not r["matches-encoder"] for r in rows)
-        point["max-abs-diff"] = max(r["max-abs-diff"] for r in rows)
+        diffs = [r["max-abs-diff"] for r in rows if r.get("max-abs-diff") is not None]
+        point["max-abs-diff"] = max(diffs) if diffs else float("nan")
     point["images"] = len(rows)
     return point
 

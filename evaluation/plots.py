@@ -6,13 +6,28 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils import atomic_write
+from utils import UsageError, atomic_write, check_writable
 
 from .metrics import ms_ssim_db
 from .results import rd_points
 
 #: Codec names drawn dashed: the classical codecs (measured here or published).
 _CLASSICAL = ("jpeg", "webp", "avif", "vtm", "hm", "bpg", "av1", "jpeg2000")
+
+
+def check_plot_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a plot whose format matplotlib cannot write or whose folder is not writable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(path).suffix.lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise UsageError(f"--plot {path}: matplotlib cannot write .{fmt or '(no extension)'} "
+                         f"(use one of {', '.join(sorted(formats))})")
+    check_writable(path, "plot")
 
 
 def plot_rd(

@@ -1,7 +1,10 @@
 """An evaluation run: checkpoints over an image folder, baselines, BD figures, outputs.
 
 ``eval.py`` parses the command line and calls :func:`run_evaluation`; the
-steps it takes are the functions of this package.
+steps it takes are the functions of this package.  Everything that can be
+refused is refused before the first image (outputs that cannot be written,
+a plot format matplotlib lacks, bad checkpoints, anchors or data), and every
+finished image is kept on disk as it comes (``evaluation.progress``).
 """
 
 from __future__ import annotations
@@ -9,22 +12,27 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from models import checkpoint_stem, load_model
+from utils import UsageError, check_writable, provenance
 
 from . import baselines
 from .bd import bd_metrics
 from .evaluate import evaluate_image, mean_point
-from .inputs import EvalError, find_checkpoints, load_images
-from .plots import plot_rd
+from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
+from .plots import check_plot_path, plot_rd
+from .progress import RowStore
 from .results import read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
 
 #: Exit status when a decoded image differs from the encoder's reconstruction.
 EXIT_MISMATCH = 3
+#: Below this share of the joint quality range, a BD figure rests on a short stretch of curve.
+FEW_OVERLAP = 0.5
+PROG = "eval.py"
 
 
 def baseline_path(output: str | None, codec: str) -> Path | None:
@@ -35,73 +43,121 @@ def baseline_path(output: str | None, codec: str) -> Path | None:
     return out.with_name(f"{out.name.removesuffix('.json')}-{codec}.json")
 
 
-def run_evaluation(args: argparse.Namespace) -> int:
-    """Evaluate as ``eval.py``'s options say; 0, or :data:`EXIT_MISMATCH` if a decoder disagreed."""
-    device = torch.device("cuda" if args.cuda else "cpu")
-    if args.cuda and not torch.cuda.is_available():
-        raise EvalError("--cuda given but no CUDA device is available")
-    baselines.check_codecs(args.baselines)
-    baselines.check_qualities(args.baseline_qualities)
-    anchors = [read_results(a) for a in args.anchor]
-    paths = find_checkpoints(args.checkpoint)
-    models = []
-    for path in paths:  # load all first: a bad file fails before hours of evaluation
-        models.append((checkpoint_stem(path), path, load_model(path, "cpu")))
-    images = load_images(args.data)
-    print(f"{len(images)} images from {args.data}; {len(models)} checkpoint(s); "
-          f"{'real bitstreams' if args.real else 'estimated rates'} on {device}", file=sys.stderr)
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output can be written and every format is known, before any work."""
+    if args.resume and not args.output:
+        raise UsageError("--resume continues the rows kept beside --output: give the same --output")
+    if args.output:
+        check_writable(args.output)
+        for codec in args.baselines:
+            check_writable(baseline_path(args.output, codec), f"{codec} results")
+    if args.plot:
+        check_plot_path(args.plot)
+    if args.tile is not None and (args.tile < 128 or args.tile % 128):
+        raise UsageError(f"--tile {args.tile}: a multiple of 128")
 
-    points, per_image = [], {}
-    for name, path, model in models:
-        model = model.to(device)
-        rows = []
-        if args.verbose:  # the columns of this mode, known before the first image
-            width = max(len(n) for n, _ in images)
-            keys = ("bpp", "bpp-estimated", "rate-ratio", *QUALITY_KEYS, "encoding_time", "decoding_time") \
-                if args.real else ("bpp", *QUALITY_KEYS, "forward_time")
-            cols = [c for c in COLUMNS if c[0] in keys]
-            print(f"\n{name}\n" + table([], "image", width, cols))
-        with tqdm(images, desc=name, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            for image_name, img in bar:
-                row = {"image": image_name, **evaluate_image(model, img, device, args.real)}
-                rows.append(row)
-                if args.real and not row["matches-encoder"]:
-                    why = ("decoded size differs from the input" if not row["decoded-size-ok"]
-                           else f"decoded image differs from the encoder's reconstruction "
-                                f"(max |diff| {row['max-abs-diff']:.3g})")
-                    tqdm.write(f"MISMATCH {name} {image_name}: {why}", file=sys.stderr)
-                if args.verbose:
-                    tqdm.write(table([(image_name, row)], "image", width, cols, header=False), file=sys.stdout)
-        model.cpu()
-        point = {"checkpoint": name, "N": model.N, **mean_point(rows)}
-        points.append(point)
-        per_image[name] = rows
 
-    mode = "real bitstreams" if args.real else "rates estimated from likelihoods"
-    doc = results_document(
-        args.name, f"TCM on {args.data}, {mode}, {len(images)} images", points,
-        checkpoints=[{"name": n, "path": str(p)} for n, p, _ in models], per_image=per_image,
-    )
+def bd_note(fig: dict[str, Any]) -> str:
+    """A BD figure as a line, with a caveat where it rests on little overlap."""
+    if fig["bd-rate"] is None:
+        return f"— ({fig.get('note', 'not computable')})"
+    line = f"BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB (overlap {fig['overlap']:.0%})"
+    if fig["overlap"] < FEW_OVERLAP:
+        line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range"
+    return line
 
-    base_docs = []
+
+def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args: argparse.Namespace,
+                        store: RowStore) -> list[dict[str, Any]]:
+    """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
+    mode = "real" if args.real else "estimated"
+    model = ck.model.to(device)
+    rows = []
+    if args.verbose:  # the columns of this mode, known before the first image
+        width = max(len(n) for n, _ in images)
+        keys = ("bpp", "bpp-estimated", "rate-ratio", *QUALITY_KEYS, "encoding_time", "decoding_time") \
+            if args.real else ("bpp", *QUALITY_KEYS, "forward_time")
+        cols = [c for c in COLUMNS if c[0] in keys]
+        print(f"\n{ck.name}\n" + table([], "image", width, cols))
+    with tqdm(images, desc=ck.name, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
+        for image_name, img in bar:
+            key = (ck.sha256, mode, args.tile or 0, image_name)
+            row = store.get(key)
+            if row is None:
+                row = {"image": image_name, **evaluate_image(model, img, device, args.real, args.tile)}
+                store.add(key, row)
+            rows.append(row)
+            if args.real and not row["matches-encoder"]:
+                why = ("decoded size differs from the input" if not row["decoded-size-ok"]
+                       else f"decoded image differs from the encoder's reconstruction "
+                            f"(max |diff| {row['max-abs-diff']:.3g})")
+                tqdm.write(f"MISMATCH {ck.name} {image_name}: {why}", file=sys.stderr)
+            if args.verbose:
+                tqdm.write(table([(image_name, row)], "image", width, cols, header=False), file=sys.stdout)
+    ck.model.cpu()
+    return rows
+
+
+def run_baselines(images: list, args: argparse.Namespace) -> list[dict[str, Any]]:
+    docs = []
     for codec in args.baselines:
         total = len(images) * len(set(args.baseline_qualities))
         with tqdm(total=total, desc=codec, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            b_points, b_rows = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
-        b_doc = results_document(
-            baselines.display_name(codec), f"{codec} quality sweep on {args.data}, measured in this run",
-            b_points, per_image=b_rows,
-        )
-        base_docs.append(b_doc)
-        if (bpath := baseline_path(args.output, codec)) is not None:
-            write_json(bpath, b_doc)
+            points, rows = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+        docs.append(results_document(
+            baselines.display_name(codec), f"{codec} quality sweep on {' '.join(args.data)}, measured in this run",
+            points, per_image=rows,
+        ))
+    return docs
+
+
+def run_evaluation(args: argparse.Namespace) -> int:
+    """Evaluate as ``eval.py``'s options say; 0, or :data:`EXIT_MISMATCH` if a decoder disagreed."""
+    if args.cuda and not torch.cuda.is_available():
+        raise EvalError("--cuda given but no CUDA device is available")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    check_outputs(args)
+    baselines.check_codecs(args.baselines)
+    baselines.check_qualities(args.baseline_qualities)
+    anchors = [read_results(a) for a in args.anchor]
+    checkpoints = load_checkpoints(find_checkpoints(args.checkpoint, args.which))
+    images = load_images(args.data)
+    store = RowStore(args.output, args.resume)
+    data = " ".join(args.data)
+    print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
+          f"{'real bitstreams' if args.real else 'estimated rates'} on {device}"
+          + (f"; {store.resumed} rows resumed from {store.path}" if args.resume else ""), file=sys.stderr)
+
+    points, per_image = [], {}
+    try:
+        for ck in checkpoints:
+            rows = evaluate_checkpoint(ck, images, device, args, store)
+            points.append({"checkpoint": ck.name, "lambda": ck.lmbda, "metric": ck.metric, "N": ck.model.N,
+                           "sha256": ck.sha256, **mean_point(rows)})
+            per_image[ck.name] = rows
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (utils.run_tool): say what is kept, then stop
+        store.close(finished=False)
+        if store.path is not None:
+            print(f"{PROG}: {store.added} new image rows ({len(store.done)} in all) are kept in {store.path}: "
+                  "the same command with --resume continues", file=sys.stderr)
+        raise
+
+    mode = "real bitstreams" if args.real else "rates estimated from likelihoods"
+    doc = results_document(
+        args.name, f"TCM on {data}, {mode}, {len(images)} images", points,
+        checkpoints=[ck.describe() for ck in checkpoints], per_image=per_image,
+        provenance={**provenance(device), "tile": args.tile},
+    )
+    base_docs = run_baselines(images, args)
+    if args.output:
+        for codec, b_doc in zip(args.baselines, base_docs):
+            write_json(baseline_path(args.output, codec), b_doc)
 
     print(table([(p["checkpoint"], p) for p in sorted(points, key=lambda p: p["bpp"])], "checkpoint"))
     for b in base_docs:
         res = b["results"]
         rows = [(f"q={q}", {k: res[k][i] for k in res}) for i, q in enumerate(res["quality"])]
         print(f"\n{b['name']}\n" + table(rows, "quality"))
-
     bd = {}
     for other in anchors + base_docs:
         fig = bd_metrics(other, doc)
@@ -109,22 +165,19 @@ def run_evaluation(args: argparse.Namespace) -> int:
     if bd:
         print(f"\nBD against each anchor (PCHIP; negative BD-rate: {args.name} needs fewer bits)")
         for anchor_name, fig in bd.items():
-            if fig["bd-rate"] is None:
-                print(f"  {anchor_name}: — ({fig.get('note', 'not computable')})")
-            else:
-                print(f"  {anchor_name}: BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB "
-                      f"(overlap {fig['overlap']:.0%})")
+            print(f"  {anchor_name}: {bd_note(fig)}")
         doc["bd"] = bd
 
     if args.output:
         write_json(args.output, doc)
     if args.plot:
-        plot_rd([doc, *base_docs, *anchors], args.plot, title=f"{Path(args.data).name or args.data}", measured=1)
+        plot_rd([doc, *base_docs, *anchors], args.plot, title=", ".join(Path(d).name or d for d in args.data),
+                measured=1)
+    store.close(finished=True)
     mismatches = sum(p.get("mismatches", 0) for p in points)
     if mismatches:
-        print(f"eval.py: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",
+        print(f"{PROG}: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",
               file=sys.stderr)
         return EXIT_MISMATCH
     return 0
-
 

@@ -78,24 +78,37 @@ def test_folder_in_both_modes_with_bad_files_json_plot_baselines_and_sweep(tmp_p
     assert set(doc["bd"]) == {"Anchor", "JPEG (Pillow)"}
     assert Image.open(tmp_path / "rd.png").size[0] > 500
 
-    # Estimated mode on the same folder, given as a sweep: the trained model as a
-    # release file, an untrained one as a DataParallel training checkpoint ("best").
+    # Estimated mode on the same folder, given as a sweep of two train.py runs, each with
+    # its checkpoint_best (the same file name twice), and a release file beside them.
     sweep = tmp_path / "sweep"
+    release = f"tcm-tiny-mse-0.02-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
     sweep.mkdir()
-    release = f"tcm-tiny-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
     (sweep / f"{release}.pth.tar").write_bytes(path.read_bytes())
-    other = tiny_tcm(seed=1)
-    other.update(force=True)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in other.state_dict().items()}, "epoch": 1},
-               sweep / "checkpoint_best.pth.tar")
-    torch.save(other.state_dict(), sweep / "checkpoint.pth.tar")  # neither release nor best: ignored
+    for lam, seed in ((0.0035, 1), (0.013, 2)):
+        run = sweep / f"mse_lambda_{lam}"
+        run.mkdir()
+        other = tiny_tcm(seed=seed)
+        ck = {"state_dict": {f"module.{k}": v for k, v in other.state_dict().items()}, "epoch": 1,
+              "optimizer": {}, "lambda": lam, "metric": "mse", "provenance": {"commit": "abc"}}
+        torch.save(ck, run / "checkpoint_best.pth.tar")
+        torch.save(ck, run / "checkpoint_latest.pth.tar")
     out2 = tmp_path / "estimated.json"
     rc, stdout, err = run_cli(capsys, "--checkpoint", sweep, "--data", data, "--output", out2)
     assert rc == 0, err
     doc2 = json.loads(out2.read_text())
-    assert sorted(doc2["per_image"]) == ["checkpoint_best", release]
-    assert doc2["results"]["bpp"] == sorted(doc2["results"]["bpp"]) and len(doc2["results"]["bpp"]) == 2
-    est = {r["image"]: r for r in doc2["per_image"][release]}
+    names = ["mse_lambda_0.0035", "mse_lambda_0.013", "tcm-tiny-mse-0.02"]
+    assert sorted(doc2["per_image"]) == names
+    assert all(len(rows) == 4 for rows in doc2["per_image"].values())  # every run keeps all its rows
+    res = doc2["results"]
+    assert res["bpp"] == sorted(res["bpp"]) and sorted(res["checkpoint"]) == names
+    assert {n: lam for n, lam in zip(res["checkpoint"], res["lambda"])} == {
+        "mse_lambda_0.0035": 0.0035, "mse_lambda_0.013": 0.013, "tcm-tiny-mse-0.02": 0.02}
+    described = {c["name"]: c for c in doc2["checkpoints"]}
+    assert described["mse_lambda_0.013"]["sha256"] == hashlib.sha256(
+        (sweep / "mse_lambda_0.013" / "checkpoint_best.pth.tar").read_bytes()).hexdigest()
+    assert described["mse_lambda_0.013"]["provenance"] == {"commit": "abc"}  # the run's, from train.py
+    assert set(doc2["provenance"]) >= {"commit", "torch", "compressai", "device"}  # this evaluation's
+    est = {r["image"]: r for r in doc2["per_image"]["tcm-tiny-mse-0.02"]}
     for name, row in rows.items():  # the same model, the same estimate in both modes
         assert est[name]["bpp-estimated"] == pytest.approx(row["bpp-estimated"], rel=1e-3)
         assert "bpp-real" not in est[name]
@@ -166,3 +179,89 @@ def test_command_line_error_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"eval.py: error: checkpoint not found: {tmp_path / 'none.pth.tar'}"]
+
+
+def _two_images(folder):
+    folder.mkdir()
+    synthetic_photo(96, 160, seed=7).save(folder / "a.png")
+    synthetic_photo(200, 136, seed=8).save(folder / "b.png")
+    synthetic_photo(64, 64, seed=9).save(folder / "c.png")
+    return folder
+
+
+def _counting(monkeypatch, fail_at=None, error=KeyboardInterrupt):
+    """Count evaluate_image calls; raise ``error`` on call number ``fail_at``."""
+    import evaluation.runner as runner
+
+    calls = []
+    real = runner.evaluate_image
+
+    def counted(*a, **kw):
+        calls.append(a[1].size)
+        if fail_at is not None and len(calls) == fail_at:
+            raise error()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "evaluate_image", counted)
+    return calls
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--output", "{tmp}/file.txt/results.json"], "cannot write output"),
+    (["--plot", "{tmp}/rd.xyz"], "matplotlib cannot write .xyz"),
+    (["--plot", "{tmp}/file.txt/rd.png"], "cannot write plot"),
+    (["--resume"], "--resume continues the rows kept beside --output"),
+])
+def test_outputs_are_checked_before_any_image(tmp_path, trained, capsys, monkeypatch, extra, message):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    calls = _counting(monkeypatch)
+    argv = [a.format(tmp=tmp_path) for a in extra]
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", _two_images(tmp_path / "d"), *argv)
+    assert rc in (1, 2) and calls == []
+    assert err.strip().splitlines()[-1].startswith("eval.py: error: ") and message in err
+
+
+@pytest.mark.parametrize("error, status", [(KeyboardInterrupt, 130), ("Terminated", 143)])
+def test_an_interrupted_evaluation_continues_with_resume(tmp_path, trained, capsys, monkeypatch, error, status):
+    from utils import Terminated
+
+    error = Terminated if error == "Terminated" else error
+    data, out = _two_images(tmp_path / "d"), tmp_path / "r.json"
+    argv = ["--checkpoint", trained[0], "--data", data, "--real", "--output", out]
+    calls = _counting(monkeypatch, fail_at=3, error=error)
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == status and not out.exists()
+    assert "2 new image rows (2 in all) are kept in" in err and "--resume" in err
+    monkeypatch.undo()
+    calls = _counting(monkeypatch)
+    rc, _, err = run_cli(capsys, *argv, "--resume")
+    assert rc == 0 and calls == [(64, 64)]  # only the image that was not finished
+    resumed = json.loads(out.read_text())
+    assert not (tmp_path / "r.json.partial.jsonl").exists()
+    rc, _, _ = run_cli(capsys, *argv)  # uninterrupted, from scratch
+    whole = json.loads(out.read_text())
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_time")} for r in rows]  # noqa: E731
+    assert strip(resumed["per_image"]["tiny-trained"]) == strip(whole["per_image"]["tiny-trained"])
+
+
+def test_large_images_in_tiles_and_out_of_memory_in_one_line(tmp_path, trained, capsys, monkeypatch):
+    from models.tcm import TCM
+
+    data = _two_images(tmp_path / "d")
+    out = tmp_path / "tiles.json"
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", data, "--real", "--tile", "128",
+                         "--output", out)
+    assert rc == 0, err
+    rows = {r["image"]: r for r in json.loads(out.read_text())["per_image"]["tiny-trained"]}
+    assert rows["b.png"]["tiles"] == 4 and "tiles" not in rows["c.png"]  # 256x256 padded: four tiles
+    assert all(r["matches-encoder"] for r in rows.values())
+
+    def no_memory(self, x):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 123456789 bytes")
+
+    monkeypatch.setattr(TCM, "forward", no_memory)
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", data)
+    lines = [line for line in err.splitlines() if line.startswith("eval.py")]
+    assert rc == 1 and lines == ["eval.py: error: out of memory on a 160x96 image: evaluate it in tiles with "
+                                 "--tile 1024"]

@@ -291,3 +291,123 @@ def test_torchrun_two_processes_on_gloo(data: Path, tmp_path: Path):
     assert not any(k.startswith("module.") for k in ck["state_dict"])
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
     assert load_model(run / LATEST).N == 32
+
+
+def _figures(ck) -> list[dict]:
+    """The history without wall-clock speeds."""
+    return [{k: v for k, v in h.items() if k not in ("train_images_per_s", "train_step_seconds")}
+            for h in ck["history"]]
+
+
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_exactly(data: Path, tmp_path: Path, monkeypatch, capsys):
+    """--max-minutes (or a signal) stops after a step with a checkpoint; resuming equals never stopping."""
+    from training.stop import StopRequest
+
+    argv = ["--epochs", "2", "--lambda", "0.01", "--batch-size", "1"]
+    steps = lambda a: a[:a.index("--steps-per-epoch") + 1] + ["3"] + a[a.index("--steps-per-epoch") + 2:]  # noqa: E731
+    assert train.main(steps(cli(data, tmp_path / "whole", *argv))) == 0
+    polls = []
+
+    def budget_after_four_steps(self):  # polled before each step and after each epoch
+        polls.append(1)
+        return "budget" if len(polls) == 6 else None  # 3 steps, end of epoch 0, 1 step: stop
+
+    monkeypatch.setattr(StopRequest, "local_reason", budget_after_four_steps)
+    assert train.main(steps(cli(data, tmp_path / "split", *argv, "--max-minutes", "60"))) == 0
+    err = capsys.readouterr().err
+    latest = tmp_path / "split" / "mse_lambda_0.01" / LATEST
+    assert f"time budget of 60 min reached at epoch 1 step 1; resume with --checkpoint {latest}" in err
+    partial = torch.load(latest, weights_only=True)
+    assert partial["epoch"] == 0 and partial["partial"]["epoch"] == 1 and partial["partial"]["steps"] == 1
+    assert partial["global_step"] == 4
+    monkeypatch.undo()
+    assert train.main(steps(cli(data, tmp_path / "split", "--checkpoint", str(latest)))) == 0
+    a = torch.load(tmp_path / "whole" / "mse_lambda_0.01" / LATEST, weights_only=True)
+    b = torch.load(latest, weights_only=True)
+    assert b["partial"] is None and a["global_step"] == b["global_step"] == 6
+    assert _figures(a) == _figures(b)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_resume_applies_a_new_learning_rate_and_schedule(data: Path, tmp_path: Path):
+    assert train.main(cli(data, tmp_path, "--epochs", "1", "--lambda", "0.01")) == 0
+    latest = tmp_path / "mse_lambda_0.01" / LATEST
+    assert train.main(cli(data, tmp_path, "--checkpoint", str(latest), "--epochs", "4", "-lr", "5e-5",
+                          "--lr_epoch", "2", "--aux-learning-rate", "2e-3")) == 0
+    ck = torch.load(latest, weights_only=True)
+    assert [h["train_lr"] for h in ck["history"]] == pytest.approx([1e-4, 5e-5, 5e-6, 5e-6])
+    assert ck["args"]["learning_rate"] == 5e-5 and ck["args"]["lr_epoch"] == [2]  # what was used
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-6)
+    assert ck["aux_optimizer"]["param_groups"][0]["lr"] == 2e-3
+
+
+def test_stale_temporary_files_are_removed_and_test_dir_picks_the_best_epoch(data: Path, tmp_path: Path, capsys):
+    run = tmp_path / "runs" / "mse_lambda_0.01"
+    run.mkdir(parents=True)
+    stale = run / ".checkpoint_latest.pth.tar.k3j4h5.part"  # what a kill during a save leaves
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / "kodak-like"
+    write_images(other, 2, 5)
+    assert train.main(cli(data, tmp_path / "runs", "--epochs", "1", "--lambda", "0.01", "--max-test-images", "0",
+                          "--test-dir", str(other))) == 0
+    assert not stale.exists()
+    assert f"tested on {other}" in capsys.readouterr().out
+    assert torch.load(run / LATEST, weights_only=True)["args"]["test_dir"] == str(other)
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
+    import utils
+
+    saves = []
+    real_save = torch.save
+
+    def disk_fills_up(obj, f):
+        saves.append(1)
+        if len(saves) == 2:
+            f.write(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+        real_save(obj, f)
+
+    monkeypatch.setattr(utils.torch, "save", disk_fills_up)
+    assert train.main(cli(data, tmp_path, "--epochs", "3", "--lambda", "0.01")) == 1
+    latest = tmp_path / "mse_lambda_0.01" / LATEST
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error: cannot write (")
+    assert err[0].endswith(f"{latest}; the last good checkpoint is {latest}")
+    monkeypatch.undo()
+    assert torch.load(latest, weights_only=True)["epoch"] == 0
+    assert sorted(p.name for p in latest.parent.glob(".*.part")) == []
+
+
+@pytest.mark.slow
+def test_a_second_trainer_is_refused_and_sigterm_leaves_a_resumable_checkpoint(data: Path, tmp_path: Path, capsys):
+    import signal
+    import time
+
+    argv = cli(data, tmp_path, "--epochs", "200", "--lambda", "0.01")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latest = tmp_path / "mse_lambda_0.01" / LATEST
+    try:
+        deadline = time.monotonic() + 120
+        while not latest.exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert latest.exists(), first.stderr.read() if first.poll() is not None else "no checkpoint in 120 s"
+        # the same run again, and a resume of it: both refused while the first trains
+        assert train.main(cli(data, tmp_path, "--epochs", "200", "--lambda", "0.01", "--resume")) == 1
+        assert train.main(cli(data, tmp_path, "--checkpoint", str(latest))) == 1
+        err = capsys.readouterr().err
+        assert err.count(f"{latest.parent} is being trained by another process (host ") == 2
+        assert f"pid {first.pid})" in err
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 143, err
+    assert "mse_lambda_0.01: terminated at " in err and f"resume with --checkpoint {latest}" in err
+    ck = torch.load(latest, weights_only=True)
+    done = ck["global_step"]
+    assert train.main(cli(data, tmp_path, "--checkpoint", str(latest), "--epochs", str(ck["epoch"] + 3))) == 0
+    assert torch.load(latest, weights_only=True)["global_step"] > done

@@ -94,8 +94,7 @@ def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: 
             error(d, f"{e}: run stopped{keep}")
             rows.append({"lambda": plan.lmbda, "run": plan.run_dir.name, "status": "diverged", **trainer.best})
         except Stopped as e:
-            why = {"budget": f"time budget of {args.max_minutes:g} min reached", "interrupted": "interrupted",
-                   "terminated": "terminated"}[e.reason]
+            why = f"time budget of {args.max_minutes:g} min reached" if e.reason == "budget" else e.reason
             if d.main:
                 print(f"{PROG}: {plan.run_dir.name}: {why} at {e.where}; {resume}"
                       + (" (or --resume for the whole sweep)" if len(plans) > 1 else ""), file=sys.stderr, flush=True)
