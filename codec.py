@@ -1,7 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
-    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS]
-    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK]
+    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16]
+    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16]
     python codec.py info FILE [FILE ...]
 
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
@@ -12,7 +12,11 @@ are written to a temporary file and renamed, so an existing output is only
 ever replaced by a complete one.  The file layout is documented in
 ``file_codec/container.py``.
 
-``--checkpoint`` defaults to the environment variable ``TCM_CHECKPOINT``.
+Files decode on any machine: the means and scales the coder uses are computed
+in float64 (the portable path, format version 2); the transforms run in
+``--precision`` (bf16 by default where the CPU has native bfloat16), which
+encoder and decoder need not share.  ``--checkpoint`` defaults to the
+environment variable ``TCM_CHECKPOINT``.
 Decompressing without either is refused, naming the weights the file needs.
 """
 
@@ -23,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-from file_codec import DEFAULT_TILE, Codec, CodecError, check_tile_side
+from file_codec import DEFAULT_TILE, PRECISIONS, Codec, CodecError, check_tile_side, default_precision
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files, needed_ids
 from utils import ArgumentParser, UsageError, keep_freed_memory, run_tool
 
@@ -43,16 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     default_ck = os.environ.get(CHECKPOINT_ENV)
+    precision = dict(choices=list(PRECISIONS), default=default_precision(),
+                     help="precision of the transforms (default here: %(default)s; bf16 where the CPU has it); "
+                          "files decode with either")
     c = sub.add_parser("compress", help="images -> .tcm files")
     c.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE")
     c.add_argument("out", metavar="OUT")
     c.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
     c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
+    c.add_argument("--precision", **precision)
     d = sub.add_parser("decompress", help=".tcm files -> images")
     d.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
     d.add_argument("out", metavar="OUT")
     d.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
+    d.add_argument("--precision", **precision)
     i = sub.add_parser("info", help="print the header of .tcm files")
     i.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
     return parser
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 needed_ids(args.inputs)
                 return 1
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
-        codec = Codec.load(args.checkpoint, getattr(args, "tile", DEFAULT_TILE))
+        codec = Codec.load(args.checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision)
         if args.command == "compress":
             return compress_files(codec, args.inputs, args.out)
         return decompress_files(codec, args.inputs, args.out)

@@ -30,23 +30,6 @@ class BenchError(ToolError):
 
 
 # ---------------------------------------------------------------- model and data
-class Bf16Autocast(nn.Module):
-    """Runs a transform under bfloat16 autocast and hands float32 on.
-
-    Only for g_a, h_a and g_s: nothing that feeds mu/scale (h_mean_s, h_scale_s,
-    the slice transforms), so the encoder and decoder still compute the coding
-    parameters identically in float32.
-    """
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return self.inner(x).float()
-
-
 def build_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
     from models import load_model, tcm
 
@@ -57,14 +40,15 @@ def build_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
         net = tcm(args.model)
         net.update(force=True)
     net = net.to(device).eval()
-    for name in ("g_a", "h_a", "g_s"):  # transforms that never feed the coding parameters
-        mod = getattr(net, name)
-        if args.bf16:
-            mod = Bf16Autocast(mod)
-        if args.compile:
-            mod = torch.compile(mod, dynamic=False)
-        setattr(net, name, mod)
+    if args.compile:
+        for name in ("g_a", "h_a", "g_s"):  # transforms that never feed the coding parameters
+            setattr(net, name, torch.compile(getattr(net, name), dynamic=False))
     return net
+
+
+#: Coding variants of compress and decompress: (transform dtype, portable entropy path).
+VARIANTS = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False),
+            "portable-fp32": (torch.float32, True), "portable-bf16": (torch.bfloat16, True)}
 
 
 def load_image(args: argparse.Namespace) -> torch.Tensor:
@@ -125,24 +109,27 @@ def run_measure(args: argparse.Namespace) -> dict:
             out[f"flops_{name}"] = count_flops(lambda: mod(inp))
         out["flops"] = count_flops(lambda: net(x))
     elif args.worker == "compress":
+        dtype, portable = VARIANTS[args.variant]
+        compress = lambda: net.compress(x, transform_dtype=dtype, portable=portable)  # noqa: E731
         with torch.inference_mode():
             with PeakMemory(device) as mem:
-                out["time"] = median_time(lambda: net.compress(x), reps, device, args.warmup, clock)
-            enc = net.compress(x)
-        out["flops"] = count_flops(lambda: net.compress(x))
+                out["time"] = median_time(compress, reps, device, args.warmup, clock)
+            enc = compress()
+        out["flops"] = count_flops(compress)
         y_strings, z_strings = enc["strings"]
         strings_file.write_text(json.dumps({
             "y": [s.hex() for s in y_strings], "z": [s.hex() for s in z_strings], "shape": list(enc["shape"]),
         }))
         out["bytes"] = sum(len(s) for s in y_strings + z_strings)
     elif args.worker == "decompress":
+        dtype, portable = VARIANTS[args.variant]
         enc = json.loads(strings_file.read_text())
         strings = [[bytes.fromhex(s) for s in enc["y"]], [bytes.fromhex(s) for s in enc["z"]]]
+        decompress = lambda: net.decompress(strings, enc["shape"], transform_dtype=dtype, portable=portable)  # noqa: E731
         with torch.inference_mode():
             with PeakMemory(device) as mem:
-                out["time"] = median_time(lambda: net.decompress(strings, enc["shape"]), reps, device, args.warmup,
-                                          clock)
-        out["flops"] = count_flops(lambda: net.decompress(strings, enc["shape"]))
+                out["time"] = median_time(decompress, reps, device, args.warmup, clock)
+        out["flops"] = count_flops(decompress)
     else:
         out.update(run_train(net, x, args, device))
         return out
@@ -168,11 +155,13 @@ def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device:
 
 
 # ---------------------------------------------------------------- table
-def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str) -> list[str]:
+def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str,
+                variant: str = "fp32") -> list[str]:
     argv = [sys.executable, str(ROOT / "bench.py"), "--worker", measure, "--model", model,
-            "--repeats", str(args.repeats), "--clock", args.clock,
-            "--threads", str(args.threads or 0), "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file]
-    for flag in ("quick", "cuda", "bf16", "compile"):
+            "--repeats", str(args.repeats), "--clock", args.clock, "--threads", str(args.threads or 0),
+            "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file,
+            "--variant", variant]
+    for flag in ("quick", "cuda", "compile"):
         if getattr(args, flag):
             argv.append(f"--{flag}")
     if args.image:
@@ -190,13 +179,25 @@ def run_worker(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def row_name(measure: str, variant: str) -> str:
+    """``compress`` for the published float32 variant, ``compress bf16`` etc. for the others."""
+    return measure if variant == "fp32" or measure in ("forward", "train") else f"{measure} {variant}"
+
+
 def summarise(rows: dict[str, dict]) -> dict:
     """Shares of the matmul rate and the compress/decompress overheads over the forward parts."""
     for r in rows.values():
         r["gflops_per_s"] = r["flops"] / r["time"] / 1e9
         r["share"] = r["gflops_per_s"] / r["matmul_gflops"]
+    variants = {}
+    for v in VARIANTS:
+        c, d = rows.get(row_name("compress", v)), rows.get(row_name("decompress", v))
+        if c and d and "compress" in rows and "decompress" in rows:
+            variants[v] = {"compress_s": c["time"], "decompress_s": d["time"],
+                           "fp32_over_compress": rows["compress"]["time"] / c["time"],
+                           "fp32_over_decompress": rows["decompress"]["time"] / d["time"]}
     if not {"forward", "compress", "decompress"} <= rows.keys():
-        return {}
+        return {"variants": variants} if variants else {}
     fwd = rows["forward"]
     fwd_entropy = fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"] - fwd["time_g_s"]
     return {
@@ -204,19 +205,24 @@ def summarise(rows: dict[str, dict]) -> dict:
         "decompress_over_forward_parts": rows["decompress"]["time"] / (fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"]),
         "forward_split_s": {"g_a": fwd["time_g_a"], "h_a": fwd["time_h_a"], "entropy_model": fwd_entropy,
                             "g_s": fwd["time_g_s"]},
+        "variants": variants,
     }
 
 
 def print_table(results: dict, header: str) -> None:
     print(header)
-    print(f"{'model':6} {'measure':11} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
+    print(f"{'model':6} {'measure':25} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
           f"{'matmul':>7} {'share':>6} {'peak MiB':>9}")
     for model, res in results["models"].items():
         for m, r in res["rows"].items():
-            print(f"{model:6} {m:11} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
+            print(f"{model:6} {m:25} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
                   f"{r['matmul_gflops']:7.1f} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
         s = res["summary"]
-        if not s:
+        for v, f in s.get("variants", {}).items():
+            if v != "fp32":
+                print(f"{model:6} {v}: compress {f['fp32_over_compress']:.2f}x, decompress "
+                      f"{f['fp32_over_decompress']:.2f}x as fast as the published float32 path")
+        if "forward_split_s" not in s:
             continue
         split = ", ".join(f"{k} {v:.3f}" for k, v in s["forward_split_s"].items())
         print(f"{model:6} compress / forward of its parts {s['compress_over_forward_parts']:.2f}x, "
@@ -241,7 +247,7 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
             raise BenchError(str(e)) from None
     results = {"device": "cuda" if args.cuda else "cpu", "threads": args.threads or torch.get_num_threads(),
                "clock": args.clock,
-               "torch": torch.__version__, "bf16": args.bf16, "compile": args.compile,
+               "torch": str(torch.__version__), "variants": args.variants, "compile": args.compile,
                "command": " ".join(["python bench.py", *(argv if argv is not None else sys.argv[1:])]),
                "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,12 +255,15 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
             strings_file = os.path.join(tmp, f"{m}.json")
             rows = {}
             for measure in [m for m in MEASURES if m in args.measures]:
-                rows[measure] = run_worker(worker_argv(args, m, measure, strings_file))
-                print(f"  {m} {measure}: {rows[measure]['time']:.3f} s", file=sys.stderr, flush=True)
+                for variant in (args.variants if measure in ("compress", "decompress") else ["fp32"]):
+                    name = row_name(measure, variant)
+                    argv_v = worker_argv(args, m, measure, f"{strings_file}.{variant}", variant)
+                    rows[name] = run_worker(argv_v)
+                    print(f"  {m} {name}: {rows[name]['time']:.3f} s", file=sys.stderr, flush=True)
             results["models"][m] = {"rows": rows, "summary": summarise(rows)}
     print_table(results, f"$ {results['command']}   ({results['device']}, {results['threads']} threads, "
                          f"{args.clock} clock, "
-                         f"torch {results['torch']}, bf16 {args.bf16}, compile {args.compile})")
+                         f"torch {results['torch']}, compile {args.compile})")
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -41,6 +42,41 @@ def weights_id(net: torch.nn.Module) -> bytes:
     return h.digest()[: container.ID_BYTES]
 
 
+def tables_id(net: torch.nn.Module) -> bytes:
+    """First bytes of a sha256 over the coding tables (the bottleneck's and the Gaussian CDFs).
+
+    The rANS coder codes with these, so encoder and decoder must hold the same
+    ones: a release file carries them; a training checkpoint builds the
+    bottleneck's on load (``update()``), which another machine may do with
+    other last bits.
+    """
+    h = hashlib.sha256()
+    for module in (net.entropy_bottleneck, net.gaussian_conditional):
+        for name in ("_quantized_cdf", "_offset", "_cdf_length"):
+            t = getattr(module, name).detach().to("cpu", torch.int32).contiguous()
+            h.update(f"{name}|{tuple(t.shape)}|".encode())
+            h.update(t.numpy().astype("<i4").tobytes())
+    return h.digest()[: container.TABLES_ID_BYTES]
+
+
+#: --precision names of the transform dtypes.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 transforms are fast."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def default_precision() -> str:
+    """bf16 where the CPU has it: the quality it costs is measured negligible (README: The file codec)."""
+    return "bf16" if native_bf16() else "fp32"
+
+
 def check_tile_side(tile: int) -> None:
     if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= container.MAX_TILE:
         raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{container.MAX_TILE}")
@@ -63,45 +99,66 @@ def _bounded(stream: bytes, n_symbols: int) -> bytes:
     return stream + bytes(-len(stream) % 4 + 8 * n_symbols + 4 * len(stream) + 4096)
 
 
-def encode_tile(net, x: Tensor) -> tuple[bytes, bytes, bytes]:
+def encode_tile(net, x: Tensor, transform_dtype: torch.dtype = torch.float32,
+                portable: bool = True) -> tuple[bytes, bytes, bytes]:
     """(z stream, y stream, symbol bytes) of a (1, 3, H, W) tile, sides multiples of 128.
 
     The streams are ``TCM.compress``'s; its symbols are kept for the latent checksum.
     """
-    out = net.compress(x)
+    out = net.compress(x, transform_dtype=transform_dtype, portable=portable)
     (y_stream,), (z_stream,) = out["strings"]
     return z_stream, y_stream, _symbol_bytes(out["symbols"])
 
 
-def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int) -> tuple[Tensor, bytes]:
+def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
+                transform_dtype: torch.dtype = torch.float32, portable: bool = True) -> tuple[Tensor, bytes]:
     """(x_hat in [0, 1], symbol bytes) of one tile from its two streams."""
     z_shape = (height // 64, width // 64)
     z_bounded = _bounded(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1])
     y_bounded = _bounded(y_stream, net.M * (height // 16) * (width // 16))
-    out = net.decompress([[y_bounded], [z_bounded]], z_shape)
+    out = net.decompress([[y_bounded], [z_bounded]], z_shape, transform_dtype=transform_dtype, portable=portable)
     return out["x_hat"], _symbol_bytes(out["symbols"])
 
 
 # ------------------------------------------------------------ images <-> bytes
 @dataclass
 class Codec:
-    """A loaded model, its weights id and the tile side used when compressing."""
+    """A loaded model, its ids, and how it codes.
+
+    Files are written in format version 2 with the portable (float64) entropy
+    path, so that they decode on other machines; ``precision`` is the
+    transforms' (g_a, h_a when encoding, g_s when decoding) and may differ
+    between encoder and decoder.  Version-1 files decode with the float32
+    path they were written with.
+    """
 
     net: torch.nn.Module
     weights_id: bytes
     tile: int = DEFAULT_TILE
+    precision: str = "fp32"
+    tables_id: bytes = field(default=b"")
+    portable: bool = True  # False writes the float32 path (for comparisons; such files decode only alike)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise CodecError(f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
+        self.tables_id = self.tables_id or tables_id(self.net)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE) -> "Codec":
+    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, precision: str = "fp32") -> "Codec":
         try:
             net = load_model(checkpoint)
         except CheckpointError as e:
             raise CodecError(str(e)) from None
-        return cls(net, weights_id(net), tile)
+        return cls(net, weights_id(net), tile, precision)
 
     @property
     def id_hex(self) -> str:
         return self.weights_id.hex()
+
+    @property
+    def transform_dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     def encode(self, image: Image.Image) -> bytes:
         """The ``.tcm`` bytes of an RGB image."""
@@ -112,24 +169,37 @@ class Codec:
         x, (left, _, top, _) = pad(to_tensor(image), PAD_MULTIPLE)
         streams, crc = [], 0
         for t, l, th, tw in container.tile_grid(*x.shape[-2:], self.tile):
-            z, y, symbols = encode_tile(self.net, x[..., t : t + th, l : l + tw])
+            z, y, symbols = encode_tile(self.net, x[..., t : t + th, l : l + tw], self.transform_dtype,
+                                        self.portable)
             streams.append((z, y))
             crc = zlib.crc32(symbols, crc)
-        header = Header(self.weights_id, height, width, top, left, self.tile, latent_crc=crc)
+        header = Header(self.weights_id, height, width, top, left, self.tile, latent_crc=crc,
+                        tables_id=self.tables_id,
+                        entropy_path=container.PATH_FLOAT64 if self.portable else container.PATH_FLOAT32)
         return container.pack(header, streams)
 
-    def decode(self, data: bytes) -> Image.Image:
-        """The image in ``data``; raises ContainerError or CodecError, never writes anything."""
-        header, streams = container.parse(data)
+    def check_weights(self, header: Header) -> None:
+        """Refuse a file made with other weights or other coding tables, naming both."""
         if header.weights_id != self.weights_id:
             raise CodecError(
                 f"made with weights {header.weights_id.hex()}, but the checkpoint has weights "
                 f"{self.id_hex}: decode it with the checkpoint that compressed it"
             )
+        if header.version >= 2 and header.tables_id != self.tables_id:
+            raise CodecError(
+                f"made with coding tables {header.tables_id.hex()}, but the checkpoint gives tables "
+                f"{self.tables_id.hex()} (the same weights: a training checkpoint builds its tables on load, "
+                "and another machine may build them differently): decode with a release file (updates.py)"
+            )
+
+    def decode(self, data: bytes) -> Image.Image:
+        """The image in ``data``; raises ContainerError or CodecError, never writes anything."""
+        header, streams = container.parse(data)
+        self.check_weights(header)
         canvas = torch.empty(1, 3, *header.padded_size)
         crc = 0
         for (t, l, th, tw), (z, y) in zip(header.tiles(), streams):
-            x_hat, symbols = decode_tile(self.net, z, y, th, tw)
+            x_hat, symbols = decode_tile(self.net, z, y, th, tw, self.transform_dtype, header.portable)
             canvas[..., t : t + th, l : l + tw] = x_hat
             crc = zlib.crc32(symbols, crc)
         if crc != header.latent_crc:

@@ -1,11 +1,16 @@
 """The ``.tcm`` file container: header layout, versioning, checksums, bounds.
 
-Version 1, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
+Version 2, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
 first, at most 5 bytes)::
 
     magic        4 bytes   b"TCM\\x89"
-    version      1 byte    1
+    version      1 byte    2
     weights id   6 bytes   first bytes of the sha256 of the model's parameters
+    tables id    4 bytes   first bytes of the sha256 of its coding tables (the
+                           bottleneck's and the Gaussian CDFs the coder used)
+    entropy path 1 byte    how the means and scales were computed: 0 float32
+                           (the published arithmetic), 1 float64 (portable:
+                           decodes on other machines; ``TCM.portable_nets``)
     height       varint    original image size, 1..MAX_SIDE
     width        varint
     pad top      1 byte    rows of zero padding above the image (< 128)
@@ -25,7 +30,10 @@ The file CRC is checked before any entropy decoding, so a damaged file never
 reaches the C++ rANS decoder; the latent CRC is checked after decoding, so a
 decoder whose arithmetic drifted from the encoder's reports it instead of
 writing a wrong image.  Padding right/bottom follow from the size: padded sides
-are the next multiples of 128.  A Kodak file carries 31 header bytes.
+are the next multiples of 128.  A Kodak file carries 36 header bytes.
+
+Version 1 (still read) has neither tables id nor entropy path: its files were
+coded with the float32 path.
 """
 
 from __future__ import annotations
@@ -38,14 +46,20 @@ from dataclasses import dataclass, field
 from utils import PAD_MULTIPLE, ToolError
 
 MAGIC = b"TCM\x89"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)
 ID_BYTES = 6
+TABLES_ID_BYTES = 4
+#: Entropy paths (the byte after the tables id).
+PATH_FLOAT32, PATH_FLOAT64 = 0, 1
+PATH_NAMES = {PATH_FLOAT32: "float32 (published)", PATH_FLOAT64: "float64 (portable)"}
 #: Bounds that a header must satisfy before anything is allocated for it.
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**27  # ~134 Mpx: an 11585 x 11585 image
 MAX_TILE = 255 * PAD_MULTIPLE
 
 _FIXED = struct.Struct(">4sB6s")  # magic, version, weights id
+_V2 = struct.Struct(">4sB")  # tables id, entropy path
 _CRCS = struct.Struct(">II")  # latent crc, file crc
 
 
@@ -64,6 +78,12 @@ class Header:
     lengths: list[tuple[int, int]] = field(default_factory=list)  # (z, y) bytes per tile
     latent_crc: int = 0
     version: int = VERSION
+    tables_id: bytes = b""  # version 2
+    entropy_path: int = PATH_FLOAT32  # version 1: always float32
+
+    @property
+    def portable(self) -> bool:
+        return self.entropy_path == PATH_FLOAT64
 
     @property
     def padded_size(self) -> tuple[int, int]:
@@ -144,7 +164,13 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
     header.lengths = [(len(z), len(y)) for z, y in streams]
     if not all(z and y for z, y in streams):
         raise ValueError("empty stream")
-    head = bytearray(_FIXED.pack(MAGIC, VERSION, header.weights_id))
+    if header.version not in VERSIONS:
+        raise ValueError(f"unknown version {header.version}")
+    head = bytearray(_FIXED.pack(MAGIC, header.version, header.weights_id))
+    if header.version >= 2:
+        if len(header.tables_id) != TABLES_ID_BYTES or header.entropy_path not in PATH_NAMES:
+            raise ValueError("a version-2 header needs a 4-byte tables id and a known entropy path")
+        head += _V2.pack(header.tables_id, header.entropy_path)
     head += put_varint(header.height) + put_varint(header.width)
     head += bytes((header.pad_top, header.pad_left, header.tile // PAD_MULTIPLE))
     for z, y in streams:
@@ -169,10 +195,19 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     if len(data) < _FIXED.size:
         raise ContainerError("truncated header")
     _, version, weights_id = _FIXED.unpack_from(data)
-    if version != VERSION:
+    if version not in VERSIONS:
         newer = "a newer" if version > VERSION else "an unknown"
-        raise ContainerError(f"format version {version} is {newer} version; this codec reads version {VERSION}")
+        raise ContainerError(f"format version {version} is {newer} version; this codec reads versions "
+                             f"{', '.join(map(str, VERSIONS))}")
     pos = _FIXED.size
+    tables_id, path = b"", PATH_FLOAT32
+    if version >= 2:
+        if pos + _V2.size > len(data):
+            raise ContainerError("truncated header")
+        tables_id, path = _V2.unpack_from(data, pos)
+        pos += _V2.size
+        if path not in PATH_NAMES:
+            raise ContainerError(f"corrupt header: unknown entropy path {path}")
     height, pos = get_varint(data, pos, "height")
     width, pos = get_varint(data, pos, "width")
     if pos + 3 > len(data):
@@ -180,7 +215,8 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     pad_top, pad_left, tile_units = data[pos], data[pos + 1], data[pos + 2]
     pos += 3
     check_geometry(height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
-    header = Header(weights_id, height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
+    header = Header(weights_id, height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE,
+                    version=version, tables_id=tables_id, entropy_path=path)
     n_tiles = math.ceil(padded(height) / header.tile) * math.ceil(padded(width) / header.tile)
     if pos + 2 * n_tiles + _CRCS.size > len(data):  # each length takes at least one byte
         raise ContainerError("truncated header")
@@ -210,6 +246,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
 
 def header_size(header: Header) -> int:
     """Bytes of the header of a file with these stream lengths (the overhead over the payload)."""
-    n = _FIXED.size + len(put_varint(header.height)) + len(put_varint(header.width)) + 3
+    n = _FIXED.size + (_V2.size if header.version >= 2 else 0)
+    n += len(put_varint(header.height)) + len(put_varint(header.width)) + 3
     n += sum(len(put_varint(z)) + len(put_varint(y)) for z, y in header.lengths)
     return n + _CRCS.size

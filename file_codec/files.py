@@ -130,6 +130,8 @@ def describe(header: Header, file_size: int) -> str:
     lines = [
         f"format version  {header.version}",
         f"weights id      {header.weights_id.hex()}",
+        *([f"tables id       {header.tables_id.hex()}"] if header.version >= 2 else []),
+        f"entropy path    {container.PATH_NAMES[header.entropy_path]}",
         f"image size      {header.width}x{header.height}",
         f"padding         left {left}, right {right}, top {top}, bottom {bottom} (coded {wp}x{hp})",
         f"tiles           {len(header.lengths)} of at most {header.tile}x{header.tile}",

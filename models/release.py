@@ -14,10 +14,17 @@ import torch
 
 from utils import pad, write_bytes_atomic
 
+from .coding_tables import canonical_gaussian_tables
 from .tcm import TCM
 
 ENTROPY_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
 GAUSSIAN_TABLES = tuple(f"gaussian_conditional.{b}" for b in ("_quantized_cdf", "_offset", "_cdf_length"))
+
+
+def is_canonical(model: TCM) -> bool:
+    """Whether the model's Gaussian tables are the stored canonical ones."""
+    gc, canonical = model.gaussian_conditional, canonical_gaussian_tables()
+    return all(getattr(gc, k).shape == v.shape and torch.equal(getattr(gc, k).cpu(), v) for k, v in canonical.items())
 
 
 def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor]:
@@ -31,10 +38,12 @@ def release_state_dict(model: TCM, half: bool = False) -> dict[str, torch.Tensor
             k: v.half() if v.is_floating_point() and not k.startswith(ENTROPY_PREFIXES) else v
             for k, v in sd.items()
         }
-        # The Gaussian coding tables are a function of the fixed scale table alone
-        # (~0.8 MB): stored empty, as before update(), and rebuilt by load_model.
-        for k in GAUSSIAN_TABLES:
-            sd[k] = sd[k].new_empty(0)
+        # The Gaussian coding tables (~0.8 MB) of the paper's scale table are the stored
+        # copy of models/coding_tables.py: left out, and installed by load_model's
+        # update() on every machine alike.  Any other table is kept.
+        if is_canonical(model):
+            for k in GAUSSIAN_TABLES:
+                sd[k] = sd[k].new_empty(0)
     return sd
 
 

@@ -8,8 +8,10 @@ match the authors' checkpoints so that they load with ``strict=True``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torch.jit warning
 
@@ -30,11 +32,55 @@ from torch import Tensor
 
 from layers import ConvTransBlock, SWAtten
 
+from .coding_tables import install_canonical_tables
 from .config import TCMConfig
 
 # code_slice(i, mu, scale) -> (quantised slice, anything else the caller keeps for slice i):
 # the only thing forward, compress and decompress do differently inside the per-slice loop.
 SliceCoder = Callable[[int, Tensor, Tensor], tuple[Tensor, Any]]
+
+#: The networks between the decoded hyperprior z_hat and the coder's means and scales.
+ENTROPY_PARAMETER_NETS = ("h_mean_s", "h_scale_s", "atten_mean", "atten_scale", "cc_mean_transforms",
+                          "cc_scale_transforms", "lrp_transforms")
+#: The arithmetic of the portable path (see TCM.portable_nets).
+PORTABLE_DTYPE = torch.float64
+#: Precisions the analysis and synthesis transforms may run in.
+TRANSFORM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class EntropyParameterNets(nn.Module):
+    """A copy of the entropy-parameter networks in another dtype (the portable path)."""
+
+    def __init__(self, source: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        # Ordinary tensors (not inference tensors, whatever mode the caller is in), never trained.
+        with torch.inference_mode(False), torch.no_grad():
+            for name in ENTROPY_PARAMETER_NETS:
+                setattr(self, name, copy.deepcopy(getattr(source, name)).to(dtype))
+        self.requires_grad_(False)
+        self.eval()
+
+
+@contextlib.contextmanager
+def transforms_in(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
+    """Run the transforms under autocast to ``dtype`` (nothing changes for float32)."""
+    if dtype not in TRANSFORM_DTYPES:
+        raise ValueError(f"transform_dtype must be one of {', '.join(map(str, TRANSFORM_DTYPES))}, not {dtype}")
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        yield
+
+
+#: Whether inference runs its convolutions channels-last (see inference_layout).
+_CHANNELS_LAST = [True]
+
+
+def set_inference_layout(channels_last: bool) -> None:
+    """Choose the inference layout (channels-last by default: faster with oneDNN).
+
+    For measurements and cross-configuration checks: the portable path's
+    files decode under either.
+    """
+    _CHANNELS_LAST[0] = bool(channels_last)
 
 
 def inference_layout(x: Tensor) -> Tensor:
@@ -46,10 +92,10 @@ def inference_layout(x: Tensor) -> Tensor:
     CompressAI's ``ResidualBlockWithStride`` crashes on channels-last input.
     The layout also picks the convolution algorithm, and so the last bits of
     the result: the entropy model normalises each of its inputs with this, so
-    that encoder and decoder compute identical parameters.
+    that encoder and decoder in one configuration compute identical parameters.
     """
-    if torch.is_grad_enabled():
-        return x
+    if torch.is_grad_enabled() or not _CHANNELS_LAST[0]:
+        return x.contiguous() if not torch.is_grad_enabled() else x
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -204,32 +250,67 @@ class TCM(CompressionModel):
                 f"pad with utils.pad(x, {PAD_MULTIPLE}) and crop the result with utils.crop"
             )
 
-    def code_slices(self, z_hat: Tensor, code_slice: SliceCoder) -> tuple[Tensor, list[Any]]:
+    def code_slices(self, z_hat: Tensor, code_slice: SliceCoder,
+                    nets: nn.Module | None = None) -> tuple[Tensor, list[Any]]:
         """The channel-wise entropy model, slice by slice: ``(y_hat, per-slice results)``.
 
         For each slice: SWAtten on the hyperprior plus the decoded slices, mean
         and scale transforms, ``code_slice`` (which quantises, codes or decodes
         the slice: it returns the dequantised slice and whatever else its caller
         keeps, listed per slice in the result), then latent residual prediction.
-        Forward (training included), compress and decompress all run through here.
+        Forward (training included), compress and decompress all run through here;
+        ``nets`` (default: this model) may be :meth:`portable_nets`.
         """
+        nets = self if nets is None else nets
         z_hat = inference_layout(z_hat)
-        latent_scales = self.h_scale_s(z_hat)
-        latent_means = self.h_mean_s(z_hat)
+        latent_scales = nets.h_scale_s(z_hat)
+        latent_means = nets.h_mean_s(z_hat)
         y_hat_slices: list[Tensor] = []
         results: list[Any] = []
         for i in range(self.num_slices):
             support = y_hat_slices[: self._num_support(i)]
-            mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
-            mu = self.cc_mean_transforms[i](mean_support)
-            scale_support = self.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
-            scale = self.cc_scale_transforms[i](scale_support)
+            mean_support = nets.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+            mu = nets.cc_mean_transforms[i](mean_support)
+            scale_support = nets.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
+            scale = nets.cc_scale_transforms[i](scale_support)
             y_hat_slice, result = code_slice(i, mu, scale)
             y_hat_slice = inference_layout(y_hat_slice)
-            lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            lrp = nets.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
             y_hat_slices.append(inference_layout(y_hat_slice + 0.5 * torch.tanh(lrp)))
             results.append(result)
         return inference_layout(torch.cat(y_hat_slices, dim=1)), results
+
+    def portable_nets(self) -> EntropyParameterNets:
+        """The entropy-parameter networks in float64, upcast once and kept while the weights stay.
+
+        The portable path computes the coder's means and scales with these, so
+        that the summation order of another machine, thread count or library
+        (which moves float32 results by ~1e-7) moves them by ~1e-16 only: a
+        scale then lands on the other side of a table boundary, or a decoded
+        latent drifts, about a billion times less often.  The copy is rebuilt
+        when a parameter is changed in place (an optimizer step) or moved.
+        """
+        params = [p for name in ENTROPY_PARAMETER_NETS for p in getattr(self, name).parameters()]
+        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        cached = self.__dict__.get("_portable_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, EntropyParameterNets(self, PORTABLE_DTYPE))
+            self.__dict__["_portable_cache"] = cached  # not a submodule: no state_dict entries
+        return cached[1]
+
+    def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """CompressAI's ``update``, with the paper's Gaussian tables taken from the stored copy.
+
+        The bottleneck's tables come from its learned densities and are built
+        here; the Gaussian ones depend on the scale table alone, and computing
+        them gives other last bits on other machines (``models.coding_tables``).
+        """
+        gc = self.gaussian_conditional
+        rebuilt = force or gc._offset.numel() == 0
+        updated = super().update(scale_table, force=force, update_quantiles=update_quantiles)
+        if rebuilt and scale_table is None:
+            install_canonical_tables(gc)
+        return updated
 
     def _cdf_tables(self) -> tuple[list, list, list]:
         gc = self.gaussian_conditional
@@ -266,7 +347,7 @@ class TCM(CompressionModel):
         return torch.round(z_hat - medians).int().flatten(1).cpu()
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> dict:
+    def compress(self, x: Tensor, transform_dtype: torch.dtype = torch.float32, portable: bool = False) -> dict:
         """Entropy-code a padded batch: ``{"strings": [y_strings, z_strings], "shape"}``.
 
         Each image's five slices go into one rANS stream (the published layout).
@@ -274,12 +355,23 @@ class TCM(CompressionModel):
         tools that verify or checksum a decoder: ``y_hat`` (the latent the
         decoder must rebuild), ``symbols`` ({"y", "z"}: the coded integers, one
         row per image) and ``likelihoods`` ({"y", "z"} of those symbols).
+
+        ``transform_dtype`` runs g_a and h_a under autocast (bfloat16: faster
+        on CPUs and GPUs that have it); ``portable`` computes the means and
+        scales in float64 (:meth:`portable_nets`), so that a decoder on
+        another machine derives the same coder inputs.  The defaults are the
+        published float32 function.  Decode with the same ``portable``.
         """
         self.check_size(x)
-        y = self.g_a(inference_layout(x))
-        z = self.h_a(y)
+        with transforms_in(transform_dtype, x.device):
+            y = self.g_a(inference_layout(x))
+            z = self.h_a(y)
+        y, z = y.float(), z.float()
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
+        nets = self.portable_nets() if portable else None
+        if portable:
+            y, z_hat = y.to(PORTABLE_DTYPE), z_hat.to(PORTABLE_DTYPE)
         y_slices = y.chunk(self.num_slices, dim=1)
         gc = self.gaussian_conditional
 
@@ -288,7 +380,7 @@ class TCM(CompressionModel):
             likelihood = gc(y_slices[i], scale, mu, training=False)[1]
             return gc.dequantize(q, mu), (q.flatten(1), gc.build_indexes(scale).flatten(1), likelihood)
 
-        y_hat, coded = self.code_slices(z_hat, code_slice)
+        y_hat, coded = self.code_slices(z_hat, code_slice, nets)
         symbols, indexes, y_likelihoods = zip(*coded)
         y_symbols = torch.cat(symbols, dim=1).int().cpu()
         all_indexes = torch.cat(indexes, dim=1).int().cpu()
@@ -303,21 +395,26 @@ class TCM(CompressionModel):
         return {
             "strings": [y_strings, z_strings],
             "shape": z.shape[-2:],
-            "y_hat": y_hat,
+            "y_hat": y_hat.float(),
             "symbols": {"y": y_symbols, "z": self._z_symbols(z_hat)},
-            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods},
+            "likelihoods": {"y": torch.cat(y_likelihoods, dim=1).float(), "z": z_likelihoods},
         }
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape) -> dict:
+    def decompress(self, strings: list, shape, transform_dtype: torch.dtype = torch.float32,
+                   portable: bool = False) -> dict:
         """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1].
 
         Also returns the decoded ``symbols`` ({"y", "z"}), which equal the
         encoder's exactly when encoder and decoder computed the same entropy
-        parameters.
+        parameters.  ``portable`` must be the encoder's; ``transform_dtype``
+        (g_s) need not be.
         """
         y_strings, z_strings = strings
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        nets = self.portable_nets() if portable else None
+        if portable:
+            z_hat = z_hat.to(PORTABLE_DTYPE)
         gc = self.gaussian_conditional
         cdf, cdf_lengths, offsets = self._cdf_tables()
         decoders = []
@@ -335,8 +432,10 @@ class TCM(CompressionModel):
             ])
             return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
 
-        y_hat, symbols = self.code_slices(z_hat, code_slice)
+        y_hat, symbols = self.code_slices(z_hat, code_slice, nets)
+        with transforms_in(transform_dtype, y_hat.device):
+            x_hat = self.g_s(y_hat.float())
         return {
-            "x_hat": self.g_s(y_hat).clamp_(0, 1).contiguous(),
+            "x_hat": x_hat.float().clamp_(0, 1).contiguous(),
             "symbols": {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)},
         }

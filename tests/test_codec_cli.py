@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import codec
-from file_codec import Codec, container
+from file_codec import Codec, container, default_precision
 from file_codec.files import CHECKPOINT_ENV
 from tests.helpers import ROOT, codec_checkpoint, noise_image, refix_crc
 
@@ -30,7 +30,7 @@ def other_ck(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tcm(ck) -> Codec:
-    return Codec.load(ck)
+    return Codec.load(ck, precision=default_precision())  # what codec.py uses by default
 
 
 def header_len(data: bytes) -> int:
@@ -90,7 +90,8 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
         assert im.format == "BMP" and im.size == (30, 20)
     assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
     out = capsys.readouterr().out
-    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  1" in out
+    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  2" in out
+    assert "entropy path    float64 (portable)" in out and Codec.load(ck).tables_id.hex() in out
 
 
 # ------------------------------------------------------------------ weights
@@ -188,8 +189,8 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys):
 
 # ------------------------------------------------------------------ fuzz
 def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
-    """name -> (bytes, expected stage): 'parse' (refused before any decoding),
-    'weights' (refused by id) or 'decoder' (reaches the rANS decoder, refused by the latent CRC)."""
+    """name -> (bytes, expected stage): 'parse' (refused before any decoding), 'weights' or
+    'tables' (refused by an id) or 'decoder' (reaches the rANS decoder, refused by the latent CRC)."""
     rng = random.Random(1234)
     n = header_len(valid)
     header, streams = container.parse(valid)
@@ -212,9 +213,11 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
         for v in (0x00, 0xFF):
             if valid[pos] != v:
                 cases[f"head{pos:02d}_{v:02x}"] = (valid[:pos] + bytes([v]) + valid[pos + 1 :], "parse")
-    for v in (0, 2, 9, 255):  # other format versions, checksum made valid
+    for v in (0, 3, 9, 255):  # other format versions, checksum made valid
         cases[f"version{v}"] = (refix_crc(valid[:4] + bytes([v]) + valid[5:], n), "parse")
     cases["weights"] = (refix_crc(valid[:5] + other_weights + valid[11:], n), "weights")
+    cases["tables"] = (refix_crc(valid[:11] + bytes(b ^ 0x5A for b in valid[11:15]) + valid[15:], n), "tables")
+    cases["path"] = (refix_crc(valid[:15] + b"\x07" + valid[16:], n), "parse")
     cases["trailing"] = (valid + b"\0", "parse")
     cases["twice"] = (valid + valid, "parse")
     for i in range(30):
@@ -235,7 +238,8 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
     cases["crafted_latent_crc"] = (refix_crc(bytes(b), n), "decoder")
     # a size whose padded size differs: the same streams decoded on a larger grid
     wide = container.pack(container.Header(header.weights_id, header.height, 200, header.pad_top, 0,
-                                           header.tile, latent_crc=header.latent_crc), streams)
+                                           header.tile, latent_crc=header.latent_crc, tables_id=header.tables_id,
+                                           entropy_path=header.entropy_path), streams)
     cases["crafted_size"] = (wide, "decoder")
     return cases
 
@@ -269,9 +273,12 @@ def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_pa
             assert "latent checksum mismatch" in line, line
         elif stage == "weights":
             assert "made with weights" in line, line
+        elif stage == "tables":
+            assert "made with coding tables" in line, line
         else:
-            assert "latent checksum" not in line and "made with weights" not in line, line
+            assert "latent checksum" not in line and "made with" not in line, line
     stages = [s for _, s in cases.values()]
+    by_id = stages.count("weights") + stages.count("tables")
     print(f"\nfuzz: {len(cases)} mutants in {elapsed:.1f} s: {stages.count('parse')} refused by the container "
-          f"checks, {stages.count('weights')} by the weights id, {stages.count('decoder')} decoded and refused "
+          f"checks, {by_id} by the weights and tables ids, {stages.count('decoder')} decoded and refused "
           f"by the latent checksum")

@@ -69,3 +69,32 @@ def test_drifted_decoder_reports_a_mismatch(tcm, small):
         drifted.cc_scale_transforms[2][-1].bias.add_(0.5)
     with pytest.raises(CodecError, match="latent checksum mismatch"):
         Codec(drifted, tcm.weights_id).decode(small[1])
+
+
+def test_a_version_1_file_still_decodes_as_before(tcm):
+    """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
+    image = noise_image(40, 70, seed=12)
+    float32 = Codec(tcm.net, tcm.weights_id, portable=False)
+    header, streams = container.parse(float32.encode(image))
+    v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
+                                          header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
+                        streams)
+    assert v1[4] == 1 and container.header_size(container.parse(v1)[0]) == container.header_size(header) - 5
+    assert tcm.decode(v1).tobytes() == float32.decode(float32.encode(image)).tobytes()
+
+
+def test_portable_and_float32_files_say_which_path_made_them(tcm):
+    image = noise_image(40, 70, seed=13)
+    portable, float32 = tcm.encode(image), Codec(tcm.net, tcm.weights_id, portable=False).encode(image)
+    assert container.parse(portable)[0].portable and not container.parse(float32)[0].portable
+    for data in (portable, float32):  # each decodes with the path its header names
+        assert tcm.decode(data).size == (70, 40)
+
+
+def test_other_coding_tables_are_refused_naming_both(tcm, small):
+    other = copy.deepcopy(tcm.net)
+    other.entropy_bottleneck._quantized_cdf[0, 1] += 1  # the same weights, other tables
+    codec = Codec(other, tcm.weights_id)
+    assert codec.tables_id != tcm.tables_id
+    with pytest.raises(CodecError, match=f"made with coding tables {tcm.tables_id.hex()}.*{codec.tables_id.hex()}"):
+        codec.decode(small[1])

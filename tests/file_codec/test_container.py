@@ -12,12 +12,16 @@ from file_codec.container import ContainerError, Header
 from tests.helpers import refix_crc
 
 WID = bytes(range(1, 1 + container.ID_BYTES))
+TID = bytes(range(200, 200 + container.TABLES_ID_BYTES))
 
 
-def make_file(height=100, width=150, tile=2048, seed=0) -> tuple[Header, list[tuple[bytes, bytes]], bytes]:
+def make_file(height=100, width=150, tile=2048, seed=0, version=container.VERSION
+              ) -> tuple[Header, list[tuple[bytes, bytes]], bytes]:
     rng = random.Random(seed)
     hp, wp = container.padded(height), container.padded(width)
-    header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, latent_crc=0xDEADBEEF)
+    v2 = dict(tables_id=TID, entropy_path=container.PATH_FLOAT64) if version >= 2 else {}
+    header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, latent_crc=0xDEADBEEF,
+                    version=version, **v2)
     streams = [
         (rng.randbytes(rng.randint(1, 40)), rng.randbytes(rng.randint(1, 90))) for _ in header.tiles()
     ]
@@ -36,9 +40,10 @@ def test_varint_rejects_overlong_and_truncated(bad):
         container.get_varint(bad, 0, "length")
 
 
+@pytest.mark.parametrize("version", container.VERSIONS)
 @pytest.mark.parametrize("height,width,tile", [(1, 1, 128), (100, 150, 2048), (300, 500, 256), (700, 129, 128)])
-def test_pack_parse_round_trip(height, width, tile):
-    header, streams, data = make_file(height, width, tile)
+def test_pack_parse_round_trip(height, width, tile, version):
+    header, streams, data = make_file(height, width, tile, version=version)
     parsed, got = container.parse(data)
     assert got == streams
     assert parsed == header
@@ -56,10 +61,17 @@ def test_tiles_cover_the_padded_image_once():
     assert all(v == 1 for row in covered for v in row)
 
 
-def test_header_of_a_kodak_file_is_at_most_32_bytes():
+def test_header_of_a_kodak_file_is_at_most_37_bytes():
     # 768x512, one tile; stream lengths of the order a TCM gives on Kodak (z < 16 KiB, y < 2 MiB)
-    header = Header(WID, 512, 768, 0, 0, 2048, lengths=[(16383, 2**21 - 1)])
-    assert container.header_size(header) <= 32
+    header = Header(WID, 512, 768, 0, 0, 2048, lengths=[(16383, 2**21 - 1)], tables_id=TID)
+    assert container.header_size(header) <= 37
+
+
+def test_a_version_2_header_needs_its_tables_id_and_a_known_path():
+    header, streams, _ = make_file()
+    for bad in (dict(tables_id=b""), dict(entropy_path=5)):
+        with pytest.raises(ValueError, match="version-2 header"):
+            container.pack(Header(**{**header.__dict__, "lengths": [], **bad}), streams)
 
 
 def test_padding_is_what_crop_needs():
@@ -82,7 +94,7 @@ def test_foreign_and_empty(data, message):
         container.parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_other_versions_refused_by_number(version):
     _, _, data = make_file()
     data = data[:4] + bytes([version]) + data[5:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.benchmark import Bf16Autocast
 from layers import SwinBlock, WindowAttention
 from tests.helpers import tiny_tcm
 from tests.layers.reference import reference_window_attention
@@ -38,7 +37,7 @@ def reference_attention(monkeypatch):
     """
     def use() -> None:
         monkeypatch.setattr(WindowAttention, "forward", reference_window_attention)
-        monkeypatch.setattr(SwinBlock, "uses_window_chunks", lambda self: False)
+        monkeypatch.setattr(SwinBlock, "uses_window_chunks", lambda self, device=None: False)
     return use
 
 
@@ -97,8 +96,8 @@ def _record_decoded(net, monkeypatch) -> list[torch.Tensor]:
     seen: list[torch.Tensor] = []
     original = net.code_slices
 
-    def recording(z_hat, code_slice):
-        y_hat, results = original(z_hat, code_slice)
+    def recording(z_hat, code_slice, nets=None):
+        y_hat, results = original(z_hat, code_slice, nets)
         seen.append(y_hat.clone())
         return y_hat, results
 
@@ -117,16 +116,37 @@ def test_encoder_and_decoder_agree_exactly(trained_like, monkeypatch):
         assert torch.equal(dec["x_hat"], trained_like.g_s(dec_y).clamp(0, 1))
 
 
-def test_bf16_transforms_keep_encoder_and_decoder_exact(monkeypatch):
-    """bench --bf16 autocasts g_a, h_a, g_s only: the coding parameters stay float32."""
+@pytest.mark.parametrize("portable", [False, True], ids=["float32-path", "portable-path"])
+def test_bf16_transforms_keep_encoder_and_decoder_exact(monkeypatch, portable):
+    """transform_dtype changes g_a, h_a and g_s only: the coding parameters are the entropy path's."""
     net = tiny_tcm(seed=5)
     net.update(force=True)
     net.eval()
-    for name in ("g_a", "h_a", "g_s"):
-        setattr(net, name, Bf16Autocast(getattr(net, name)))
     x = _image(1, 128, 128, seed=6)
     seen = _record_decoded(net, monkeypatch)
-    enc = net.compress(x)
-    dec = net.decompress(enc["strings"], enc["shape"])
-    assert torch.equal(seen[0], seen[1])
+    enc = net.compress(x, transform_dtype=torch.bfloat16, portable=portable)
+    dec = net.decompress(enc["strings"], enc["shape"], transform_dtype=torch.bfloat16, portable=portable)
+    assert torch.equal(seen[0], seen[1]) and torch.equal(enc["symbols"]["y"], dec["symbols"]["y"])
+    assert seen[0].dtype == (torch.float64 if portable else torch.float32)
     assert dec["x_hat"].dtype == torch.float32
+
+
+def test_the_portable_path_computes_the_published_function_in_float64(trained_like):
+    """The same symbols up to rounding, means and scales within float32's rounding of float64's."""
+    x = _image(1, 128, 256, seed=7)
+    published = trained_like.compress(x)
+    portable = trained_like.compress(x, portable=True)
+    assert (portable["y_hat"] - published["y_hat"]).abs().max() < 1e-4
+    differ = (portable["symbols"]["y"] != published["symbols"]["y"]).float().mean().item()
+    assert differ < 1e-3  # only latents within float32 noise of a rounding boundary
+    assert (portable["likelihoods"]["y"] - published["likelihoods"]["y"]).abs().max() < 1e-4
+    decoded = trained_like.decompress(portable["strings"], portable["shape"], portable=True)
+    assert torch.equal(decoded["symbols"]["y"], portable["symbols"]["y"])
+    weights = trained_like.cc_mean_transforms[0][0].weight
+    nets = trained_like.portable_nets()
+    assert trained_like.portable_nets() is nets  # upcast once
+    with torch.no_grad():
+        weights.add_(1e-3)
+    assert trained_like.portable_nets() is not nets  # and again when the weights change
+    with torch.no_grad():
+        weights.sub_(1e-3)

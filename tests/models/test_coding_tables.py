@@ -1,0 +1,47 @@
+"""The Gaussian coding tables: one stored copy, installed everywhere (models/coding_tables.py)."""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import GaussianConditional
+
+from models import load_model
+from models.coding_tables import canonical_gaussian_tables, compute_gaussian_tables
+from tests.helpers import tiny_tcm
+
+BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def test_the_stored_tables_are_compressais_for_the_papers_scales():
+    stored, computed = canonical_gaussian_tables(), compute_gaussian_tables()
+    for name in BUFFERS:
+        assert torch.equal(stored[name], computed[name]), name
+    cdf, length = stored["_quantized_cdf"], stored["_cdf_length"]
+    assert cdf.shape[0] == 64 and all(cdf[i, length[i] - 1] == 65536 for i in range(64))
+
+
+def test_update_installs_the_stored_tables_whatever_this_machine_computes(monkeypatch):
+    """A machine whose erfc differs in the last bits still codes with the same tables."""
+    real = GaussianConditional._standardized_cumulative
+
+    def other_last_bits(self, inputs):
+        return real(self, inputs) * (1 + 3e-6)
+
+    monkeypatch.setattr(GaussianConditional, "_standardized_cumulative", other_last_bits)
+    assert not torch.equal(compute_gaussian_tables()["_quantized_cdf"], canonical_gaussian_tables()["_quantized_cdf"])
+    net = tiny_tcm()
+    net.update(force=True)
+    for name in BUFFERS:
+        assert torch.equal(getattr(net.gaussian_conditional, name), canonical_gaussian_tables()[name]), name
+
+
+def test_tables_a_file_carries_are_used_not_rebuilt(tmp_path):
+    net = tiny_tcm()
+    net.update(force=True)
+    sd = net.state_dict()
+    sd["gaussian_conditional._quantized_cdf"][3, 2] += 1  # a file's own (here: odd) table
+    sd["entropy_bottleneck._quantized_cdf"][0, 1] += 1
+    torch.save(sd, tmp_path / "ck.pth")
+    loaded = load_model(tmp_path / "ck.pth")
+    assert torch.equal(loaded.gaussian_conditional._quantized_cdf, sd["gaussian_conditional._quantized_cdf"])
+    assert torch.equal(loaded.entropy_bottleneck._quantized_cdf, sd["entropy_bottleneck._quantized_cdf"])
