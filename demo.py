@@ -3,8 +3,9 @@
 1. writes scikit-image's sample photographs (shipped inside the package) to
    ``demo_out/photos/`` as PNG;
 2. evaluates the shipped trained models (``pretrained/``) on them with real
-   bitstreams, measures Pillow's JPEG and WebP on the same photographs, and
-   writes the results JSON, BD-rates and the RD plot (``eval.py``);
+   bitstreams (the codec's portable entropy path), measures Pillow's JPEG and
+   WebP on the same photographs, and writes the results JSON, BD-rates, the RD
+   plot and a report page (``eval.py --report``);
 3. compresses one photograph to a ``.tcm`` file and back (``codec.py``);
 4. prints where everything went.
 
@@ -62,10 +63,10 @@ def run_demo(out: Path) -> int:
     print(f"{len(photos)} built-in photographs (scikit-image) written to {out / 'photos'}")
     models = shipped_models()
 
-    results, plot = out / "results.json", out / "rd.png"
-    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos), "--real",
+    results, plot, report = out / "results.json", out / "rd.png", out / "report"
+    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos), "--real", "--portable",
          "--baselines", "jpeg", "webp", "--baseline-qualities", *BASELINE_QUALITIES, "--name", "TCM-demo",
-         "--output", str(results), "--plot", str(plot)])
+         "--output", str(results), "--plot", str(plot), "--report", str(report)])
 
     middle = models[len(models) // 2]
     photo = photos[0]
@@ -81,6 +82,7 @@ def run_demo(out: Path) -> int:
     for codec in ("jpeg", "webp"):
         print(f"  results ({codec:4})      {results.with_name(f'results-{codec}.json')}")
     print(f"  RD plot             {plot}")
+    print(f"  report page         {report / 'index.html'}  (open it in a browser: pictures side by side, bit maps)")
     print(f"  compressed file     {coded} ({coded.stat().st_size} bytes, "
           f"{8 * coded.stat().st_size / _pixels(photo):.3f} bpp)")
     print(f"  decompressed image  {decoded}")

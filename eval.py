@@ -43,8 +43,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-qualities", nargs="+", type=int, default=list(baselines.DEFAULT_QUALITIES),
                    metavar="Q", help="quality sweep of the baselines (default: %(default)s)")
     p.add_argument("--name", default="TCM", help="name of the evaluated curve (default: %(default)s)")
+    p.add_argument("--portable", action="store_true",
+                   help="with --real: code as codec.py does, means and scales in float64 (decodes anywhere)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="with --real: precision of the transforms (default: %(default)s, the paper's)")
     p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
                    help="code each image in tiles of this side, as codec.py does (for images too large at once)")
+    p.add_argument("--save-recon", metavar="DIR",
+                   help="keep each decoded image (and, with --baselines, each codec's at the matching rate) here")
+    p.add_argument("--report", metavar="DIR",
+                   help="write a self-contained page here: RD plots, tables, images side by side, bit maps")
+    p.add_argument("--figure", metavar="PATH", help="a figure of one image's crops across codecs at matched rate")
+    p.add_argument("--figure-image", metavar="NAME", help="the image of --figure (default: the first)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: reuse the image rows kept beside --output")
     p.add_argument("--verbose", action="store_true", help="print one row per image")

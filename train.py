@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
       help="random training crops and centre test crops; multiples of 128")
     a("--cuda", action="store_true", help="train on CUDA (device LOCAL_RANK under torchrun)")
-    a("--amp", action="store_true", help="mixed precision on CUDA (entropy models stay float32)")
+    a("--amp", nargs="?", const="fp16", choices=("fp16", "bf16"), default=None,
+      help="mixed precision on CUDA: float16 (with gradient scaling; the default of a bare --amp) or "
+           "bfloat16; the entropy models and the loss stay float32")
+    a("--tf32", action=argparse.BooleanOptionalAction, default=True,
+      help="TF32 matmuls and convolutions on CUDA for the float32 parts (default: on; --no-tf32: full float32)")
     a("--save", action=argparse.BooleanOptionalAction, default=True, help="write checkpoints (--no-save: don't)")
     a("--save_path", "--save-path", dest="save_path", default=None,
       help="parent folder of the run folders (default: runs, or the resumed checkpoint's parent)")
@@ -67,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-test-images", type=int, default=0, help="cap on test images per epoch (0: all)")
     a("--test-fraction", type=float, default=0.1, help="held-out part of a plain image folder")
     a("--no-progress", action="store_true", help="no progress bar")
+    a("--image-every", type=int, default=1,
+      help="TensorBoard pictures of the first test image every this many epochs (0: never)")
     g = p.add_argument_group("model shape (default: the published TCM-Large; N=64 is TCM-S)")
     g.add_argument("--N", type=int, default=None, help=str(TCMConfig.N))
     g.add_argument("--M", type=int, default=None, help=str(TCMConfig.M))

@@ -109,3 +109,12 @@ def sweep(
 
 def display_name(codec: str) -> str:
     return f"{CODECS[codec][2]} (Pillow)"
+
+
+def matched_quality(per_image: dict[str, list[dict]], image: str, target_bpp: float) -> int:
+    """The sweep's quality whose file for ``image`` is closest in rate to ``target_bpp``."""
+    best = min(((abs(row["bpp"] - target_bpp), int(q)) for q, rows in per_image.items()
+                for row in rows if row["image"] == image), default=None)
+    if best is None:
+        raise BaselineError(f"no {image} in the baseline sweep")
+    return best[1]

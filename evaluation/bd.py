@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
 from .results import json_safe, rd_points
 
 
@@ -13,7 +15,8 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
 
     Negative BD-rate: ``test`` needs fewer bits for the same quality.  Figures
     are None, with a ``note``, when either curve has fewer than two points or
-    the curves do not overlap.  ``overlap`` is the share of the joint quality
+    the curves do not overlap; ``gap`` (:func:`quality_gap`) is given whenever
+    the test's rates fall within the anchor's.  ``overlap`` is the share of the joint quality
     range (for BD-rate) that both curves cover; below ~0.75 the figure
     extrapolates little but rests on a short stretch of curve.
     """
@@ -21,7 +24,8 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
 
     ra, da = rd_points(anchor["results"], metric)
     rt, dt = rd_points(test["results"], metric)
-    out: dict[str, Any] = {"anchor": anchor.get("name"), "bd-rate": None, "bd-psnr": None, "overlap": None}
+    out: dict[str, Any] = {"anchor": anchor.get("name"), "bd-rate": None, "bd-psnr": None, "overlap": None,
+                           **quality_gap(ra, da, rt, dt)}
     if len(ra) < 2 or len(rt) < 2:
         out["note"] = f"needs at least two '{metric}' points on each curve"
         return out
@@ -41,3 +45,18 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
     return json_safe(out)
 
 
+def quality_gap(ra: np.ndarray, da: np.ndarray, rt: np.ndarray, dt: np.ndarray) -> dict[str, Any]:
+    """The test's quality minus the anchor's at the test's own rates (mean over them, in the metric's unit).
+
+    The anchor is interpolated linearly in log-rate between its points; test
+    rates outside the anchor's range are left out (``gap-points`` counts the
+    ones used).  Where two curves share no quality range, BD figures do not
+    exist, but this still says how far apart they are where the model works.
+    """
+    if len(ra) < 2 or len(rt) == 0:
+        return {"gap": None, "gap-points": 0}
+    inside = (rt >= ra.min()) & (rt <= ra.max())
+    if not inside.any():
+        return {"gap": None, "gap-points": 0}
+    anchor_at = np.interp(np.log(rt[inside]), np.log(ra), da)
+    return {"gap": float(np.mean(dt[inside] - anchor_at)), "gap-points": int(inside.sum())}

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from datasets import to_tensor
+from datasets import to_image, to_tensor
 from file_codec.container import tile_grid
+from models.tcm import transforms_in
 from utils import ToolError, crop, pad, synchronize
 
-from .metrics import bits, quality, quantize_8bit
+from .bitmaps import STRIDES, bit_map, latent_bits, mean_shares
+from .metrics import quality, quantize_8bit
 
 
 class OutOfMemory(ToolError):
@@ -27,7 +29,9 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 
 @torch.no_grad()
-def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, tile: int | None = None) -> dict[str, Any]:
+def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, tile: int | None = None,
+                   transform_dtype: torch.dtype = torch.float32, portable: bool = False,
+                   outputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rates, qualities and times of one image.
 
     The image is zero-padded, centred, to multiples of 128 and the result
@@ -36,10 +40,15 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
     decompress; the decoded image is checked against the encoder's own
     reconstruction ``g_s(y_hat)`` (``matches-encoder``).  With ``tile``, the
     padded image is coded in tiles of that side, as ``codec.py`` codes large
-    images; times and sizes are the tiles' sums.
+    images; times and sizes are the tiles' sums.  ``transform_dtype`` and
+    ``portable`` are ``TCM.compress``'s (real mode).  The row also says where
+    the bits went (``bits-y``, ``bits-z``, ``slice-share``, ``channel-share``:
+    ``evaluation.bitmaps``); ``outputs``, if given, receives the 8-bit
+    reconstruction (``x_hat``) and the bit-allocation maps of the padded
+    image (``bits_y``, ``bits_z``, bits per pixel) with its ``padding``.
     """
     try:
-        return _evaluate(model, img, device, real, tile)
+        return _evaluate(model, img, device, real, tile, transform_dtype, portable, outputs)
     except (RuntimeError, MemoryError) as e:
         if not _is_out_of_memory(e):
             raise
@@ -48,7 +57,8 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
             from None
 
 
-def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: int | None) -> dict[str, Any]:
+def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: int | None,
+              transform_dtype: torch.dtype, portable: bool, outputs: dict[str, Any] | None) -> dict[str, Any]:
     x = to_tensor(img).to(device)
     h, w = x.shape[-2:]
     pixels = h * w
@@ -60,7 +70,9 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
         row["tiles"] = len(tiles)
     x_hat_p = torch.zeros_like(xp)
     reference_p = torch.zeros_like(xp) if real else None
-    likelihood_bits, nbytes, sizes_ok = 0.0, 0, True
+    maps = {k: torch.zeros(hp, wp, dtype=torch.float64) for k in STRIDES}
+    channel_bits = torch.zeros(model.M, dtype=torch.float64)
+    nbytes, sizes_ok = 0, True
     times = {"forward_time": 0.0} if not real else {"encoding_time": 0.0, "decoding_time": 0.0}
     for t, l, th, tw in tiles:
         part = xp[..., t : t + th, l : l + tw]
@@ -71,26 +83,35 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
             synchronize(device)
             times["forward_time"] += time.perf_counter() - t0
             x_hat_p[..., t : t + th, l : l + tw] = out["x_hat"].clamp(0, 1)
-            likelihood_bits += bits(out["likelihoods"])
-            continue
-        enc = model.compress(part)
-        synchronize(device)
-        t1 = time.perf_counter()
-        dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
-        synchronize(device)
-        times["encoding_time"] += t1 - t0
-        times["decoding_time"] += time.perf_counter() - t1
-        nbytes += sum(len(s) for strings in enc["strings"] for s in strings)
-        likelihood_bits += bits(enc["likelihoods"])
-        sizes_ok &= tuple(dec.shape[-2:]) == (th, tw)
-        if tuple(dec.shape[-2:]) == (th, tw):
-            x_hat_p[..., t : t + th, l : l + tw] = dec
-        # What the encoder committed to: its own y_hat through g_s. A correct
-        # decoder, recovering the same symbols, gives the same image.
-        reference_p[..., t : t + th, l : l + tw] = model.g_s(enc["y_hat"]).clamp_(0, 1)
+            likelihoods = out["likelihoods"]
+        else:
+            enc = model.compress(part, transform_dtype=transform_dtype, portable=portable)
+            synchronize(device)
+            t1 = time.perf_counter()
+            dec = model.decompress(enc["strings"], enc["shape"], transform_dtype=transform_dtype,
+                                   portable=portable)["x_hat"]
+            synchronize(device)
+            times["encoding_time"] += t1 - t0
+            times["decoding_time"] += time.perf_counter() - t1
+            nbytes += sum(len(s) for strings in enc["strings"] for s in strings)
+            likelihoods = enc["likelihoods"]
+            sizes_ok &= tuple(dec.shape[-2:]) == (th, tw)
+            if tuple(dec.shape[-2:]) == (th, tw):
+                x_hat_p[..., t : t + th, l : l + tw] = dec
+            # What the encoder committed to: its own y_hat through g_s. A correct
+            # decoder, recovering the same symbols, gives the same image.
+            with transforms_in(transform_dtype, device):
+                reference_p[..., t : t + th, l : l + tw] = model.g_s(enc["y_hat"]).float().clamp_(0, 1)
+        for k, stride in STRIDES.items():
+            maps[k][t : t + th, l : l + tw] = bit_map(likelihoods[k].cpu(), stride)
+        channel_bits += latent_bits(likelihoods["y"].cpu())[0].sum(dim=(1, 2))
     row.update(times)
     x_hat = crop(x_hat_p, padding)
-    row["bpp-estimated"] = likelihood_bits / pixels
+    row["bits-y"], row["bits-z"] = float(maps["y"].sum()), float(maps["z"].sum())
+    row["bpp-estimated"] = (row["bits-y"] + row["bits-z"]) / pixels
+    total = float(channel_bits.sum()) or 1.0
+    row["slice-share"] = [round(float(v) / total, 6) for v in channel_bits.view(model.num_slices, -1).sum(dim=1)]
+    row["channel-share"] = [round(float(v) / total, 6) for v in channel_bits]
     if not real:
         row["bpp"] = row["bpp-estimated"]
     else:
@@ -109,6 +130,10 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
     x = x.cpu()
     row.update(quality(x, x_hat))
     row.update(quality(x, quantize_8bit(x_hat), suffix="-8bit"))
+    if outputs is not None:  # what a report or --save-recon shows
+        outputs["x_hat"] = to_image(x_hat)
+        outputs["padding"] = padding
+        outputs.update({f"bits_{k}": v.numpy().astype(np.float32) for k, v in maps.items()})
     return row
 
 
@@ -116,7 +141,8 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
 def mean_point(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Averages over images (NaN/None ignored); mismatches counted, never averaged."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)]
-    keys = [k for k in keys if k not in ("width", "height", "bytes", "rate-ratio", "max-abs-diff", "tiles")]
+    keys = [k for k in keys if k not in ("width", "height", "bytes", "rate-ratio", "max-abs-diff", "tiles",
+                                         "bits-y", "bits-z")]
     point: dict[str, Any] = {}
     for k in keys:
         vals = [r.get(k) for r in rows]
@@ -127,6 +153,9 @@ def mean_point(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         point["mismatches"] = sum(not r["matches-encoder"] for r in rows)
         diffs = [r["max-abs-diff"] for r in rows if r.get("max-abs-diff") is not None]
         point["max-abs-diff"] = max(diffs) if diffs else float("nan")
+    for key in ("slice-share", "channel-share"):
+        if (shares := mean_shares(list(rows), key)) is not None:
+            point[key] = shares
     point["images"] = len(rows)
     return point
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from utils import UsageError, atomic_write, check_writable
 
 from .metrics import ms_ssim_db
@@ -30,6 +32,25 @@ def check_plot_path(path: str | os.PathLike) -> None:
     check_writable(path, "plot")
 
 
+def frame_on_measured(ax, curves: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> None:
+    """Axes around the evaluated curves, so that an anchor reaching 3.6 bpp does not dwarf a 0.2–0.3 bpp curve.
+
+    The rate axis spans 0 to 1.6x the largest evaluated rate (at least 0.1
+    bpp more); the quality axis the qualities every curve reaches in that
+    span, plus a margin.  Without an evaluated curve matplotlib's own limits stay.
+    """
+    own = [(r, q) for r, q, m in curves if m]
+    if not own:
+        return
+    hi = max(float(r.max()) for r, _ in own)
+    right = max(1.6 * hi, hi + 0.1)
+    seen = np.concatenate([q[r <= right] for r, q, _ in curves if (r <= right).any()])
+    lo_q, hi_q = float(seen.min()), float(seen.max())
+    margin = max(0.5, 0.08 * (hi_q - lo_q))
+    ax.set_xlim(0.0, right)
+    ax.set_ylim(lo_q - margin, hi_q + margin)
+
+
 def plot_rd(
     curves: Sequence[dict[str, Any]],
     path: str | os.PathLike,
@@ -49,6 +70,7 @@ def plot_rd(
 
     measured = len(curves) if measured is None else measured
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    panels: list[list[tuple[np.ndarray, np.ndarray, bool]]] = [[], []]  # (rate, quality, measured) per panel
     cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     for i, doc in enumerate(curves):
         res = doc["results"]
@@ -65,9 +87,14 @@ def plot_rd(
         rate, psnr = rd_points(res, "psnr-rgb")
         if len(rate):
             axes[0].plot(rate, psnr, **style)
+            panels[0].append((rate, psnr, i < measured))
         rate, ssim = rd_points(res, "ms-ssim-rgb")
         if len(rate):
-            axes[1].plot(rate, ms_ssim_db(ssim), **style)
+            db = np.array(ms_ssim_db(ssim), float)
+            axes[1].plot(rate, db, **style)
+            panels[1].append((rate, db, i < measured))
+    for ax, curves_of_panel in zip(axes, panels):
+        frame_on_measured(ax, curves_of_panel)
     for ax, ylabel in zip(axes, ("PSNR (RGB) [dB]", "MS-SSIM (RGB) [dB]")):
         ax.set_xlabel("Rate [bpp]")
         ax.set_ylabel(ylabel)

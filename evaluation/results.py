@@ -82,12 +82,17 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def rd_points(results: dict[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(bpp, metric) of the points where both are known, in rate order."""
-    pairs = [
-        (r, d) for r, d in zip(results.get("bpp", []), results.get(metric, []))
-        if r is not None and d is not None and r > 0 and math.isfinite(r) and math.isfinite(d)
-    ]
-    pairs.sort()
-    return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+    """(bpp, metric) of the points where both are known, in rate order, each rate once.
+
+    A codec may give the same file at two settings (Pillow's AVIF at q=3 and
+    q=5): such repeated rates are one point (the best quality of them), so
+    that curve fits see strictly increasing rates.
+    """
+    best: dict[float, float] = {}
+    for r, d in zip(results.get("bpp", []), results.get(metric, [])):
+        if r is not None and d is not None and r > 0 and math.isfinite(r) and math.isfinite(d):
+            best[r] = max(d, best.get(r, -math.inf))
+    rates = sorted(best)
+    return np.array(rates, float), np.array([best[r] for r in rates], float)
 
 

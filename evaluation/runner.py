@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from file_codec.codec import PRECISIONS
 from utils import UsageError, check_writable, provenance
 
 from . import baselines
@@ -25,6 +26,8 @@ from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
 from .progress import RowStore
+from .report import write_report
+from .visuals import Visuals, figure_names
 from .results import read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
 
@@ -53,24 +56,36 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_writable(baseline_path(args.output, codec), f"{codec} results")
     if args.plot:
         check_plot_path(args.plot)
+    if args.figure:
+        check_plot_path(args.figure)
+    if args.report:
+        check_writable(Path(args.report) / "index.html", "report")
+    if args.save_recon:
+        check_writable(Path(args.save_recon) / "probe.png", "reconstructions folder")
     if args.tile is not None and (args.tile < 128 or args.tile % 128):
         raise UsageError(f"--tile {args.tile}: a multiple of 128")
+    if (args.portable or args.precision != "fp32") and not args.real:
+        raise UsageError("--portable and --precision are how --real codes: give --real too")
 
 
 def bd_note(fig: dict[str, Any]) -> str:
     """A BD figure as a line, with a caveat where it rests on little overlap."""
+    gap = (f"; at {fig['gap-points']} of the model's rates the quality differs by {fig['gap']:+.2f}"
+           if fig.get("gap") is not None else "")
     if fig["bd-rate"] is None:
-        return f"— ({fig.get('note', 'not computable')})"
+        return f"— ({fig.get('note', 'not computable')}){gap}"
     line = f"BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB (overlap {fig['overlap']:.0%})"
     if fig["overlap"] < FEW_OVERLAP:
-        line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range"
+        line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range{gap}"
     return line
 
 
 def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args: argparse.Namespace,
-                        store: RowStore) -> list[dict[str, Any]]:
+                        store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
     """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
     mode = "real" if args.real else "estimated"
+    if args.real and (args.portable or args.precision != "fp32"):
+        mode += f"-{'portable-' if args.portable else ''}{args.precision}"
     model = ck.model.to(device)
     rows = []
     if args.verbose:  # the columns of this mode, known before the first image
@@ -84,8 +99,14 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args
             key = (ck.sha256, mode, args.tile or 0, image_name)
             row = store.get(key)
             if row is None:
-                row = {"image": image_name, **evaluate_image(model, img, device, args.real, args.tile)}
+                outputs: dict[str, Any] | None = {} if visuals.active else None
+                row = {"image": image_name, **evaluate_image(model, img, device, args.real, args.tile,
+                                                             PRECISIONS[args.precision], args.portable, outputs)}
+                if outputs:
+                    visuals.add_model(ck.name, image_name, img, row, outputs)
                 store.add(key, row)
+            elif visuals.active:
+                visuals.add_resumed(ck.name, image_name, img, row)
             rows.append(row)
             if args.real and not row["matches-encoder"]:
                 why = ("decoded size differs from the input" if not row["decoded-size-ok"]
@@ -122,7 +143,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
     anchors = [read_results(a) for a in args.anchor]
     checkpoints = load_checkpoints(find_checkpoints(args.checkpoint, args.which))
     images = load_images(args.data)
+    figure_names(args.figure_image, images)
     store = RowStore(args.output, args.resume)
+    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image)
     data = " ".join(args.data)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
           f"{'real bitstreams' if args.real else 'estimated rates'} on {device}"
@@ -131,7 +154,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
     points, per_image = [], {}
     try:
         for ck in checkpoints:
-            rows = evaluate_checkpoint(ck, images, device, args, store)
+            rows = evaluate_checkpoint(ck, images, device, args, store, visuals)
             points.append({"checkpoint": ck.name, "lambda": ck.lmbda, "metric": ck.metric, "N": ck.model.N,
                            "sha256": ck.sha256, **mean_point(rows)})
             per_image[ck.name] = rows
@@ -143,10 +166,13 @@ def run_evaluation(args: argparse.Namespace) -> int:
         raise
 
     mode = "real bitstreams" if args.real else "rates estimated from likelihoods"
+    if args.real:
+        mode += f" ({'portable float64' if args.portable else 'published float32'} entropy path, " \
+                f"{args.precision} transforms)"
     doc = results_document(
         args.name, f"TCM on {data}, {mode}, {len(images)} images", points,
         checkpoints=[ck.describe() for ck in checkpoints], per_image=per_image,
-        provenance={**provenance(device), "tile": args.tile},
+        provenance={**provenance(device), "tile": args.tile, "portable": args.portable, "precision": args.precision},
     )
     base_docs = run_baselines(images, args)
     if args.output:
@@ -168,11 +194,19 @@ def run_evaluation(args: argparse.Namespace) -> int:
             print(f"  {anchor_name}: {bd_note(fig)}")
         doc["bd"] = bd
 
+    if visuals.active and args.baselines:
+        doc["matched"] = visuals.add_baselines(images, per_image, base_docs, args.baselines)
+    title = ", ".join(Path(d).name or d for d in args.data)
     if args.output:
         write_json(args.output, doc)
     if args.plot:
-        plot_rd([doc, *base_docs, *anchors], args.plot, title=", ".join(Path(d).name or d for d in args.data),
-                measured=1)
+        plot_rd([doc, *base_docs, *anchors], args.plot, title=title, measured=1)
+    if args.figure:
+        visuals.write_figure(images, [ck.name for ck in checkpoints], args.baselines, args.name)
+    if args.report:
+        plot_rd([doc, *base_docs, *anchors], Path(args.report) / "rd.png", title=title, measured=1)
+        page = write_report(visuals, doc, bd, args.baselines, "rd.png")
+        print(f"report: {page}", file=sys.stderr)
     store.close(finished=True)
     mismatches = sum(p.get("mismatches", 0) for p in points)
     if mismatches:

@@ -45,3 +45,23 @@ def table(rows: Sequence[tuple[str, dict[str, Any]]], first: str, width: int = 0
     return "\n".join(lines)
 
 
+
+
+def points_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A results document's points as dicts, in its (rate) order."""
+    res = doc["results"]
+    return [{k: res[k][i] for k in res} for i in range(len(res["bpp"]))]
+
+
+def point_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a results document's averages, with the share of bits per slice: for a report."""
+    points = points_of(doc)
+    cols = columns(points)
+    header = ["checkpoint", "λ", *(h for _, h, _ in cols), "bits per slice"]
+    rows = []
+    for p in points:
+        share = p.get("slice-share")
+        slices = " / ".join(f"{100 * v:.0f}%" for v in share) if share else "—"
+        rows.append([str(p.get("checkpoint", "")), _fmt(p.get("lambda"), "g"),
+                     *(_fmt(p.get(k), f) for k, _, f in cols), slices])
+    return header, rows

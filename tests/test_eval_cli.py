@@ -125,8 +125,8 @@ def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_pat
     decompress = TCM.decompress
     calls = []
 
-    def faulty(self, strings, shape):
-        out = decompress(self, strings, shape)
+    def faulty(self, strings, shape, **options):
+        out = decompress(self, strings, shape, **options)
         calls.append(1)
         if len(calls) == 2:  # the second image decodes wrongly in one corner
             out["x_hat"][..., 60:80, 60:80] = 1 - out["x_hat"][..., 60:80, 60:80]

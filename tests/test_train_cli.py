@@ -170,6 +170,10 @@ def test_tensorboard_has_step_and_epoch_scalars(runs):
             "test/loss", "test/psnr", "train/images_per_s"} <= tags
     assert [e.step for e in acc.Scalars("train_step/loss")] == [1, 2]
     assert [e.value for e in acc.Scalars("train/epoch")] == [0, 1]
+    images = set(acc.Tags()["images"])
+    assert {"test_image/original", "test_image/reconstruction", "test_image/bits_per_pixel",
+            "test_image/rd_by_epoch"} <= images
+    assert [e.step for e in acc.Images("test_image/reconstruction")] == [1, 2]  # every epoch (--image-every 1)
 
 
 @pytest.mark.slow

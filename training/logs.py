@@ -97,6 +97,39 @@ class RunLog:
             flush=True,
         )
 
+    def pictures(self, epoch: int, global_step: int, original, x_hat, bits_per_pixel, history: list[dict]) -> None:
+        """A fixed test image, its reconstruction, where the bits went, and the RD points of all epochs so far."""
+        if self.writer is None:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+        import torch
+
+        if epoch == 0 or not getattr(self, "_original_logged", False):
+            self.writer.add_image("test_image/original", original, global_step)
+            self._original_logged = True
+        self.writer.add_image("test_image/reconstruction", x_hat.clamp(0, 1), global_step)
+        bits = bits_per_pixel / max(float(bits_per_pixel.max()), 1e-9)
+        colored = plt.get_cmap("inferno")(bits.numpy())[..., :3]  # (H, W, 3)
+        self.writer.add_image("test_image/bits_per_pixel", torch.from_numpy(np.ascontiguousarray(colored)),
+                              global_step, dataformats="HWC")
+        quality = "psnr" if self.metric == "mse" else "ms_ssim"
+        points = [(h["test_bpp"], h[f"test_{quality}"]) for h in history if f"test_{quality}" in h]
+        if points:
+            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            ax.plot(*zip(*points), "o-", color="tab:blue", markersize=3)
+            ax.plot(*points[-1], "o", color="tab:red")
+            ax.set_xlabel("test bpp")
+            ax.set_ylabel("test PSNR dB" if quality == "psnr" else "test MS-SSIM")
+            ax.set_title(f"{self.name}: RD point of each epoch", fontsize=9)
+            ax.grid(True, alpha=0.4)
+            fig.tight_layout()
+            self.writer.add_figure("test_image/rd_by_epoch", fig, global_step, close=True)
+        self.writer.flush()
+
     def say(self, text: str) -> None:
         if self.writer is not None:
             print(text, flush=True)

@@ -31,7 +31,8 @@ from .logs import Metrics, RunLog
 from .options import model_config, plain_options
 from .runs import BEST, LATEST, Plan
 from .state import rng_state, seed_all, set_rng_state
-from .step import NonFiniteLoss, Optimization, distortion_figures, float_outputs, keep_entropy_models_fp32, train_step
+from .step import (NonFiniteLoss, Optimization, autocast, distortion_figures, float_outputs, keep_entropy_models_fp32,
+                   train_step)
 from .stop import StopRequest
 
 
@@ -168,7 +169,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "aux_optimizer": self.aux_optimizer.state_dict(),
             "lr_scheduler": self.scheduler.state_dict(),
-            "grad_scaler": self.opt.scaler.state_dict() if self.args.amp else {},
+            "grad_scaler": self.opt.scaler.state_dict() if self.opt.scaler.is_enabled() else {},
             "loss": self.last_test_loss,
             "best_loss": self.best_loss,
             "best": self.best,
@@ -273,7 +274,7 @@ class Trainer:
 
         for x in loader:
             x = x.to(d.device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+            with autocast(args.amp):
                 out = float_outputs(self.net(x))
             losses = self.criterion(out, x)
             values = {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
@@ -287,6 +288,20 @@ class Trainer:
         if not math.isfinite(means["loss"]):  # the same figure in every process
             raise Diverged(f"{self.name}: test loss is not finite ({means['loss']}) at epoch {epoch}")
         return means
+
+    @torch.no_grad()
+    def log_pictures(self, epoch: int) -> None:
+        """TensorBoard pictures of the first test image (rank 0 only)."""
+        if not self.d.main or self.log.writer is None:
+            return
+        from evaluation.bitmaps import STRIDES, bit_map
+
+        self.net.eval()
+        x = self.test_set[0].unsqueeze(0).to(self.d.device)
+        out = self.net(x)
+        bits = sum(bit_map(out["likelihoods"][k].cpu(), stride) for k, stride in STRIDES.items())
+        self.log.pictures(epoch, self.global_step, x[0].cpu(), out["x_hat"][0].float().cpu(), bits.float(),
+                          self.history)
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs; the best epoch's figures.  Raises Stopped or Diverged."""
@@ -302,6 +317,8 @@ class Trainer:
                                  **{f"test_{k}": v for k, v in test.items()}})
             self.save(epoch, is_best)
             self.log.epoch(epoch, self.global_step, train, test)
+            if self.args.image_every and (epoch + 1) % self.args.image_every == 0:
+                self.log_pictures(epoch)
             if epoch + 1 < self.args.epochs and (reason := self.stop.should_stop(self.d)) is not None:
                 raise Stopped(reason, f"the end of epoch {epoch}")  # the epoch's checkpoint resumes it
         return {"lambda": self.lmbda, "run": self.name, "status": "done", **self.best}

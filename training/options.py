@@ -61,7 +61,7 @@ def check_options(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "test_batch_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("num_workers", "steps_per_epoch", "max_test_images", "save_every"):
+    for name in ("num_workers", "steps_per_epoch", "max_test_images", "save_every", "image_every"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative")
     for flag, value in (("--learning-rate", args.learning_rate), ("--aux-learning-rate", args.aux_learning_rate)):

@@ -50,6 +50,15 @@ def keep_entropy_models_fp32(net: TCM) -> None:
         module.forward = fp32_forward
 
 
+#: --amp choices and their autocast dtypes.
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def autocast(amp: str | None):
+    """CUDA autocast for ``--amp fp16|bf16`` (nothing for None)."""
+    return torch.autocast("cuda", dtype=AMP_DTYPES.get(amp or "fp16", torch.float16), enabled=bool(amp))
+
+
 def distortion_figures(losses: dict[str, Tensor], metric: str) -> dict[str, float]:
     """MSE and PSNR, or MS-SSIM, of a loss dict: what the logs show beside loss and bpp."""
     from evaluation.metrics import psnr_from_mse
@@ -79,14 +88,15 @@ class Optimization:
     criterion: nn.Module
     metric: str = "mse"
     clip_max_norm: float = 1.0
-    amp: bool = False
+    amp: str | None = None  # None (float32), "fp16" or "bf16": autocast on CUDA
     dist: Dist = field(default_factory=Dist)
     model: nn.Module | None = None
     scaler: torch.amp.GradScaler | None = None
 
     def __post_init__(self) -> None:
         self.model = self.model or self.net
-        self.scaler = self.scaler or torch.amp.GradScaler("cuda", enabled=self.amp)
+        # bfloat16 has float32's range: only float16 needs its gradients scaled.
+        self.scaler = self.scaler or torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.main_params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.aux_params = [p for g in self.aux_optimizer.param_groups for p in g["params"]]
 
@@ -107,7 +117,7 @@ def train_step(o: Optimization, x: Tensor) -> dict[str, float]:
     """
     o.optimizer.zero_grad(set_to_none=True)
     o.aux_optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.float16, enabled=o.amp):
+    with autocast(o.amp):
         out = o.model(x)
     losses = o.criterion(float_outputs(out), x)
     loss = losses["loss"].item()

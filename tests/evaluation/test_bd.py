@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from evaluation.bd import bd_metrics
@@ -35,3 +36,23 @@ def test_bd_is_none_with_a_reason_for_one_point_or_no_overlap():
     assert one["bd-rate"] is None and "two" in one["note"]
     apart = bd_metrics(a, rd_doc("far", [1.0, 2.0], [40.0, 45.0]))
     assert apart["bd-rate"] is None and "overlap" in apart["note"]
+
+
+def test_repeated_baseline_rates_are_one_point():
+    """Pillow's AVIF gives the same file at q=3 and q=5: the fit must still see increasing rates."""
+    avif = rd_doc("AVIF", [0.1, 0.1, 0.2, 0.4, 0.8], [27.0, 27.0, 29.5, 32.0, 35.0])
+    mine = rd_doc("mine", [0.12, 0.25, 0.5], [28.0, 31.0, 33.5])
+    fig = bd_metrics(avif, mine)
+    assert fig["bd-rate"] is not None and "note" not in fig
+
+
+def test_curves_apart_in_quality_still_get_their_gap_at_the_models_rates():
+    jpeg = rd_doc("JPEG", [0.15, 0.3, 0.6, 1.2], [22.0, 26.0, 29.0, 32.0])
+    mine = rd_doc("mine", [0.17, 0.29], [26.2, 26.8])  # 26.2-26.8 dB: inside JPEG's, rates too
+    webp = rd_doc("WebP", [0.16, 0.3, 0.6], [27.2, 29.2, 32.0])
+    fig = bd_metrics(webp, mine)
+    assert fig["bd-rate"] is None and "overlap" in fig["note"]
+    assert fig["gap-points"] == 2 and fig["gap"] == pytest.approx(
+        ((26.2 - (27.2 + 2.0 * np.log(0.17 / 0.16) / np.log(0.3 / 0.16))) + (26.8 - (27.2 + 2.0 * np.log(0.29 / 0.16) / np.log(0.3 / 0.16)))) / 2)
+    assert bd_metrics(jpeg, mine)["gap"] > 0
+    assert bd_metrics(rd_doc("far", [1.0, 2.0], [40.0, 45.0]), mine)["gap"] is None  # no rate in common

@@ -1,0 +1,101 @@
+"""``eval.py --report DIR``: one self-contained page of an evaluation, ``DIR/index.html``.
+
+The RD plot, the averages, the BD figures, and for every image the original
+beside each checkpoint's reconstruction and each classical codec at the
+matching rate, with an enlarged crop of the most detailed region and where
+the model spent its bits.  Everything the page shows lies beside it
+(``DIR/rd.png``, ``DIR/assets/``); it needs no server, script or network.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from utils import write_text_atomic
+
+from .tables import point_rows
+from .visuals import Shown, Visuals
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1600px; }
+h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { margin-bottom: 0.3em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; } th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+.row { display: flex; gap: 10px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 8px; }
+figure { margin: 0; } figure img { display: block; border: 1px solid #ddd; }
+figcaption { font-size: 0.8em; text-align: center; margin-top: 2px; }
+.small { color: #666; font-size: 0.85em; }
+"""
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _figure(shown: Shown | None, which: str, width: int) -> str:
+    if shown is None:
+        return ""
+    src = shown.image if which == "image" else shown.crop
+    if src is None:
+        return ""
+    caption = html.escape(shown.label)
+    if math.isfinite(shown.bpp):
+        caption += f"<br>{shown.bpp:.3f} bpp, {shown.psnr:.2f} dB"
+    return (f'<figure><a href="{html.escape(shown.image or src)}"><img src="{html.escape(src)}" width="{width}" '
+            f'alt="{html.escape(shown.label)}"></a><figcaption>{caption}</figcaption></figure>')
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], codecs: Sequence[str],
+                 plot: str | None) -> Path:
+    """Write ``index.html`` into the report folder; its path."""
+    assert visuals.report is not None
+    out = visuals.report
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(doc['name'])}</title>",
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(doc['name'])}</h1><p>{html.escape(doc.get('description', ''))}</p>"]
+    prov = doc.get("provenance") or {}
+    if prov:
+        parts.append("<p class='small'>" + html.escape(", ".join(f"{k} {v}" for k, v in prov.items())) + "</p>")
+    if plot:
+        parts.append(f"<h2>Rate–distortion</h2><img src='{html.escape(plot)}' alt='RD plot' style='max-width:100%'>")
+    header, rows = point_rows(doc)
+    parts.append("<h2>Averages</h2>" + _table(header, rows))
+    if bd:
+        bd_rows = [[html.escape(str(name)), _fmt(f.get("bd-rate"), "+.2f"), _fmt(f.get("bd-psnr"), "+.3f"),
+                    _fmt(f.get("overlap"), ".0%"), _fmt(f.get("gap"), "+.2f"), html.escape(f.get("note", ""))]
+                   for name, f in bd.items()]
+        parts.append("<h2>Against the anchors</h2><p class='small'>BD-rate in %, negative: fewer bits for the "
+                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below 50 %, read with "
+                     "care); gap: PSNR difference at the model's own rates, in dB.</p>"
+                     + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
+    parts.append("<h2>Images</h2><p class='small'>Each codec at the quality whose file for that image is "
+                 "closest in rate to the model's; the crops (enlarged 2x, nearest neighbour) show the most "
+                 "detailed square of the image. Click a picture for the full image.</p>")
+    for image_name, entry in visuals.images.items():
+        parts.append(f"<h3>{html.escape(image_name)}</h3>")
+        columns = 2 + len(codecs)  # original, model, codecs
+        width = min(300, 1500 // columns - 12) if entry["size"][0] >= entry["size"][1] else min(200, 1000 // columns)
+        for ck, shown in entry["models"].items():
+            matched = [entry["baselines"].get(ck, {}).get(c) for c in codecs]
+            panels = [entry.get("original"), shown, *matched]
+            parts.append("<div class='row'>" + "".join(_figure(p, "image", width) for p in panels) + "</div>")
+            parts.append("<div class='row'>" + "".join(_figure(p, "crop", 192) for p in panels) + "</div>")
+            maps = "".join(f'<figure><img src="{html.escape(src)}" width="{width + 60}" alt="{k}"><figcaption>'
+                           f"where {html.escape(ck)} spent its bits: {k[-1]}</figcaption></figure>"
+                           for k, src in shown.extra.items())
+            if maps:
+                parts.append(f"<div class='row'>{maps}</div>")
+    parts.append("</body></html>\n")
+    path = out / "index.html"
+    write_text_atomic(path, "\n".join(parts))
+    return path

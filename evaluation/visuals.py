@@ -1,0 +1,196 @@
+"""What an evaluation shows besides numbers: reconstructions, bit-allocation maps, crops at matched rates.
+
+``--save-recon DIR`` keeps each decoded image (8-bit PNG, what a ``.tcm``
+file holds) as ``DIR/<checkpoint>/<image>.png`` and, with ``--baselines``,
+each codec's decoded image at the quality closest in rate to the model's on
+that image as ``DIR/<codec>/<checkpoint>/<image>.png``.  ``--report DIR``
+collects the same pictures, the bit-allocation maps and enlarged crops under
+``DIR/assets/`` for ``DIR/index.html`` (``evaluation.report``); ``--figure``
+draws one image's crops across codecs.  Files are written as each image
+finishes, so an interrupted run keeps what it had.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from datasets import to_tensor
+from utils import atomic_write
+
+from . import baselines
+from .figures import detail_box, enlarged_crop, save_bit_map, visual_figure
+from .metrics import psnr
+
+
+def safe(name: str) -> str:
+    """A name usable as one path component."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "_"
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        image.save(f, format="PNG")
+
+
+@dataclass
+class Shown:
+    """One picture of one image: what made it and where it is (paths relative to the report)."""
+
+    label: str
+    bpp: float
+    psnr: float
+    image: str | None = None
+    crop: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. bit maps
+
+
+class Visuals:
+    """Writes the pictures of an evaluation as it goes; remembers what it wrote for the report."""
+
+    def __init__(self, recon: str | None = None, report: str | None = None, figure: str | None = None,
+                 figure_image: str | None = None):
+        self.recon = Path(recon) if recon else None
+        self.report = Path(report) if report else None
+        self.figure, self.figure_image = figure, figure_image
+        self.images: dict[str, dict[str, Any]] = {}  # image name -> {"original", "box", "models": {ck: Shown}}
+        self.kept: dict[tuple[str, str], Image.Image] = {}  # (checkpoint, image) -> reconstruction, for the figure
+
+    @property
+    def active(self) -> bool:
+        return bool(self.recon or self.report or self.figure)
+
+    def _asset(self, image_name: str, name: str) -> Path:
+        assert self.report is not None
+        return self.report / "assets" / safe(Path(image_name).stem) / name
+
+    def _rel(self, path: Path) -> str:
+        assert self.report is not None
+        return path.relative_to(self.report).as_posix()
+
+    def _entry(self, image_name: str, original: Image.Image) -> dict[str, Any]:
+        if image_name not in self.images:
+            entry = {"box": detail_box(original), "models": {}, "baselines": {}, "size": original.size}
+            if self.report:
+                path = self._asset(image_name, "original.png")
+                save_png(original, path)
+                crop = self._asset(image_name, "original-crop.png")
+                save_png(enlarged_crop(original, entry["box"]), crop)
+                entry["original"] = Shown("original", float("nan"), float("inf"), self._rel(path), self._rel(crop))
+            self.images[image_name] = entry
+        return self.images[image_name]
+
+    def add_model(self, checkpoint: str, image_name: str, original: Image.Image, row: dict[str, Any],
+                  outputs: dict[str, Any]) -> None:
+        """A checkpoint's reconstruction of an image, and its bit maps (cropped to the image)."""
+        if not outputs:
+            return
+        x_hat: Image.Image = outputs["x_hat"]
+        if self.recon:
+            save_png(x_hat, self.recon / safe(checkpoint) / f"{safe(Path(image_name).stem)}.png")
+        entry = self._entry(image_name, original)
+        shown = Shown(checkpoint, row["bpp"], row["psnr-rgb"])
+        if self.report:
+            base = safe(checkpoint)
+            path = self._asset(image_name, f"{base}.png")
+            save_png(x_hat, path)
+            crop = self._asset(image_name, f"{base}-crop.png")
+            save_png(enlarged_crop(x_hat, entry["box"]), crop)
+            shown.image, shown.crop = self._rel(path), self._rel(crop)
+            left, right, top, bottom = outputs["padding"]
+            for k in ("y", "z"):
+                bits = outputs[f"bits_{k}"]
+                bits = bits[top : bits.shape[0] - bottom, left : bits.shape[1] - right]
+                path = self._asset(image_name, f"{base}-bits-{k}.png")
+                save_bit_map(bits, path, f"{k}: {row[f'bits-{k}'] / (x_hat.width * x_hat.height):.4f} bpp "
+                                         f"({checkpoint}, {image_name})")
+                shown.extra[f"bits-{k}"] = self._rel(path)
+        entry["models"][checkpoint] = shown
+        if self.figure:
+            self.kept[(checkpoint, image_name)] = x_hat
+
+    def add_resumed(self, checkpoint: str, image_name: str, original: Image.Image, row: dict[str, Any]) -> None:
+        """A row resumed from an interrupted run: its pictures are on disk already, if that run made them."""
+        entry = self._entry(image_name, original)
+        shown = Shown(checkpoint, row["bpp"], row["psnr-rgb"])
+        if self.report:
+            base = safe(checkpoint)
+            paths = {k: self._asset(image_name, f"{base}{suffix}.png")
+                     for k, suffix in (("image", ""), ("crop", "-crop"), ("bits-y", "-bits-y"), ("bits-z", "-bits-z"))}
+            if all(p.exists() for p in paths.values()):
+                shown.image, shown.crop = self._rel(paths["image"]), self._rel(paths["crop"])
+                shown.extra = {k: self._rel(paths[k]) for k in ("bits-y", "bits-z")}
+        entry["models"][checkpoint] = shown
+        recon = (self.recon / safe(checkpoint) / f"{safe(Path(image_name).stem)}.png") if self.recon else None
+        if self.figure and recon is not None and recon.exists():
+            self.kept[(checkpoint, image_name)] = Image.open(recon).convert("RGB")
+
+    def add_baselines(self, images: list[tuple[str, Image.Image]], per_image: dict[str, list[dict]],
+                      base_docs: list[dict], codecs: list[str]) -> dict[str, Any]:
+        """Each codec at the quality closest in rate to each checkpoint's, image by image; what was matched."""
+        matched: dict[str, Any] = {}
+        for ck, rows in per_image.items():
+            by_image = {r["image"]: r for r in rows}
+            for codec, doc in zip(codecs, base_docs):
+                for image_name, img in images:
+                    if image_name not in by_image:
+                        continue
+                    q = baselines.matched_quality(doc["per_image"], image_name, by_image[image_name]["bpp"])
+                    data, decoded, _, _ = baselines.code_image(img, codec, q)
+                    bpp = len(data) * 8.0 / (img.width * img.height)
+                    quality = psnr(to_tensor(img), to_tensor(decoded))
+                    matched.setdefault(ck, {}).setdefault(codec, {})[image_name] = {
+                        "quality": q, "bpp": bpp, "psnr-rgb": quality}
+                    self._add_baseline(ck, codec, image_name, img, decoded, bpp, quality, q)
+        return matched
+
+    def _add_baseline(self, ck: str, codec: str, image_name: str, original: Image.Image, decoded: Image.Image,
+                      bpp: float, quality: float, q: int) -> None:
+        name = baselines.display_name(codec).split(" ")[0]
+        if self.recon:
+            save_png(decoded, self.recon / codec / safe(ck) / f"{safe(Path(image_name).stem)}.png")
+        entry = self._entry(image_name, original)
+        shown = Shown(f"{name} q={q}", bpp, quality)
+        if self.report:
+            path = self._asset(image_name, f"{codec}-{safe(ck)}.png")
+            save_png(decoded, path)
+            crop = self._asset(image_name, f"{codec}-{safe(ck)}-crop.png")
+            save_png(enlarged_crop(decoded, entry["box"]), crop)
+            shown.image, shown.crop = self._rel(path), self._rel(crop)
+        entry["baselines"].setdefault(ck, {})[codec] = shown
+        if self.figure:
+            self.kept[(f"{codec}@{ck}", image_name)] = decoded
+
+    def write_figure(self, images: list[tuple[str, Image.Image]], checkpoints: list[str], codecs: list[str],
+                     name: str) -> None:
+        """``--figure``: the chosen image's crop, original then the middle-rate checkpoint and the codecs."""
+        if not self.figure or not checkpoints:
+            return
+        image_name = self.figure_image or images[0][0]
+        original = dict(images)[image_name]
+        entry = self._entry(image_name, original)
+        ck = checkpoints[len(checkpoints) // 2]
+        panels = [("original", original)]
+        shown = entry["models"].get(ck)
+        if shown and (ck, image_name) in self.kept:
+            panels.append((f"{name} {ck}\n{shown.bpp:.3f} bpp, {shown.psnr:.2f} dB", self.kept[(ck, image_name)]))
+        for codec in codecs:
+            b = entry["baselines"].get(ck, {}).get(codec)
+            if b and (f"{codec}@{ck}", image_name) in self.kept:
+                panels.append((f"{b.label}\n{b.bpp:.3f} bpp, {b.psnr:.2f} dB", self.kept[(f"{codec}@{ck}", image_name)]))
+        visual_figure(panels, entry["box"], self.figure, title=f"{image_name}, crop {entry['box']}")
+
+
+def figure_names(args_figure_image: str | None, images: list[tuple[str, Image.Image]]) -> None:
+    """Refuse, before any work, a --figure-image that is not among the images."""
+    from .inputs import EvalError
+
+    if args_figure_image and args_figure_image not in dict(images):
+        raise EvalError(f"--figure-image {args_figure_image}: not among the images "
+                        f"({', '.join(n for n, _ in images[:5])}{' …' if len(images) > 5 else ''})")
+
+
