@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast demo bench venv clean
+.PHONY: test test-fast gpu-check demo bench venv clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)  # the edit-test loop: everything but the tests marked slow
 	$(PY) -m pytest -q -m "not slow" tests
+
+gpu-check: $(STAMP)  # on a machine with CUDA: the CUDA tests, then a quick CUDA benchmark
+	$(PY) -m pytest -q -m cuda -rs tests
+	$(PY) bench.py --cuda --quick --model s
 
 demo: $(STAMP)
 	$(PY) demo.py

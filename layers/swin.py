@@ -29,16 +29,20 @@ class SwinBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def uses_window_chunks(self) -> bool:
-        """Inference (no autograd, no random drop-path) takes the chunked path.
+    def uses_window_chunks(self, device: torch.device | None = None) -> bool:
+        """Inference on the CPU (no autograd, no random drop-path) takes the chunked path.
 
-        The choice depends on the grad mode only, so compress and decompress
-        (both without autograd) always compute the same function.
+        The chunks are sized for CPU caches; on a GPU one batched call per mask
+        block keeps the kernels large.  The choice depends on the grad mode and
+        the device only, so compress and decompress on one device always
+        compute the same function.
         """
+        if device is not None and device.type != "cpu":
+            return False
         return not torch.is_grad_enabled() and (not self.training or isinstance(self.drop_path, nn.Identity))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.uses_window_chunks():
+        if self.uses_window_chunks(x.device):
             return self.forward_windows(x)
         x = x + self.drop_path(self.msa(self.ln1(x)))
         return x + self.drop_path(self.mlp(self.ln2(x)))

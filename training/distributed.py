@@ -27,8 +27,13 @@ class Dist:
         return self.world > 1
 
 
-def setup_processes(cuda: bool) -> Dist:
-    """This process's place among ``torchrun``'s (NCCL on CUDA, gloo on CPU), or the only one."""
+def setup_processes(cuda: bool, tf32: bool = True) -> Dist:
+    """This process's place among ``torchrun``'s (NCCL on CUDA, gloo on CPU), or the only one.
+
+    ``tf32``: float32 matmuls and convolutions on CUDA in TF32 (10-bit
+    mantissa products, float32 sums), as training on Ampere and later
+    usually is; the model and its checkpoints stay float32.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cpu")
@@ -36,6 +41,8 @@ def setup_processes(cuda: bool) -> Dist:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     if world > 1:
         torch_dist.init_process_group("nccl" if cuda else "gloo")
         if not cuda:  # share the cores among the local processes

@@ -62,7 +62,7 @@ def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
     locks: list[RunLock] = []
     stop = StopRequest(args.max_minutes).install()
     try:
-        d = setup_processes(args.cuda)
+        d = setup_processes(args.cuda, getattr(args, "tf32", True))
         if args.batch_size % d.world:
             raise UsageError(f"--batch-size {args.batch_size} is not divisible by the {d.world} processes")
         train_paths, test_paths, layout = find_data(args)
