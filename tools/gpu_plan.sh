@@ -9,12 +9,14 @@
 # carry .whl and data in both calls.  Everything that must come back is written under $OUT
 # (release files of at most 8 MB, logs, the benchmark's JSON).
 #
-# Rehearse on the CPU: tools/gpu_plan.sh train 1 --cpu   (one minute, the same commands without --cuda)
+# Rehearse on the CPU: BATCH=4 PY=.venv/bin/python OUT=out/rehearsal tools/gpu_plan.sh train 1 --cpu
+# (one minute, the same commands without --cuda; three batch-16 trainings do not fit 24 GB of RAM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 PY=${PY:-python3}
+BATCH=${BATCH:-16}  # three trainings at once: 16 crops of 256x256 each fit a GPU; rehearse the CPU with BATCH=4
 LAMBDAS=(0.0035 0.013 0.05)
 
 install_wheels() {
@@ -48,7 +50,7 @@ case "${1:-}" in
     base=$(ls pretrained/tcm-demo-mse-0.013-*.pth.tar)
     first=$(awk "BEGIN{print $minutes * 0.75}")
     second=$(awk "BEGIN{print $minutes * 0.2}")
-    common=(-d data/bsds500 --patch-size 256 256 --batch-size 16 --test-batch-size 8 --max-test-images 16
+    common=(-d data/bsds500 --patch-size 256 256 --batch-size "$BATCH" --test-batch-size 8 --max-test-images 16
             --epochs 100000 --lr_epoch 100000 --save-every 0 --image-every 0 --no-progress --save_path "$OUT/runs")
     for lam in "${LAMBDAS[@]}"; do
       "$PY" train.py "${common[@]}" "${device[@]}" --pretrained "$base" --lambda "$lam" -lr 1e-4 \
@@ -61,7 +63,9 @@ case "${1:-}" in
     done
     wait
     for lam in "${LAMBDAS[@]}"; do
-      "$PY" updates.py "$OUT/runs/mse_lambda_$lam/checkpoint_best.pth.tar" -o "$OUT" -n "tcm-demo-mse-$lam" --half
+      run="$OUT/runs/mse_lambda_$lam"
+      ck="$run/checkpoint_best.pth.tar"; [ -f "$ck" ] || ck="$run/checkpoint_latest.pth.tar"  # no epoch ended
+      "$PY" updates.py "$ck" -o "$OUT" -n "tcm-demo-mse-$lam" --half
     done
     rm -rf "$OUT/runs"  # training checkpoints are ~50 MB each: the release files are what comes back
     echo "train: $(( $(date +%s) - start )) s"
