@@ -30,13 +30,12 @@ def bit_map(likelihoods: Tensor, stride: int) -> Tensor:
     return bits.repeat_interleave(stride, 0).repeat_interleave(stride, 1) / (stride * stride)
 
 
-def shares(likelihoods_y: Tensor, num_slices: int) -> dict[str, list[float]]:
-    """Share of the y bits in each slice and in each channel of the first image (each list sums to 1)."""
-    per_channel = latent_bits(likelihoods_y)[0].sum(dim=(1, 2))
-    total = float(per_channel.sum()) or 1.0
-    per_slice = per_channel.view(num_slices, -1).sum(dim=1)
+def channel_shares(channel_bits: Tensor, num_slices: int) -> dict[str, list[float]]:
+    """Share of the y bits in each slice and in each channel (each list sums to 1)."""
+    total = float(channel_bits.sum()) or 1.0
+    per_slice = channel_bits.view(num_slices, -1).sum(dim=1)
     return {"slice-share": [round(float(v) / total, 6) for v in per_slice],
-            "channel-share": [round(float(v) / total, 6) for v in per_channel]}
+            "channel-share": [round(float(v) / total, 6) for v in channel_bits]}
 
 
 def mean_shares(rows: list[dict[str, Any]], key: str) -> list[float] | None:

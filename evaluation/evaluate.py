@@ -15,7 +15,7 @@ from file_codec.container import tile_grid
 from models.tcm import transforms_in
 from utils import ToolError, crop, pad, synchronize
 
-from .bitmaps import STRIDES, bit_map, latent_bits, mean_shares
+from .bitmaps import STRIDES, bit_map, channel_shares, latent_bits, mean_shares
 from .metrics import quality, quantize_8bit
 
 
@@ -109,9 +109,7 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
     x_hat = crop(x_hat_p, padding)
     row["bits-y"], row["bits-z"] = float(maps["y"].sum()), float(maps["z"].sum())
     row["bpp-estimated"] = (row["bits-y"] + row["bits-z"]) / pixels
-    total = float(channel_bits.sum()) or 1.0
-    row["slice-share"] = [round(float(v) / total, 6) for v in channel_bits.view(model.num_slices, -1).sum(dim=1)]
-    row["channel-share"] = [round(float(v) / total, 6) for v in channel_bits]
+    row.update(channel_shares(channel_bits, model.num_slices))
     if not real:
         row["bpp"] = row["bpp-estimated"]
     else:

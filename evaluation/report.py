@@ -84,7 +84,7 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     for image_name, entry in visuals.images.items():
         parts.append(f"<h3>{html.escape(image_name)}</h3>")
         columns = 2 + len(codecs)  # original, model, codecs
-        width = min(300, 1500 // columns - 12) if entry["size"][0] >= entry["size"][1] else min(200, 1000 // columns)
+        width = min(300, 1200 // columns - 14) if entry["size"][0] >= entry["size"][1] else min(220, 900 // columns)
         for ck, shown in entry["models"].items():
             matched = [entry["baselines"].get(ck, {}).get(c) for c in codecs]
             panels = [entry.get("original"), shown, *matched]
