@@ -244,6 +244,7 @@ def test_an_interrupted_evaluation_continues_with_resume(tmp_path, trained, caps
     assert strip(resumed["per_image"]["tiny-trained"]) == strip(whole["per_image"]["tiny-trained"])
 
 
+@pytest.mark.slow
 def test_large_images_in_tiles_and_out_of_memory_in_one_line(tmp_path, trained, capsys, monkeypatch):
     from models.tcm import TCM
 

@@ -303,6 +303,7 @@ def _figures(ck) -> list[dict]:
             for h in ck["history"]]
 
 
+@pytest.mark.slow
 def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_exactly(data: Path, tmp_path: Path, monkeypatch, capsys):
     """--max-minutes (or a signal) stops after a step with a checkpoint; resuming equals never stopping."""
     from training.stop import StopRequest
@@ -334,6 +335,7 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_exactly(data: Path, t
         assert torch.equal(v, b["state_dict"][k]), k
 
 
+@pytest.mark.slow
 def test_resume_applies_a_new_learning_rate_and_schedule(data: Path, tmp_path: Path):
     assert train.main(cli(data, tmp_path, "--epochs", "1", "--lambda", "0.01")) == 0
     latest = tmp_path / "mse_lambda_0.01" / LATEST
@@ -360,6 +362,7 @@ def test_stale_temporary_files_are_removed_and_test_dir_picks_the_best_epoch(dat
     assert torch.load(run / LATEST, weights_only=True)["args"]["test_dir"] == str(other)
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
     import utils
 

@@ -52,6 +52,7 @@ def report(trained, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_reconstructions_are_kept_for_the_model_and_each_codec_at_its_rate(report):
     assert (report / "recon" / "tiny-trained" / "a.png").exists()
     for codec in ("jpeg", "webp"):
@@ -62,6 +63,7 @@ def test_reconstructions_are_kept_for_the_model_and_each_codec_at_its_rate(repor
     assert set(matched) == {"jpeg", "webp"} and matched["jpeg"]["a.png"]["quality"] in (5, 30, 70)
 
 
+@pytest.mark.slow
 def test_the_page_references_only_files_that_exist(report):
     page = (report / "report" / "index.html").read_text()
     refs = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r"src='([^']+)'", page)
@@ -71,6 +73,7 @@ def test_the_page_references_only_files_that_exist(report):
     assert "a.png" in page and "JPEG q=" in page and "WebP q=" in page and "Against the anchors" in page
 
 
+@pytest.mark.slow
 def test_the_figure_has_one_panel_per_codec(report, monkeypatch):
     import evaluation.visuals as visuals
 
@@ -88,6 +91,7 @@ def test_the_figure_has_one_panel_per_codec(report, monkeypatch):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt install chromium)")
+@pytest.mark.slow
 def test_the_page_renders_in_a_headless_browser(report, tmp_path):
     shot = tmp_path / "page.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
