@@ -12,7 +12,6 @@ from PIL import Image
 
 from datasets import to_image, to_tensor
 from file_codec.container import tile_grid
-from models.tcm import transforms_in
 from utils import ToolError, crop, pad, synchronize
 
 from .bitmaps import STRIDES, bit_map, channel_shares, latent_bits, mean_shares
@@ -100,8 +99,7 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
                 x_hat_p[..., t : t + th, l : l + tw] = dec
             # What the encoder committed to: its own y_hat through g_s. A correct
             # decoder, recovering the same symbols, gives the same image.
-            with transforms_in(transform_dtype, device):
-                reference_p[..., t : t + th, l : l + tw] = model.g_s(enc["y_hat"]).float().clamp_(0, 1)
+            reference_p[..., t : t + th, l : l + tw] = model.synthesize(enc["y_hat"], transform_dtype)
         for k, stride in STRIDES.items():
             maps[k][t : t + th, l : l + tw] = bit_map(likelihoods[k].cpu(), stride)
         channel_bits += latent_bits(likelihoods["y"].cpu())[0].sum(dim=(1, 2))

@@ -48,25 +48,33 @@ PORTABLE_DTYPE = torch.float64
 TRANSFORM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-class EntropyParameterNets(nn.Module):
-    """A copy of the entropy-parameter networks in another dtype (the portable path)."""
+#: The analysis and synthesis transforms (the networks whose precision may differ between encoder and decoder).
+TRANSFORM_NETS = ("g_a", "h_a", "g_s")
 
-    def __init__(self, source: nn.Module, dtype: torch.dtype):
+
+class CastCopy(nn.Module):
+    """Copies of some of a model's networks in another dtype (the portable path, bf16 transforms)."""
+
+    def __init__(self, source: nn.Module, names: Sequence[str], dtype: torch.dtype):
         super().__init__()
         # Ordinary tensors (not inference tensors, whatever mode the caller is in), never trained.
         with torch.inference_mode(False), torch.no_grad():
-            for name in ENTROPY_PARAMETER_NETS:
+            for name in names:
                 setattr(self, name, copy.deepcopy(getattr(source, name)).to(dtype))
         self.requires_grad_(False)
         self.eval()
 
 
-@contextlib.contextmanager
-def transforms_in(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
-    """Run the transforms under autocast to ``dtype`` (nothing changes for float32)."""
+def _check_transform_dtype(dtype: torch.dtype) -> None:
     if dtype not in TRANSFORM_DTYPES:
         raise ValueError(f"transform_dtype must be one of {', '.join(map(str, TRANSFORM_DTYPES))}, not {dtype}")
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+
+
+@contextlib.contextmanager
+def transforms_in(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
+    """Autocast to ``dtype`` (float16 transforms; nothing changes for float32 and bfloat16)."""
+    _check_transform_dtype(dtype)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype == torch.float16):
         yield
 
 
@@ -280,7 +288,47 @@ class TCM(CompressionModel):
             results.append(result)
         return inference_layout(torch.cat(y_hat_slices, dim=1)), results
 
-    def portable_nets(self) -> EntropyParameterNets:
+    def _cast_copy(self, names: Sequence[str], dtype: torch.dtype) -> CastCopy:
+        """``names`` in ``dtype``, copied once and kept while the weights stay (rebuilt after an
+        in-place change, an optimizer step, or a move)."""
+        params = [p for name in names for p in getattr(self, name).parameters()]
+        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        cache = self.__dict__.setdefault("_cast_copies", {})  # not submodules: no state_dict entries
+        cached = cache.get((tuple(names), dtype))
+        if cached is None or cached[0] != key:
+            cached = cache[(tuple(names), dtype)] = (key, CastCopy(self, names, dtype))
+        return cached[1]
+
+    def analyse(self, x: Tensor, transform_dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """(y, z) = (g_a(x), h_a(g_a(x))) in float32, computed in ``transform_dtype``.
+
+        bfloat16 runs copies of the transforms held in bfloat16 (faster on CPUs
+        with AVX512-BF16 than autocast, which converts the weights on every
+        call); float16 runs under autocast.
+        """
+        _check_transform_dtype(transform_dtype)
+        x = inference_layout(x)
+        if transform_dtype == torch.bfloat16:
+            nets = self._cast_copy(TRANSFORM_NETS, transform_dtype)
+            y = nets.g_a(x.to(transform_dtype))
+            return y.float(), nets.h_a(y).float()
+        with transforms_in(transform_dtype, x.device):
+            y = self.g_a(x)
+            z = self.h_a(y)
+        return y.float(), z.float()
+
+    def synthesize(self, y_hat: Tensor, transform_dtype: torch.dtype = torch.float32) -> Tensor:
+        """g_s(y_hat) in float32, computed in ``transform_dtype`` (see :meth:`analyse`), clamped to [0, 1]."""
+        _check_transform_dtype(transform_dtype)
+        y_hat = inference_layout(y_hat.float())
+        if transform_dtype == torch.bfloat16:
+            x_hat = self._cast_copy(TRANSFORM_NETS, transform_dtype).g_s(y_hat.to(transform_dtype))
+        else:
+            with transforms_in(transform_dtype, y_hat.device):
+                x_hat = self.g_s(y_hat)
+        return x_hat.float().clamp_(0, 1).contiguous()
+
+    def portable_nets(self) -> CastCopy:
         """The entropy-parameter networks in float64, upcast once and kept while the weights stay.
 
         The portable path computes the coder's means and scales with these, so
@@ -290,13 +338,7 @@ class TCM(CompressionModel):
         latent drifts, about a billion times less often.  The copy is rebuilt
         when a parameter is changed in place (an optimizer step) or moved.
         """
-        params = [p for name in ENTROPY_PARAMETER_NETS for p in getattr(self, name).parameters()]
-        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
-        cached = self.__dict__.get("_portable_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, EntropyParameterNets(self, PORTABLE_DTYPE))
-            self.__dict__["_portable_cache"] = cached  # not a submodule: no state_dict entries
-        return cached[1]
+        return self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE)
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """CompressAI's ``update``, with the paper's Gaussian tables taken from the stored copy.
@@ -356,17 +398,14 @@ class TCM(CompressionModel):
         decoder must rebuild), ``symbols`` ({"y", "z"}: the coded integers, one
         row per image) and ``likelihoods`` ({"y", "z"} of those symbols).
 
-        ``transform_dtype`` runs g_a and h_a under autocast (bfloat16: faster
-        on CPUs and GPUs that have it); ``portable`` computes the means and
+        ``transform_dtype`` runs g_a and h_a in that precision (bfloat16:
+        faster on CPUs and GPUs that have it; :meth:`analyse`); ``portable`` computes the means and
         scales in float64 (:meth:`portable_nets`), so that a decoder on
         another machine derives the same coder inputs.  The defaults are the
         published float32 function.  Decode with the same ``portable``.
         """
         self.check_size(x)
-        with transforms_in(transform_dtype, x.device):
-            y = self.g_a(inference_layout(x))
-            z = self.h_a(y)
-        y, z = y.float(), z.float()
+        y, z = self.analyse(x, transform_dtype)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
         nets = self.portable_nets() if portable else None
@@ -433,9 +472,7 @@ class TCM(CompressionModel):
             return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
 
         y_hat, symbols = self.code_slices(z_hat, code_slice, nets)
-        with transforms_in(transform_dtype, y_hat.device):
-            x_hat = self.g_s(y_hat.float())
         return {
-            "x_hat": x_hat.float().clamp_(0, 1).contiguous(),
+            "x_hat": self.synthesize(y_hat, transform_dtype),
             "symbols": {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)},
         }

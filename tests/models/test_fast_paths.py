@@ -129,6 +129,10 @@ def test_bf16_transforms_keep_encoder_and_decoder_exact(monkeypatch, portable):
     assert torch.equal(seen[0], seen[1]) and torch.equal(enc["symbols"]["y"], dec["symbols"]["y"])
     assert seen[0].dtype == (torch.float64 if portable else torch.float32)
     assert dec["x_hat"].dtype == torch.float32
+    copies = net.__dict__["_cast_copies"]  # a bfloat16 copy of the transforms, made once for both calls
+    assert next(iter(copies[(("g_a", "h_a", "g_s"), torch.bfloat16)][1].g_s.parameters())).dtype == torch.bfloat16
+    with torch.no_grad():  # and close to the float32 transforms
+        assert (net.synthesize(seen[0], torch.bfloat16) - net.synthesize(seen[0])).abs().max() < 0.05
 
 
 def test_the_portable_path_computes_the_published_function_in_float64(trained_like):
