@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ class RowStore:
                     continue  # a line cut short by a kill
         self.resumed = len(self.done)
         self._file = None
+        if self.path is not None and not resume and self.path.exists() and self.path.stat().st_size:
+            print(f"note: starting afresh; {self.path} held rows of an earlier, interrupted run "
+                  "(--resume would have continued it)", file=sys.stderr)
         if self.path is not None:
             # Without --resume an old file is replaced: its rows may belong to other weights or images.
             self._file = open(self.path, "a" if resume else "w")
