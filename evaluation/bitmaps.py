@@ -24,9 +24,10 @@ def latent_bits(likelihoods: Tensor) -> Tensor:
     return -torch.log2(likelihoods.detach().to(torch.float64))
 
 
-def bit_map(likelihoods: Tensor, stride: int) -> Tensor:
-    """(H, W) bits per pixel of the first image: each latent's bits (summed over channels) spread over its block."""
-    bits = latent_bits(likelihoods)[0].sum(dim=0)  # (h, w)
+def bit_map(bits: Tensor, stride: int) -> Tensor:
+    """(H, W) bits per pixel of the first image: each latent's bits (:func:`latent_bits`, summed over
+    channels) spread over its block."""
+    bits = bits[0].sum(dim=0)  # (h, w)
     return bits.repeat_interleave(stride, 0).repeat_interleave(stride, 1) / (stride * stride)
 
 

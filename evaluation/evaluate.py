@@ -69,7 +69,9 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
         row["tiles"] = len(tiles)
     x_hat_p = torch.zeros_like(xp)
     reference_p = torch.zeros_like(xp) if real else None
-    maps = {k: torch.zeros(hp, wp, dtype=torch.float64) for k in STRIDES}
+    # Bit maps at image resolution only when a picture of them is wanted; the totals come from the latents.
+    maps = {k: torch.zeros(hp, wp, dtype=torch.float64) for k in STRIDES} if outputs is not None else None
+    totals = dict.fromkeys(STRIDES, 0.0)
     channel_bits = torch.zeros(model.M, dtype=torch.float64)
     nbytes, sizes_ok = 0, True
     times = {"forward_time": 0.0} if not real else {"encoding_time": 0.0, "decoding_time": 0.0}
@@ -101,11 +103,15 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
             # decoder, recovering the same symbols, gives the same image.
             reference_p[..., t : t + th, l : l + tw] = model.synthesize(enc["y_hat"], transform_dtype)
         for k, stride in STRIDES.items():
-            maps[k][t : t + th, l : l + tw] = bit_map(likelihoods[k].cpu(), stride)
-        channel_bits += latent_bits(likelihoods["y"].cpu())[0].sum(dim=(1, 2))
+            bits = latent_bits(likelihoods[k].cpu())
+            totals[k] += float(bits.sum())
+            if maps is not None:
+                maps[k][t : t + th, l : l + tw] = bit_map(bits, stride)
+            if k == "y":
+                channel_bits += bits[0].sum(dim=(1, 2))
     row.update(times)
     x_hat = crop(x_hat_p, padding)
-    row["bits-y"], row["bits-z"] = float(maps["y"].sum()), float(maps["z"].sum())
+    row["bits-y"], row["bits-z"] = totals["y"], totals["z"]
     row["bpp-estimated"] = (row["bits-y"] + row["bits-z"]) / pixels
     row.update(channel_shares(channel_bits, model.num_slices))
     if not real:

@@ -86,7 +86,7 @@ class TCMConfig:
             most = max(supports)
             max_support = num_slices if most >= num_slices - 1 else most
             blocks, heads = [], []
-            for stage_start, stage in ((0, "g_a"), (3, "g_s")):
+            for stage in ("g_a", "g_s"):
                 idx = sorted(int(m.group(1)) for k in sd
                              if (m := re.match(rf"{stage}\.(\d+)\.trans_block\.msa\.relative_position_params$", k)))
                 # Stages are separated by the strided/upsampling residual blocks: consecutive indices.

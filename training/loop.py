@@ -294,12 +294,12 @@ class Trainer:
         """TensorBoard pictures of the first test image (rank 0 only)."""
         if not self.d.main or self.log.writer is None:
             return
-        from evaluation.bitmaps import STRIDES, bit_map
+        from evaluation.bitmaps import STRIDES, bit_map, latent_bits
 
         self.net.eval()
         x = self.test_set[0].unsqueeze(0).to(self.d.device)
         out = self.net(x)
-        bits = sum(bit_map(out["likelihoods"][k].cpu(), stride) for k, stride in STRIDES.items())
+        bits = sum(bit_map(latent_bits(out["likelihoods"][k].cpu()), stride) for k, stride in STRIDES.items())
         self.log.pictures(epoch, self.global_step, x[0].cpu(), out["x_hat"][0].float().cpu(), bits.float(),
                           self.history)
 

@@ -13,8 +13,6 @@ from typing import Any, Sequence
 from models import TCMConfig
 from utils import PAD_MULTIPLE, UsageError
 
-#: The six MSE lambdas of the paper.
-PAPER_MSE_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.013, 0.025, 0.05)
 DEFAULT_LAMBDA = 0.013
 #: Model-shape options (``--N``, ``--hyper-channels`` …) and the TCMConfig fields they set.
 SHAPE_OPTIONS = ("N", "M", "num_slices", "max_support_slices", "hyper_channels", "atten_dim", "entropy_hidden")

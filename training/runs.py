@@ -14,7 +14,6 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from models import TCMConfig, extract_state_dict, read_checkpoint
 from utils import ToolError, UsageError
@@ -151,11 +150,3 @@ def plan_runs(args: argparse.Namespace, given: set[str] | None = None) -> list[P
         else:
             plans.append(Plan(lam, run_dir, weights=weights))
     return plans
-
-
-def describe_checkpoint(ck: dict[str, Any]) -> str:
-    """Where a checkpoint stands: ``epoch 3`` or ``epoch 4, step 17``."""
-    partial = ck.get("partial")
-    if partial:
-        return f"epoch {partial['epoch']}, step {partial['steps']}"
-    return f"epoch {ck.get('epoch')}"
