@@ -18,7 +18,7 @@ from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torc
 import torch
 import torch.nn as nn
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import (
     ResidualBlockUpsample,
     ResidualBlockWithStride,
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from layers import ConvTransBlock, SWAtten
 
-from .coding_tables import install_canonical_tables
+from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
 
 # code_slice(i, mu, scale) -> (quantised slice, anything else the caller keeps for slice i):
@@ -221,7 +221,7 @@ class TCM(CompressionModel):
         self.lrp_transforms = nn.ModuleList(
             _entropy_conv_stack(c + s, s, entropy_hidden) for c in support
         )
-        self.gaussian_conditional = GaussianConditional(None)
+        self.gaussian_conditional = SearchedGaussianConditional(None)
 
     # ------------------------------------------------------------------ construction
     @classmethod

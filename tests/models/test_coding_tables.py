@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from compressai.entropy_models import GaussianConditional
+from compressai.models.base import get_scale_table
 
 from models import load_model
-from models.coding_tables import canonical_gaussian_tables, compute_gaussian_tables
+from models.coding_tables import SearchedGaussianConditional, canonical_gaussian_tables, compute_gaussian_tables
 from tests.helpers import tiny_tcm
 
 BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
@@ -45,3 +47,22 @@ def test_tables_a_file_carries_are_used_not_rebuilt(tmp_path):
     loaded = load_model(tmp_path / "ck.pth")
     assert torch.equal(loaded.gaussian_conditional._quantized_cdf, sd["gaussian_conditional._quantized_cdf"])
     assert torch.equal(loaded.entropy_bottleneck._quantized_cdf, sd["entropy_bottleneck._quantized_cdf"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_searched_scale_indexes_are_compressais(dtype):
+    gc = SearchedGaussianConditional(None)
+    gc.update_scale_table(get_scale_table())
+    reference = GaussianConditional(None)
+    reference.update_scale_table(get_scale_table())
+    table = gc.scale_table.to(dtype)
+    torch.manual_seed(0)
+    scales = torch.cat([
+        torch.exp(torch.empty(20000, dtype=dtype).uniform_(-4, 7)),  # below, inside and above the table
+        table, torch.nextafter(table, table + 1), torch.nextafter(table, table - 1),  # on and beside every entry
+        torch.tensor([0.0, -1.0, float("inf"), float("nan")], dtype=dtype),
+    ]).view(2, -1, 1)
+    expected = reference.build_indexes(scales)
+    got = gc.build_indexes(scales)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert torch.equal(got, expected)
