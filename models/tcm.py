@@ -30,7 +30,7 @@ from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor
 
-from layers import ConvTransBlock, SWAtten
+from layers import ConvTransBlock, SWAtten, use_gemm_convs
 
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
@@ -102,8 +102,10 @@ def inference_layout(x: Tensor) -> Tensor:
     the result: the entropy model normalises each of its inputs with this, so
     that encoder and decoder in one configuration compute identical parameters.
     """
-    if torch.is_grad_enabled() or not _CHANNELS_LAST[0]:
-        return x.contiguous() if not torch.is_grad_enabled() else x
+    if torch.is_grad_enabled():
+        return x
+    if not _CHANNELS_LAST[0] or x.dtype == PORTABLE_DTYPE:  # no oneDNN kernels in float64: NCHW is faster
+        return x.contiguous()
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -338,7 +340,11 @@ class TCM(CompressionModel):
         latent drifts, about a billion times less often.  The copy is rebuilt
         when a parameter is changed in place (an optimizer step) or moved.
         """
-        return self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE)
+        nets = self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE)
+        if not nets.__dict__.get("_gemm_convs"):  # float64 convolutions as per-tap products (layers.gemm_conv)
+            use_gemm_convs(nets)
+            nets.__dict__["_gemm_convs"] = True
+        return nets
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """CompressAI's ``update``, with the paper's Gaussian tables taken from the stored copy.
