@@ -158,6 +158,52 @@ def boundary_margins(net, x, configs: Sequence[str], portable: bool) -> dict[str
     return out
 
 
+# ------------------------------------------------------------------ what portability costs
+#: Coding variants of the cost measure: (entropy path, transforms' precision).
+COST_VARIANTS: dict[str, tuple[str, str]] = {
+    "float32": ("float32", "fp32"), "portable": ("portable", "fp32"),
+    "float32-bf16": ("float32", "bf16"), "portable-bf16": ("portable", "bf16"),
+}
+
+
+def coding_cost(checkpoint: str, images: Sequence[Path], variants: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean seconds per image to encode and to decode a ``.tcm`` file, per variant of
+    :data:`COST_VARIANTS`, with ``file_codec.Codec`` in this process.
+
+    Every image runs every variant back to back (in alternating order), so that
+    the drift of a shared machine falls on all of them alike: figures from one
+    call compare, figures from separate runs minutes apart do not.  One untimed
+    pass over the first image warms each variant up (the float64 and bfloat16
+    copies of the networks are made then).
+    """
+    import time
+
+    from datasets import open_rgb
+    from file_codec import Codec
+
+    codec = Codec.load(checkpoint)
+    totals = {v: {"encode": 0.0, "decode": 0.0} for v in variants}
+
+    def run(variant: str, image) -> tuple[float, float]:
+        path, codec.precision = COST_VARIANTS[variant]
+        codec.portable = path == "portable"
+        t0 = time.perf_counter()
+        data = codec.encode(image)
+        t1 = time.perf_counter()
+        codec.decode(data)
+        return t1 - t0, time.perf_counter() - t1
+
+    pictures = [open_rgb(f, warn_alpha=False) for f in images]
+    for v in variants:
+        run(v, pictures[0])
+    for k, image in enumerate(pictures):
+        for v in (variants if k % 2 == 0 else list(reversed(variants))):
+            enc, dec = run(v, image)
+            totals[v]["encode"] += enc
+            totals[v]["decode"] += dec
+    return {v: {what: t / len(pictures) for what, t in times.items()} for v, times in totals.items()}
+
+
 # ------------------------------------------------------------------ the worker process
 def _worker(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m evaluation.portability")

@@ -290,15 +290,19 @@ class TCM(CompressionModel):
             results.append(result)
         return inference_layout(torch.cat(y_hat_slices, dim=1)), results
 
-    def _cast_copy(self, names: Sequence[str], dtype: torch.dtype) -> CastCopy:
-        """``names`` in ``dtype``, copied once and kept while the weights stay (rebuilt after an
-        in-place change, an optimizer step, or a move)."""
+    def _cast_copy(self, names: Sequence[str], dtype: torch.dtype,
+                   prepare: Callable[[nn.Module], Any] | None = None) -> CastCopy:
+        """``names`` in ``dtype``, copied once (then given to ``prepare``) and kept while the
+        weights stay (rebuilt after an in-place change, an optimizer step, or a move)."""
         params = [p for name in names for p in getattr(self, name).parameters()]
         key = tuple((p.data_ptr(), p._version, p.device) for p in params)
         cache = self.__dict__.setdefault("_cast_copies", {})  # not submodules: no state_dict entries
         cached = cache.get((tuple(names), dtype))
         if cached is None or cached[0] != key:
-            cached = cache[(tuple(names), dtype)] = (key, CastCopy(self, names, dtype))
+            copied = CastCopy(self, names, dtype)
+            if prepare is not None:
+                prepare(copied)
+            cached = cache[(tuple(names), dtype)] = (key, copied)
         return cached[1]
 
     def analyse(self, x: Tensor, transform_dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -338,13 +342,11 @@ class TCM(CompressionModel):
         (which moves float32 results by ~1e-7) moves them by ~1e-16 only: a
         scale then lands on the other side of a table boundary, or a decoded
         latent drifts, about a billion times less often.  The copy is rebuilt
-        when a parameter is changed in place (an optimizer step) or moved.
+        when a parameter is changed in place (an optimizer step) or moved.  Its
+        convolutions are :class:`layers.GemmConv2d` (torch has no fast float64
+        convolution on the CPU).
         """
-        nets = self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE)
-        if not nets.__dict__.get("_gemm_convs"):  # float64 convolutions as per-tap products (layers.gemm_conv)
-            use_gemm_convs(nets)
-            nets.__dict__["_gemm_convs"] = True
-        return nets
+        return self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE, prepare=use_gemm_convs)
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """CompressAI's ``update``, with the paper's Gaussian tables taken from the stored copy.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from evaluation.portability import decode, encode, mismatch_table
+from evaluation.portability import COST_VARIANTS, coding_cost, decode, encode, mismatch_table
 from tests.helpers import codec_checkpoint, synthetic_photo
 
 
@@ -34,3 +36,29 @@ def test_bf16_and_float32_decoders_both_decode_either_encoders_files(setup):
         files = encode(str(ck), images[:2], root / f"enc-{enc}", precision=enc)
         for dec in ("fp32", "bf16"):
             assert set(decode(str(ck), files, "1-thread", precision=dec).values()) == {"ok"}, (enc, dec)
+
+
+def test_coding_cost_times_every_variant_on_every_image(setup):
+    ck, images, _ = setup
+    cost = coding_cost(str(ck), images[:2], list(COST_VARIANTS))
+    assert list(cost) == list(COST_VARIANTS)
+    for times in cost.values():
+        assert set(times) == {"encode", "decode"} and all(0 < t < 60 for t in times.values())
+
+
+def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
+    import portability
+
+    ck, images, root = setup
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "a.png").write_bytes(images[1].read_bytes())
+    out = tmp_path / "cost.json"
+    assert portability.main(["--checkpoint", str(ck), "--data", str(data), "--cost", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split() for line in printed.splitlines() if line.startswith(ck.name)]
+    assert [r[1] for r in rows] == ["float32", "portable"]
+    assert rows[0][-3:] == ["+0.0%", "/", "+0.0%"] and rows[1][-1].endswith("%")
+    saved = json.loads(out.read_text())
+    assert saved["images"] == 1 and saved["variants"] == ["float32", "portable"]
+    assert set(saved["models"][ck.name]["portable"]) == {"encode", "decode"}

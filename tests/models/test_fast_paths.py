@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from layers import SwinBlock, WindowAttention
+from layers import GemmConv2d, SwinBlock, WindowAttention
 from tests.helpers import tiny_tcm
 from tests.layers.reference import reference_window_attention
 
@@ -149,6 +149,9 @@ def test_the_portable_path_computes_the_published_function_in_float64(trained_li
     weights = trained_like.cc_mean_transforms[0][0].weight
     nets = trained_like.portable_nets()
     assert trained_like.portable_nets() is nets  # upcast once
+    convs = [m for m in nets.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is GemmConv2d for m in convs)  # per-tap products in float64
+    assert not any(isinstance(m, GemmConv2d) for m in trained_like.modules())  # the model's own stay
     with torch.no_grad():
         weights.add_(1e-3)
     assert trained_like.portable_nets() is not nets  # and again when the weights change
