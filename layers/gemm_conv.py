@@ -51,7 +51,7 @@ class GemmConv2d(nn.Conv2d):
         row = w + 2 * p
         n = h * row  # outputs per image on the padded width; the 2p extra columns are dropped
         # one extra zero row at the bottom keeps the last tap's slice inside the buffer
-        padded = F.pad(x, (p, p, p, p + (1 if p else 0))).reshape(b, c, -1)
+        padded = (F.pad(x, (p, p, p, p + 1)) if p else x).reshape(b, c, -1)
         taps = self._taps()
         out = x.new_empty(b, self.out_channels, n)
         bias = self.bias.detach()[:, None] if self.bias is not None else x.new_zeros(1, 1)
