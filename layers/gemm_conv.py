@@ -9,9 +9,9 @@ plain strided view of it: the convolution is ``k*k`` products
 On a 768x512 image's latent, in float64 on this project's CPU, 3x3
 convolutions of 16-128 channels run 1.5-1.9x faster than channels-last
 ``F.conv2d`` (the shipped models' entropy networks); the largest (576 -> 224,
-TCM-S) run at the float64 matrix-product rate either way.  The sums are the same, in another order: in float64
-that moves results by ~1e-16 relative, which the portable path is built to
-tolerate (see ``models.tcm.TCM.portable_nets``).
+TCM-S) run at the float64 matrix-product rate either way.  The sums are the
+same, in another order: in float64 that moves results by ~1e-16 relative,
+which the portable path is built to tolerate (``models.tcm.TCM.portable_nets``).
 """
 
 from __future__ import annotations
