@@ -49,7 +49,7 @@ def test_coding_cost_times_every_variant_on_every_image(setup):
 def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
     import portability
 
-    ck, images, root = setup
+    ck, images, _ = setup
     data = tmp_path / "photos"
     data.mkdir()
     (data / "a.png").write_bytes(images[1].read_bytes())

@@ -44,7 +44,7 @@ def test_other_dtypes_and_shapes_take_torchs_convolution():
     assert torch.equal(strided(x), F.conv2d(x, strided.weight, strided.bias, stride=2, padding=1))
 
 
-def test_a_changed_weight_is_used_not_the_cached_taps():
+def test_a_weight_changed_in_place_is_used():
     conv = GemmConv2d(3, 3, 3, padding=1).double()
     x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
     conv(x)
