@@ -301,7 +301,8 @@ class TCM(CompressionModel):
         if cached is None or cached[0] != key:
             copied = CastCopy(self, names, dtype)
             if prepare is not None:
-                prepare(copied)
+                with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, as CastCopy's
+                    prepare(copied)
             cached = cache[(tuple(names), dtype)] = (key, copied)
         return cached[1]
 

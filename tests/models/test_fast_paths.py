@@ -157,3 +157,13 @@ def test_the_portable_path_computes_the_published_function_in_float64(trained_li
     assert trained_like.portable_nets() is not nets  # and again when the weights change
     with torch.no_grad():
         weights.sub_(1e-3)
+
+
+def test_the_float64_copy_made_under_inference_mode_holds_ordinary_tensors():
+    """Whatever mode the first call runs in, the cached copy can be used in any other."""
+    net = tiny_tcm(seed=2)
+    net.update(force=True)
+    with torch.inference_mode():
+        nets = net.portable_nets()
+    weights = [m.weight for m in nets.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert weights and not any(w.is_inference() for w in weights)
