@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
             path = work / f"random-{preset}.pth"
             torch.save(net.state_dict(), path)
             models[f"TCM-{preset.upper()} random"] = str(path)
-        results = {"images": len(images), "data": str(args.data or (KODAK if KODAK.is_dir() else "built-in")),
-                   "precision": args.precision, "models": {}}
         if args.cost:
             return print_cost(args, models, images)
+        results = {"images": len(images), "data": str(args.data or (KODAK if KODAK.is_dir() else "built-in")),
+                   "precision": args.precision, "models": {}}
         for name, ck in models.items():
             start = time.monotonic()
             table = mismatch_table(ck, images, work / name.replace(" ", "-"), precision=args.precision)
