@@ -389,13 +389,14 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(da
 
 @pytest.mark.slow
 def test_a_second_trainer_is_refused_and_sigterm_leaves_a_resumable_checkpoint(data: Path, tmp_path: Path, capsys):
+    """SIGTERM goes to the whole process group, data workers included, as a cluster sends it."""
     import signal
     import time
 
-    argv = cli(data, tmp_path, "--epochs", "200", "--lambda", "0.01")
+    argv = cli(data, tmp_path, "--epochs", "200", "--lambda", "0.01") + ["-n", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     latest = tmp_path / "mse_lambda_0.01" / LATEST
     try:
         deadline = time.monotonic() + 120
@@ -408,7 +409,7 @@ def test_a_second_trainer_is_refused_and_sigterm_leaves_a_resumable_checkpoint(d
         err = capsys.readouterr().err
         assert err.count(f"{latest.parent} is being trained by another process (host ") == 2
         assert f"pid {first.pid})" in err
-        first.send_signal(signal.SIGTERM)
+        os.killpg(first.pid, signal.SIGTERM)  # the trainer and its data workers
         out, err = first.communicate(timeout=120)
     finally:
         first.kill()

@@ -33,7 +33,7 @@ from .runs import BEST, LATEST, Plan
 from .state import rng_state, seed_all, set_rng_state
 from .step import (NonFiniteLoss, Optimization, autocast, distortion_figures, float_outputs, keep_entropy_models_fp32,
                    train_step)
-from .stop import StopRequest
+from .stop import StopRequest, ignore_stop_signals
 
 
 class Diverged(Exception):
@@ -203,7 +203,8 @@ class Trainer:
         g = torch.Generator()
         g.manual_seed(self.args.seed * 100003 + epoch)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.args.num_workers,
-                          generator=g, drop_last=drop_last, pin_memory=self.args.cuda)
+                          generator=g, drop_last=drop_last, pin_memory=self.args.cuda,
+                          worker_init_fn=ignore_stop_signals)
 
     def _keys(self, *extra: str) -> list[str]:
         quality = ["mse", "psnr"] if self.args.metric == "mse" else ["ms_ssim"]

@@ -21,6 +21,20 @@ from .distributed import Dist, all_max
 REASONS = (None, "budget", "interrupted", "terminated")
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of the data loaders: the trainer alone decides when to stop.
+
+    A cluster's pre-emption (Slurm signals every process of the job) and a
+    terminal's Ctrl-C (the whole foreground process group) reach the data
+    workers too; a worker killed by SIGTERM ends the run in a traceback
+    instead of the clean stop, and one that exits on SIGINT can break the
+    batch the trainer still waits for.  Ignoring both here leaves the workers
+    to the loader's own shutdown (or, if the trainer dies, to their watch on it).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class StopRequest:
     """Polled by the training loop between steps; agreed by all processes."""
 
