@@ -97,8 +97,12 @@ class WindowAttention(nn.Module):
         self.scale = head_dim**-0.5
         table = torch.zeros((2 * window - 1) * (2 * window - 1), self.heads)
         trunc_normal_(table, std=0.02)
+        # Row-major strides even for one head (where the permuted view already counts as
+        # contiguous): DDP's gradient buckets take the parameter's strides, and gradients
+        # come row-major, so a (1, 15, 1)-strided table warned on every backward.
         self.relative_position_params = nn.Parameter(
-            table.view(2 * window - 1, 2 * window - 1, self.heads).permute(2, 0, 1).contiguous()
+            table.view(2 * window - 1, 2 * window - 1, self.heads).permute(2, 0, 1)
+            .clone(memory_format=torch.contiguous_format)
         )
         self.embedding_layer = nn.Linear(dim, 3 * dim, bias=True)
         self.linear = nn.Linear(dim, dim)
