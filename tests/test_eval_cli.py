@@ -266,3 +266,23 @@ def test_large_images_in_tiles_and_out_of_memory_in_one_line(tmp_path, trained, 
     lines = [line for line in err.splitlines() if line.startswith("eval.py")]
     assert rc == 1 and lines == ["eval.py: error: out of memory on a 160x96 image: evaluate it in tiles with "
                                  "--tile 1024"]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("option", ["--output", "--plot"])
+def test_an_output_naming_an_input_is_refused_before_any_image(tmp_path, trained, capsys, monkeypatch, option, force):
+    import evaluation.runner as runner
+
+    data = _two_images(tmp_path / "d")
+    ck = tmp_path / "mine.pth.tar"
+    ck.write_bytes(trained[0].read_bytes())
+    victim = ck if option == "--output" else data / "c.png"
+    before = victim.read_bytes()
+    calls = _counting(monkeypatch)
+    loaded = []
+    monkeypatch.setattr(runner, "load_checkpoints", lambda paths: loaded.append(paths))
+    rc, _, err = run_cli(capsys, "--checkpoint", ck, "--data", data, option, victim, *force)
+    assert rc == 1 and calls == [] and loaded == []
+    assert err.strip().splitlines() == [f"eval.py: error: {option} {victim} is also an input: writing it would "
+                                        "overwrite the input"]
+    assert victim.read_bytes() == before
