@@ -342,7 +342,7 @@ def test_compress_and_decompress_refuse_fifos_and_devices(ck, tmp_path, small):
     for command, inputs in cases.items():
         out = tmp_path / f"out-{command}"
         proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), command, *map(str, inputs), str(out),
-                               "-c", str(ck), "-q"], capture_output=True, text=True, timeout=120)
+                               "-c", str(ck)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.strip().splitlines() == [
             f"codec.py: error: {inputs[0]}: is a FIFO (named pipe), not a regular file",
@@ -408,7 +408,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed_at_the_next_start(ck, tmp
         path.write_bytes(b"partial")
     for path in stale + kept[1:]:
         os.utime(path, (hour_ago, hour_ago))
-    assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck), "-q"]) == 0
+    assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(["a.tcm", *(p.name for p in kept)])
     assert capsys.readouterr().err.strip() == f"note: removed 2 temporary file(s) left in {out} by an interrupted run"
 
