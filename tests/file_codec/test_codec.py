@@ -11,7 +11,7 @@ import torch
 from datasets import to_image, to_tensor
 from file_codec import Codec, CodecError, container, weights_id
 from tests.helpers import codec_checkpoint, noise_image, tiny_tcm
-from utils import crop, pad
+from utils import PADDINGS, crop
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,14 @@ def test_round_trip_sizes(tcm, height, width):
     assert decoded.size == (width, height) and decoded.mode == "RGB"
 
 
-def test_tiles_are_the_models_bitstream_and_reconstruction(tcm):
+@pytest.mark.parametrize("padding", ["zero", "replicate"])
+def test_tiles_are_the_models_bitstream_and_reconstruction(tcm, padding):
     image = noise_image(100, 200, seed=3)
-    data = Codec(tcm.net, tcm.weights_id, tile=128).encode(image)
+    data = Codec(tcm.net, tcm.weights_id, tile=128, padding=padding).encode(image)
     header, streams = container.parse(data)
     assert (header.height, header.width, header.tile) == (100, 200, 128)
-    x, padding = pad(to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
+    assert container.PADDING_NAMES[header.padding_mode] == padding
+    x, padding = PADDINGS[padding](to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
     expected = torch.zeros_like(x)
     for (t, l, th, tw), (z, y) in zip(header.tiles(), streams, strict=True):
         out = tcm.net.compress(x[..., t : t + th, l : l + tw])
@@ -74,7 +76,7 @@ def test_drifted_decoder_reports_a_mismatch(tcm, small):
 def test_a_version_1_file_still_decodes_as_before(tcm):
     """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
     image = noise_image(40, 70, seed=12)
-    float32 = Codec(tcm.net, tcm.weights_id, portable=False)
+    float32 = Codec(tcm.net, tcm.weights_id, portable=False, version=2)
     header, streams = container.parse(float32.encode(image))
     v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
                                           header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
