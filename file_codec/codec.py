@@ -192,6 +192,8 @@ def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
 
 
 # ------------------------------------------------------------ images <-> bytes
+#: container.PADDING_NAMES reversed: a utils.PADDINGS name to the header's byte.
+PADDING_CODES = {name: code for code, name in container.PADDING_NAMES.items()}
 #: The message of a latent checksum that does not match (a crafted file or a drifted decoder).
 LATENT_MISMATCH = ("latent checksum mismatch: the decoded latents differ from the encoder's "
                    "(a crafted file, or a decoder whose arithmetic differs from the encoder's)")
@@ -338,7 +340,3 @@ class Codec:
         if header.version < 3 and crc != header.latent_crc:
             raise CodecError(LATENT_MISMATCH)
         return to_image(crop(canvas, header.padding))
-
-
-#: container.PADDING_NAMES reversed: a utils.PADDINGS name to the header's byte.
-PADDING_CODES = {name: code for code, name in container.PADDING_NAMES.items()}
