@@ -1,7 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
     python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16]
-    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16]
+    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [--max-pixels N]
     python codec.py info FILE [FILE ...]
 
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
@@ -13,11 +13,13 @@ ever replaced by a complete one.  The file layout is documented in
 ``file_codec/container.py``.
 
 Files decode on any machine: the means and scales the coder uses are computed
-in float64 (the portable path, format version 2); the transforms run in
+in float64 (the portable path, format version 2 and later); the transforms run in
 ``--precision`` (bf16 by default where the CPU has native bfloat16), which
 encoder and decoder need not share.  ``--checkpoint`` defaults to the
 environment variable ``TCM_CHECKPOINT``.
 Decompressing without either is refused, naming the weights the file needs.
+A file claiming more than ``--max-pixels`` (default 2**26, 67 Mpx) is refused
+before any decoding, as Pillow refuses decompression bombs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from file_codec import DEFAULT_TILE, PRECISIONS, Codec, CodecError, check_tile_side, default_precision
+from file_codec import DEFAULT_TILE, PRECISIONS, Codec, CodecError, check_tile_side, container, default_precision
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files, needed_ids
 from utils import ArgumentParser, UsageError, keep_freed_memory, run_tool
 
@@ -40,6 +42,16 @@ def tile_side(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     except CodecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def pixel_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of pixels")
     return value
 
 
@@ -62,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("out", metavar="OUT")
     d.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
     d.add_argument("--precision", **precision)
+    d.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse files claiming more pixels than this, before decoding them: a guard against "
+                        "decompression bombs (default %(default)s)")
     i = sub.add_parser("info", help="print the header of .tcm files")
     i.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
     return parser
@@ -79,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 needed_ids(args.inputs)
                 return 1
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
-        codec = Codec.load(args.checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision)
+        options = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
+        codec = Codec.load(args.checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision, **options)
         if args.command == "compress":
             return compress_files(codec, args.inputs, args.out)
         return decompress_files(codec, args.inputs, args.out)
