@@ -47,6 +47,8 @@ STORAGE = torch.float8_e4m3fn
 #: (name, height, width, tile side): one-tile images and one cut into tiles.
 IMAGES = [("smooth", 136, 200, 2048), ("tiled", 260, 300, 128), ("odd", 77, 131, 2048)]
 PRECISIONS = ("fp32", "bf16")
+#: Format versions written: version 2 (zero padding, one latent checksum), 3 (edge padding, a checksum per tile).
+VERSIONS = (2, 3)
 
 
 def synthetic_image(height: int, width: int, seed: int) -> Image.Image:
@@ -128,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     entries, bf16_psnr = [], []
     for i, (name, height, width, tile) in enumerate(IMAGES):
         image = synthetic_image(height, width, seed=100 + i)
-        for precision in PRECISIONS:
-            stem = f"{name}-enc-{precision}"
-            data = Codec(codec.net, codec.weights_id, tile=tile, precision=precision).encode(image)
+        for version, precision in ((v, p) for v in VERSIONS for p in PRECISIONS):
+            stem = f"{name}-v{version}-enc-{precision}"
+            data = Codec(codec.net, codec.weights_id, tile=tile, precision=precision, version=version).encode(image)
             header, _ = container.parse(data)
             write_bytes_atomic(OUT / "streams" / f"{stem}.tcm", data)
             fp32 = Codec(codec.net, codec.weights_id, precision="fp32").decode(data)

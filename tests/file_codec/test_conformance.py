@@ -95,8 +95,8 @@ def test_streams_kept_in_the_repository_conform(own_codec, entry):
     conforms(own_codec, stream, OWN / entry["decoded_fp32"], own_manifest()["bf16_min_psnr"])
 
 
-def test_the_repository_set_covers_both_precisions_and_tiles():
+def test_the_repository_set_covers_both_precisions_versions_and_tiles():
     streams = own_manifest()["streams"]
-    assert {e["precision"] for e in streams} == {"fp32", "bf16"}
+    assert {e["precision"] for e in streams} == {"fp32", "bf16"} and {e["version"] for e in streams} == {2, 3}
     assert any(e["tiles"] > 1 for e in streams) and any(e["tiles"] == 1 for e in streams)
     assert (OWN / own_manifest()["model"]).stat().st_size <= 1_000_000
