@@ -37,7 +37,7 @@ class RowStore:
                 try:
                     entry = json.loads(line)
                     self.done[tuple(entry["key"])] = entry["row"]  # type: ignore[index]
-                except (json.JSONDecodeError, KeyError, TypeError):
+                except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
                     continue  # a line cut short by a kill
         self.resumed = len(self.done)
         self._file = None

@@ -73,7 +73,8 @@ def bd_note(fig: dict[str, Any]) -> str:
     gap = (f"; at {fig['gap-points']} of the model's rates the quality differs by {fig['gap']:+.2f}"
            if fig.get("gap") is not None else "")
     if fig["bd-rate"] is None:
-        return f"— ({fig.get('note', 'not computable')}){gap}"
+        psnr = f"BD-PSNR {fig['bd-psnr']:+.3f} dB; " if fig.get("bd-psnr") is not None else ""
+        return f"{psnr}— ({fig.get('note', 'not computable')}){gap}"
     line = f"BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB (overlap {fig['overlap']:.0%})"
     if fig["overlap"] < FEW_OVERLAP:
         line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range{gap}"
@@ -120,14 +121,17 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args
 
 
 def run_baselines(images: list, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each ``--baselines`` codec's sweep as a results document; an image a codec cannot code is a note."""
     docs = []
     for codec in args.baselines:
         total = len(images) * len(set(args.baseline_qualities))
         with tqdm(total=total, desc=codec, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            points, rows = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+            result = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+        for image_name, why in result.skipped.items():
+            print(f"note: {image_name} left out of the {codec} baseline: {why}", file=sys.stderr)
         docs.append(results_document(
             baselines.display_name(codec), f"{codec} quality sweep on {' '.join(args.data)}, measured in this run",
-            points, per_image=rows,
+            result.points, per_image=result.per_image, **({"skipped": result.skipped} if result.skipped else {}),
         ))
     return docs
 
@@ -175,6 +179,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
         provenance={**provenance(device), "tile": args.tile, "portable": args.portable, "precision": args.precision},
     )
     base_docs = run_baselines(images, args)
+    skipped = {codec: b["skipped"] for codec, b in zip(args.baselines, base_docs) if b.get("skipped")}
+    if skipped:
+        doc["baselines-skipped"] = skipped
     if args.output:
         for codec, b_doc in zip(args.baselines, base_docs):
             write_json(baseline_path(args.output, codec), b_doc)
@@ -182,6 +189,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
     print(table([(p["checkpoint"], p) for p in sorted(points, key=lambda p: p["bpp"])], "checkpoint"))
     for b in base_docs:
         res = b["results"]
+        if not res.get("quality"):
+            print(f"\n{b['name']}: no image could be coded")
+            continue
         rows = [(f"q={q}", {k: res[k][i] for k in res}) for i, q in enumerate(res["quality"])]
         print(f"\n{b['name']}\n" + table(rows, "quality"))
     bd = {}

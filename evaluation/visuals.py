@@ -137,8 +137,8 @@ class Visuals:
             by_image = {r["image"]: r for r in rows}
             for codec, doc in zip(codecs, base_docs):
                 for image_name, img in images:
-                    if image_name not in by_image:
-                        continue
+                    if image_name not in by_image or image_name in doc.get("skipped", {}):
+                        continue  # not evaluated, or the codec could not code it (a note says why)
                     q = baselines.matched_quality(doc["per_image"], image_name, by_image[image_name]["bpp"])
                     data, decoded, _, _ = baselines.code_image(img, codec, q)
                     bpp = len(data) * 8.0 / (img.width * img.height)
