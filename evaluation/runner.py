@@ -25,7 +25,7 @@ from .bd import bd_metrics
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
-from .progress import RowStore
+from .progress import Key, RowStore, image_digest, row_key
 from .report import write_report
 from .visuals import Visuals, figure_names
 from .results import read_results, results_document, write_json
@@ -81,12 +81,24 @@ def bd_note(fig: dict[str, Any]) -> str:
     return line
 
 
-def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args: argparse.Namespace,
-                        store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
-    """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
+def coding_mode(args: argparse.Namespace) -> str:
+    """How rates are obtained: ``estimated``, ``real``, or ``real-[portable-]<precision>``."""
     mode = "real" if args.real else "estimated"
     if args.real and (args.portable or args.precision != "fp32"):
         mode += f"-{'portable-' if args.portable else ''}{args.precision}"
+    return mode
+
+
+def row_keys(ck: Checkpoint, images: list, digests: dict[str, str], device: torch.device,
+             args: argparse.Namespace) -> list[Key]:
+    """The resume key of each image's row for this checkpoint (``evaluation.progress.row_key``)."""
+    return [row_key(ck.sha256, coding_mode(args), args.tile or 0, device.type, name, digests[name])
+            for name, _ in images]
+
+
+def evaluate_checkpoint(ck: Checkpoint, images: list, keys: list[Key], device: torch.device,
+                        args: argparse.Namespace, store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
+    """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
     model = ck.model.to(device)
     rows = []
     if args.verbose:  # the columns of this mode, known before the first image
@@ -96,8 +108,7 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args
         cols = [c for c in COLUMNS if c[0] in keys]
         print(f"\n{ck.name}\n" + table([], "image", width, cols))
     with tqdm(images, desc=ck.name, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-        for image_name, img in bar:
-            key = (ck.sha256, mode, args.tile or 0, image_name)
+        for (image_name, img), key in zip(bar, keys):
             row = store.get(key)
             if row is None:
                 outputs: dict[str, Any] | None = {} if visuals.active else None
@@ -149,16 +160,23 @@ def run_evaluation(args: argparse.Namespace) -> int:
     images = load_images(args.data)
     figure_names(args.figure_image, images)
     store = RowStore(args.output, args.resume)
+    digests = {name: image_digest(img) for name, img in images}
+    keys = {ck.name: row_keys(ck, images, digests, device, args) for ck in checkpoints}
     visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image)
     data = " ".join(args.data)
+    reused, again = store.match(k for ck_keys in keys.values() for k in ck_keys)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
           f"{'real bitstreams' if args.real else 'estimated rates'} on {device}"
-          + (f"; {store.resumed} rows resumed from {store.path}" if args.resume else ""), file=sys.stderr)
+          + (f"; {reused} rows resumed from {store.path}" if args.resume else ""), file=sys.stderr)
+    if again:
+        print(f"note: {', '.join(again[:5])}{' …' if len(again) > 5 else ''}: the rows kept under "
+              f"{'these names' if len(again) > 1 else 'this name'} were of other pixels or another setting "
+              "(device, mode, tile): evaluated again", file=sys.stderr)
 
     points, per_image = [], {}
     try:
         for ck in checkpoints:
-            rows = evaluate_checkpoint(ck, images, device, args, store, visuals)
+            rows = evaluate_checkpoint(ck, images, keys[ck.name], device, args, store, visuals)
             points.append({"checkpoint": ck.name, "lambda": ck.lmbda, "metric": ck.metric, "N": ck.model.N,
                            "sha256": ck.sha256, **mean_point(rows)})
             per_image[ck.name] = rows

@@ -328,3 +328,39 @@ def test_an_image_a_baseline_cannot_code_is_skipped_for_that_baseline_only(tmp_p
     assert "skipped" not in jpeg and all(len(rows) == 2 for rows in jpeg["per_image"].values())
     assert set(doc["matched"]["tiny-trained"]["webp"]) == {"a.png"}
     assert set(doc["matched"]["tiny-trained"]["jpeg"]) == {"a.png", "thin.png"}
+
+
+def test_resume_reuses_a_row_only_for_the_same_pixels(tmp_path, trained, capsys, monkeypatch):
+    """Other images under the same names are evaluated again, and said so; the same pixels re-saved are not."""
+    from PIL import PngImagePlugin
+
+    def pixel(folder, name, rgb, **save):
+        folder.mkdir(exist_ok=True)
+        Image.new("RGB", (1, 1), rgb).save(folder / name, **save)
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    for name, rgb in (("a.png", (10, 20, 30)), ("b.png", (40, 50, 60)), ("c.png", (70, 80, 90))):
+        pixel(first, name, rgb)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "saved again")
+    pixel(other, "a.png", (10, 20, 30), compress_level=0, pnginfo=info)  # other bytes, the same pixels
+    pixel(other, "b.png", (200, 100, 50))  # another image under the same name
+    pixel(other, "c.png", (70, 80, 90))
+    assert (first / "a.png").read_bytes() != (other / "a.png").read_bytes()
+    out = tmp_path / "r.json"
+    argv = ["--checkpoint", trained[0], "--output", out]
+    _counting(monkeypatch, fail_at=3)
+    rc, _, err = run_cli(capsys, *argv, "--data", first)  # interrupted: rows of a.png and b.png kept
+    assert rc == 130 and "2 new image rows" in err
+    monkeypatch.undo()
+    calls = _counting(monkeypatch)
+    rc, _, err = run_cli(capsys, *argv, "--data", other, "--resume")
+    assert rc == 0, err
+    assert len(calls) == 2  # b.png (other pixels) and c.png (never done); a.png reused
+    assert "1 rows resumed" in err and "note: b.png: the rows kept under this name were of other pixels" in err
+    resumed = {r["image"]: r for r in json.loads(out.read_text())["per_image"]["tiny-trained"]}
+    rc, _, _ = run_cli(capsys, *argv, "--data", other)  # from scratch
+    fresh = {r["image"]: r for r in json.loads(out.read_text())["per_image"]["tiny-trained"]}
+    for name in ("a.png", "b.png", "c.png"):
+        assert resumed[name]["psnr-rgb"] == fresh[name]["psnr-rgb"], name
+        assert resumed[name]["bpp"] == fresh[name]["bpp"], name
