@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from utils import write_text_atomic
 
@@ -89,9 +90,12 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
                      "same PSNR; overlap: share of the joint PSNR range both curves cover (below 50 %, read with "
                      "care); gap: PSNR difference at the model's own rates, in dB.</p>"
                      + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
+    views = ("Full views are lossless PNG." if visuals.view_suffix == ".png" else
+             "Full views are JPEG (quality 92, no chroma subsampling) to keep the page light; the crops and "
+             "bit maps are lossless PNG (eval.py --report-format full keeps every picture lossless).")
     parts.append("<h2>Images</h2><p class='small'>Each codec at the quality whose file for that image is "
                  "closest in rate to the model's; the crops (enlarged 2x, nearest neighbour) show the most "
-                 "detailed square of the image. Click a picture for the full image.</p>")
+                 f"detailed square of the image. Click a picture for the full image. {views}</p>")
     for image_name, entry in visuals.images.items():
         parts.append(f"<h3>{text(image_name)}</h3>")
         columns = 2 + len(codecs)  # original, model, codecs
@@ -110,3 +114,11 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     path = out / "index.html"
     write_text_atomic(path, "\n".join(parts))
     return path
+
+
+def page_size(page: Path) -> tuple[int, int]:
+    """(bytes, files) of a report page and every file it shows or links to, each counted once."""
+    text_ = page.read_text()
+    refs = {unquote(html.unescape(r)) for r in re.findall(r"""(?:src|href)=["']([^"']+)["']""", text_)}
+    files = [page] + [page.parent / r for r in sorted(refs) if (page.parent / r).is_file()]
+    return sum(f.stat().st_size for f in files), len(files)

@@ -26,7 +26,7 @@ from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
 from .progress import Key, RowStore, image_digest, row_key
-from .report import write_report
+from .report import page_size, write_report
 from .visuals import Visuals, figure_names
 from .results import read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
@@ -162,7 +162,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
     store = RowStore(args.output, args.resume)
     digests = {name: image_digest(img) for name, img in images}
     keys = {ck.name: row_keys(ck, images, digests, device, args) for ck in checkpoints}
-    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image)
+    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format)
     data = " ".join(args.data)
     reused, again = store.match(k for ck_keys in keys.values() for k in ck_keys)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
@@ -234,7 +234,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     if args.report:
         plot_rd([doc, *base_docs, *anchors], Path(args.report) / "rd.png", title=title, measured=1)
         page = write_report(visuals, doc, bd, args.baselines, "rd.png")
-        print(f"report: {page}", file=sys.stderr)
+        size, files = page_size(page)
+        print(f"report: {page} ({size / 1e6:.1f} MB in {files} files, {args.report_format} format)", file=sys.stderr)
     store.close(finished=True)
     mismatches = sum(p.get("mismatches", 0) for p in points)
     if mismatches:

@@ -126,7 +126,7 @@ def test_the_page_writes_every_name_as_text(tmp_path):
 
 
 @pytest.mark.slow
-def test_names_are_text_in_the_page_never_markup(trained, tmp_path):
+def test_names_are_text_in_the_page_never_markup(trained, tmp_path, capsys):
     """A checkpoint, an image and an anchor named with HTML: escaped everywhere, no tag of theirs in the page."""
     import json
     from html.parser import HTMLParser
@@ -144,6 +144,9 @@ def test_names_are_text_in_the_page_never_markup(trained, tmp_path):
     assert ev.main(["--checkpoint", str(ck), "--data", str(data), "--anchor", str(anchor),
                     "--report", str(report), "--name", "<i>TCM</i>"]) == 0
     page = (report / "index.html").read_text()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report: ")]
+    assert len(said) == 1 and re.fullmatch(rf"report: {re.escape(str(report / 'index.html'))} "
+                                           r"\(\d+\.\d MB in \d+ files, light format\)", said[0]), said
 
     class Tags(HTMLParser):
         def __init__(self):
@@ -165,3 +168,42 @@ def test_names_are_text_in_the_page_never_markup(trained, tmp_path):
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page and "&lt;i&gt;TCM&lt;/i&gt;" in page
     refs = [value for name, value in parsed.attrs if name in ("src", "href")]
     assert refs and all((report / r).is_file() for r in refs)
+
+
+def test_a_light_report_keeps_the_crops_lossless_and_the_full_views_small(tmp_path):
+    """Light (the default): full views JPEG, under a third of the PNG's bytes, crops exact; full: all PNG."""
+    from datasets import to_tensor
+    from evaluation import baselines
+    from evaluation.figures import enlarged_crop
+    from evaluation.metrics import psnr
+    from evaluation.report import page_size, write_report
+    from evaluation.results import results_document
+    from evaluation import visuals
+    from evaluation.visuals import Visuals
+
+    img = synthetic_photo(512, 768, seed=40)
+    decoded = baselines.code_image(img, "jpeg", 30)[1]  # a codec's output
+    views = {}
+    for fmt in ("light", "full"):
+        v = Visuals(report=str(tmp_path / fmt), report_format=fmt)
+        v._add_baseline("m", "jpeg", "a.png", img, decoded, 0.5, 30.0, 50)
+        entry = v.images["a.png"]
+        shown = entry["baselines"]["m"]["jpeg"]
+        for pic, source in ((entry["original"], img), (shown, decoded)):
+            crop = Image.open(tmp_path / fmt / pic.crop)
+            assert pic.crop.endswith(".png") and np.array_equal(np.asarray(crop), np.asarray(enlarged_crop(source, entry["box"])))
+            view = Image.open(tmp_path / fmt / pic.image).convert("RGB")
+            assert pic.image.endswith(".jpg" if fmt == "light" else ".png")
+            if fmt == "full":
+                assert np.array_equal(np.asarray(view), np.asarray(source))
+            else:
+                assert psnr(to_tensor(source), to_tensor(view)) > 38.0
+            views[fmt, pic.label] = (tmp_path / fmt / pic.image).stat().st_size
+        (tmp_path / fmt / "assets" / "stale.png").write_bytes(b"x" * 10_000)  # not on the page: not counted
+        entry["models"]["m"] = visuals.Shown("m", 0.5, 30.0, shown.image, shown.crop)  # the same files again
+        page = write_report(v, results_document("TCM", "d", [{"bpp": 0.5, "psnr-rgb": 30.0}]), {}, ["jpeg"], None)
+        size, files = page_size(page)
+        shown_files = [page, *(tmp_path / fmt / p for e in (entry["original"], shown) for p in (e.image, e.crop))]
+        assert files == 5 and size == sum(f.stat().st_size for f in shown_files)
+    assert views["light", "original"] * 3 < views["full", "original"]
+    assert "--report-format full" in (tmp_path / "light" / "index.html").read_text()
