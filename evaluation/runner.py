@@ -96,7 +96,7 @@ def row_keys(ck: Checkpoint, images: list, digests: dict[str, str], device: torc
             for name, _ in images]
 
 
-def evaluate_checkpoint(ck: Checkpoint, images: list, keys: list[Key], device: torch.device,
+def evaluate_checkpoint(ck: Checkpoint, images: list, resume_keys: list[Key], device: torch.device,
                         args: argparse.Namespace, store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
     """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
     model = ck.model.to(device)
@@ -108,7 +108,7 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, keys: list[Key], device: t
         cols = [c for c in COLUMNS if c[0] in keys]
         print(f"\n{ck.name}\n" + table([], "image", width, cols))
     with tqdm(images, desc=ck.name, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-        for (image_name, img), key in zip(bar, keys):
+        for (image_name, img), key in zip(bar, resume_keys, strict=True):
             row = store.get(key)
             if row is None:
                 outputs: dict[str, Any] | None = {} if visuals.active else None

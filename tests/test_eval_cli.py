@@ -348,7 +348,7 @@ def test_resume_reuses_a_row_only_for_the_same_pixels(tmp_path, trained, capsys,
     pixel(other, "c.png", (70, 80, 90))
     assert (first / "a.png").read_bytes() != (other / "a.png").read_bytes()
     out = tmp_path / "r.json"
-    argv = ["--checkpoint", trained[0], "--output", out]
+    argv = ["--checkpoint", trained[0], "--output", out, "--verbose"]
     _counting(monkeypatch, fail_at=3)
     rc, _, err = run_cli(capsys, *argv, "--data", first)  # interrupted: rows of a.png and b.png kept
     assert rc == 130 and "2 new image rows" in err
