@@ -420,3 +420,80 @@ def test_a_second_trainer_is_refused_and_sigterm_leaves_a_resumable_checkpoint(d
     done = ck["global_step"]
     assert train.main(cli(data, tmp_path, "--checkpoint", str(latest), "--epochs", str(ck["epoch"] + 3))) == 0
     assert torch.load(latest, weights_only=True)["global_step"] > done
+
+
+def _live_processes_in_group(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that still run (zombies left for init do not count)."""
+    live = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(entry.name))
+    return live
+
+
+FAILING_STEP = """
+import json, multiprocessing, sys
+sys.path.insert(0, {root!r})
+import torch
+import train
+import training.loop
+
+def out_of_memory(o, x):
+    with open({pids!r}, "w") as f:
+        json.dump([p.pid for p in multiprocessing.active_children()], f)
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+training.loop.train_step = out_of_memory
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")
+def test_out_of_memory_in_a_step_ends_the_run_and_its_data_workers(data: Path, tmp_path: Path):
+    """With the default data workers (which ignore SIGTERM), a failed step once left the process waiting forever."""
+    pids = tmp_path / "workers.json"
+    runner = tmp_path / "runner.py"
+    runner.write_text(FAILING_STEP.format(root=str(ROOT), pids=str(pids)))
+    argv = cli(data, tmp_path / "runs", "--epochs", "1", "--lambda", "0.01")
+    del argv[argv.index("-n"):argv.index("-n") + 2]  # the default number of workers
+    proc = subprocess.Popen([sys.executable, str(runner), *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, err = proc.communicate(timeout=120)
+        survivors = _live_processes_in_group(proc.pid)
+    finally:
+        if proc.poll() is None or _live_processes_in_group(proc.pid):
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        "train.py: error: mse_lambda_0.01: out of memory at epoch 0 on cpu with batches of 1 128x128 patches: "
+        "try a smaller --batch-size or --patch-size"]
+    workers = json.loads(pids.read_text())
+    assert len(workers) == train.build_parser().get_default("num_workers") >= 1
+    assert survivors == []
+
+
+@pytest.mark.slow
+def test_an_unexpected_error_is_one_line_and_leaves_no_workers(data: Path, tmp_path: Path, monkeypatch, capsys):
+    import multiprocessing
+
+    import training.loop
+
+    def broken(o, x):
+        raise RuntimeError("index 7 is out of bounds\n(more detail)")
+
+    monkeypatch.setattr(training.loop, "train_step", broken)
+    argv = cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01") + ["-n", "2"]
+    assert train.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "train.py: error: mse_lambda_0.01: RuntimeError: index 7 is out of bounds"]
+    assert multiprocessing.active_children() == []
