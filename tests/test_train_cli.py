@@ -237,6 +237,7 @@ def test_pretrained_starts_a_new_run_from_weights_only(runs, tmp_path: Path, dat
     (["-lr", "-1"], "--learning-rate -1 must be a positive number"),
     (["--lr_epoch", "-3"], "must be at least 1"),
     (["--max-minutes", "0"], "--max-minutes must be positive"),
+    (["--lambda", "0.013", "0.0130000001"], "--lambda 0.013 and 0.0130000001 would both train into mse_lambda_0.013"),
 ])
 def test_bad_options_are_one_line_errors(data: Path, tmp_path: Path, capsys, extra, message):
     argv = cli(data, tmp_path, *extra)
