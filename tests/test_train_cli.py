@@ -498,3 +498,75 @@ def test_an_unexpected_error_is_one_line_and_leaves_no_workers(data: Path, tmp_p
     assert capsys.readouterr().err.strip().splitlines() == [
         "train.py: error: mse_lambda_0.01: RuntimeError: index 7 is out of bounds"]
     assert multiprocessing.active_children() == []
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """Each option's entry in --help (its first option string -> the entry on one line)."""
+    entries: dict[str, str] = {}
+    current: list[str] = []
+    for line in text.splitlines() + ["  -end"]:
+        if line.startswith("  -") or not line.startswith("   "):
+            if current:
+                entries[current[0].split()[0].rstrip(",")] = " ".join(" ".join(current).split())
+            current = [line] if line.startswith("  -") else []
+        elif current:
+            current.append(line)
+    return entries
+
+
+def test_help_gives_every_default(monkeypatch):
+    import argparse
+
+    from models import TCMConfig
+    from training.options import SHAPE_OPTIONS
+
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = train.build_parser()
+    entries = _help_entries(parser.format_help())
+    checked = set()
+    for action in parser._actions:
+        default = action.default
+        if not action.option_strings or default is None or default is argparse.SUPPRESS or default is False:
+            continue
+        if isinstance(default, bool):
+            shown = "on"
+        elif isinstance(default, (list, tuple)):
+            shown = " ".join(map(str, default))
+        else:
+            shown = str(default)
+        entry = entries[action.option_strings[0]]
+        assert f"(default: {shown}" in entry, entry
+        checked.add(action.option_strings[0])
+    assert {"-e", "-lr", "--batch-size", "--seed", "--patch-size", "--lr_epoch", "--save"} <= checked
+    for name in SHAPE_OPTIONS:  # None on the command line: the published model's, said in the help
+        value = getattr(TCMConfig, name)
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        assert f"(default: {shown})" in entries[f"--{name.replace('_', '-')}"]
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_says_what_each_run_does(data: Path, tmp_path: Path, monkeypatch, capsys):
+    """One run finished, one stopped mid-epoch, one not started: one line each."""
+    from training.stop import StopRequest
+
+    assert train.main(cli(data, tmp_path, "--lambda", "0.01", "--epochs", "1")) == 0
+    polls = []
+
+    def budget_before_the_second_step(self):
+        polls.append(1)
+        return "budget" if len(polls) == 2 else None
+
+    monkeypatch.setattr(StopRequest, "local_reason", budget_before_the_second_step)
+    def two_steps(*extra: str) -> list[str]:
+        argv = cli(data, tmp_path, "--epochs", "1", *extra)
+        argv[argv.index("--steps-per-epoch") + 1] = "2"
+        return argv
+
+    assert train.main(two_steps("--lambda", "0.02", "--max-minutes", "60")) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train.main(two_steps("--lambda", "0.01", "0.02", "0.03", "--resume")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "mse_lambda_0.01: already finished (1 of 1 epochs)" in out
+    assert "mse_lambda_0.02: resumed at epoch 0 step 1 (global step 1)" in out
+    assert "mse_lambda_0.03: starts afresh" in out

@@ -49,6 +49,20 @@ class Plan:
     weights: dict | None = None  # a state_dict to start from (--pretrained)
 
 
+def describe_start(plan: Plan, epochs: int) -> str:
+    """Where a run of a resumed sweep starts: one line naming it."""
+    name = plan.run_dir.name
+    ck = plan.resume
+    if ck is None:
+        return f"{name}: starts afresh" + (" from the --pretrained weights" if plan.weights is not None else "")
+    partial = ck.get("partial")
+    start = int(partial["epoch"]) if partial else int(ck["epoch"]) + 1
+    if start >= epochs:
+        return f"{name}: already finished ({start} of {epochs} epochs)"
+    step = f" step {int(partial['steps'])}" if partial else ""
+    return f"{name}: resumed at epoch {start}{step} (global step {int(ck.get('global_step', 0))})"
+
+
 class RunLock:
     """An exclusive lock on a run folder, held for the life of the training process.
 

@@ -15,7 +15,7 @@ from .distributed import Dist, setup_processes, teardown_processes
 from .failures import OutOfMemory, describe, is_out_of_memory
 from .loop import Diverged, Stopped, Trainer
 from .options import check_options
-from .runs import LATEST, Plan, RunLock, plan_runs
+from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
 
 PROG = "train.py"
@@ -80,6 +80,9 @@ def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
                 remove_stale_parts(plan.run_dir)  # left by a process killed while saving
             print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
                   f"from {args.dataset}; {d.world} process(es) on {d.device}", flush=True)
+            if args.resume or args.checkpoint:
+                for plan in plans:
+                    print(describe_start(plan, args.epochs), flush=True)
         return _train_all(args, plans, d, train_paths, test_paths, stop)
     except (ToolError, OSError):
         raise
