@@ -24,16 +24,25 @@ from .stop import ignore_stop_signals
 PR_SET_PDEATHSIG = 1
 
 
+def _find_prctl():
+    """libc's ``prctl``, looked up once in the trainer (a forked worker then only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
 def die_with_parent() -> bool:
     """Have the kernel SIGKILL this process when its parent ends (Linux; False elsewhere)."""
-    if not sys.platform.startswith("linux"):
+    if _PRCTL is None:
         return False
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    return prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                 ctypes.c_ulong(0)) == 0
+    return _PRCTL(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0)) == 0
 
 
 def worker_init(worker_id: int) -> None:
