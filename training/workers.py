@@ -45,10 +45,36 @@ def die_with_parent() -> bool:
                   ctypes.c_ulong(0)) == 0
 
 
+#: The signals that ask a run to stop; the trainer alone acts on them.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def worker_init(worker_id: int) -> None:
-    """``worker_init_fn`` of the data loaders: deaf to stop signals, dead with the trainer."""
+    """``worker_init_fn`` of the data loaders: deaf to stop signals, dead with the trainer.
+
+    The worker starts with the stop signals blocked (see :func:`batches`), so
+    one sent to the whole process group while it starts, before torch's worker
+    loop reaches this function (it installs a SIGTERM handler that exits),
+    waits here and is discarded once the signals are ignored.
+    """
     ignore_stop_signals(worker_id)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     die_with_parent()
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Block SIGTERM and SIGINT while workers are forked: they inherit the mask, the trainer gets its
+    signals as soon as the block ends."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    except (ValueError, AttributeError, OSError):  # no signal masks here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -59,7 +85,8 @@ def batches(loader: DataLoader) -> Iterator[Iterator]:
     any that did not stop are killed); ended by an exception, they are killed
     first, so a failure never waits for a worker busy with an image.
     """
-    it = iter(loader)
+    with _stop_signals_held():
+        it = iter(loader)  # forks the workers
     try:
         yield it
     except BaseException:

@@ -89,3 +89,19 @@ def test_a_worker_dies_with_its_parent():
     finally:
         if not _dead(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def _stopped_while_starting(worker_id: int) -> None:
+    """A stop signal that reaches a worker before its init runs (as one sent to the process group may)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    worker_init(worker_id)
+
+
+def test_a_stop_signal_reaching_a_starting_worker_does_not_kill_it():
+    """torch's worker loop exits on SIGTERM until the init ignores it: the signal waits, blocked, till then."""
+    loader = DataLoader(list(range(4)), batch_size=1, num_workers=2, worker_init_fn=_stopped_while_starting)
+    with batches(loader) as loaded:
+        workers = list(loaded._workers)
+        assert [x.item() for x in loaded] == [0, 1, 2, 3]
+    assert all(w.exitcode == 0 for w in workers)
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the trainer's mask is back
