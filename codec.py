@@ -1,7 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
     python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16] [-f] [-q]
-    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [-f] [-q]
+    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [--max-pixels N] [-f] [-q]
     python codec.py info FILE [FILE ...]
 
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
@@ -18,12 +18,14 @@ would go) only with ``-f``.  The file layout is documented in
 ``file_codec/container.py``.
 
 Files decode on any machine: the means and scales the coder uses are computed
-in float64 (the portable path, format version 2); the transforms run in
+in float64 (the portable path, format version 2 and later); the transforms run in
 ``--precision`` (bf16 by default where the CPU has native bfloat16), which
 encoder and decoder need not share.  ``--checkpoint`` defaults to the
 environment variable ``TCM_CHECKPOINT``.  Without either, decompress finds
 the weights a file names in ``pretrained/`` and the folders of
 ``TCM_WEIGHTS_PATH`` (``file_codec/weights.py``); ``info`` says where.
+A file claiming more than ``--max-pixels`` (default 2**26, 67 Mpx) is refused
+before any decoding, as Pillow refuses decompression bombs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import os
 import sys
 from pathlib import Path
 
+from file_codec import container
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
 from file_codec.settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision
 from file_codec.weights import WEIGHTS_PATH_ENV
@@ -47,6 +50,16 @@ def tile_side(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     except CodecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def pixel_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of pixels")
     return value
 
 
@@ -76,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"weights (default: ${CHECKPOINT_ENV}; without either, the weights each file names are "
                         f"looked for in pretrained/ and the folders of ${WEIGHTS_PATH_ENV})")
     d.add_argument("--precision", **precision)
+    d.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse files claiming more pixels than this, before decoding them: a guard against "
+                        "decompression bombs (default %(default)s)")
     d.add_argument("-f", "--force", **force)
     d.add_argument("-q", "--quiet", **quiet)
     i = sub.add_parser("info", help="print the header of .tcm files")
@@ -94,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
         from file_codec.codec import Codec  # torch and CompressAI: seconds to import
 
+        limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
+
         def load(checkpoint: str | Path) -> Codec:
-            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision)
+            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision, **limits)
 
         options = dict(force=args.force, quiet=args.quiet,
                        also_read=[Path(args.checkpoint)] if args.checkpoint else [])

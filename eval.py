@@ -3,6 +3,7 @@
     python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real]
                    [--output results.json] [--plot rd.png] [--anchor FILE ...]
                    [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose] [-f]
+                   [--report DIR [--report-format light|full]]
 
 A checkpoint argument may be a folder: a train.py run, a sweep of runs (one
 point per run), or a folder of release files.  Without ``--real`` the rate
@@ -60,6 +61,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="keep each decoded image (and, with --baselines, each codec's at the matching rate) here")
     p.add_argument("--report", metavar="DIR",
                    help="write a self-contained page here: RD plots, tables, images side by side, bit maps")
+    p.add_argument("--report-format", choices=("light", "full"), default="light",
+                   help="light: full views as JPEG q=92 (4:4:4), crops and bit maps lossless PNG; "
+                        "full: every picture lossless PNG, several times larger (default: %(default)s)")
     p.add_argument("--figure", metavar="PATH", help="a figure of one image's crops across codecs at matched rate")
     p.add_argument("--figure-image", metavar="NAME", help="the image of --figure (default: the first)")
     p.add_argument("--resume", action="store_true",

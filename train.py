@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from models import TCMConfig
 from training.options import DEFAULT_LAMBDA, given_options
@@ -31,24 +31,46 @@ from training.sweep import PROG, run_sweep
 from utils import ArgumentParser, keep_freed_memory, run_tool
 
 
+def shown_default(value: Any) -> str:
+    """A default as the command line would spell it: ``45 48``, ``on``, ``0.0001``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text gives it already or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is argparse.SUPPRESS or default is False
+                or "default" in text):
+            return text
+        return f"{text} (default: {shown_default(default).replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Train TCM (Liu, Sun, Katto, CVPR 2023).")
+    p = ArgumentParser(prog=PROG, description="Train TCM (Liu, Sun, Katto, CVPR 2023).",
+                       formatter_class=DefaultsHelpFormatter)
     a = p.add_argument
     a("-d", "--dataset", required=True, help="folder with train/ and test/, or a plain folder of images")
-    a("-e", "--epochs", type=int, default=50)
-    a("-lr", "--learning-rate", type=float, default=1e-4)
+    a("-e", "--epochs", type=int, default=50, help="epochs to train (in all, counting those of a resumed run)")
+    a("-lr", "--learning-rate", type=float, default=1e-4, help="learning rate of the network's Adam")
     a("-n", "--num-workers", type=int, default=min(2, os.cpu_count() or 1), help="data workers per process")
     a("--lambda", dest="lmbda", type=float, nargs="+", default=None,
-      help=f"one or more lambdas, one run each (default {DEFAULT_LAMBDA}, or the checkpoint's)")
+      help=f"one or more lambdas, one run each (default: {DEFAULT_LAMBDA}, or the checkpoint's)")
     a("--type", dest="metric", choices=("mse", "ms-ssim"), default="mse", help="distortion of the loss")
     a("--batch-size", type=int, default=8, help="batch over all processes")
-    a("--test-batch-size", type=int, default=8)
-    a("--aux-learning-rate", type=float, default=1e-3)
+    a("--test-batch-size", type=int, default=8, help="batch of the test pass")
+    a("--aux-learning-rate", type=float, default=1e-3, help="learning rate of the Adam on the bottleneck's quantiles")
     a("--patch-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
       help="random training crops and centre test crops; multiples of 128")
     a("--cuda", action="store_true", help="train on CUDA (device LOCAL_RANK under torchrun)")
     a("--amp", nargs="?", const="fp16", choices=("fp16", "bf16"), default=None,
-      help="mixed precision on CUDA: float16 (with gradient scaling; the default of a bare --amp) or "
+      help="mixed precision on CUDA (default: off): float16 (with gradient scaling; the default of a bare --amp) or "
            "bfloat16; the entropy models and the loss stay float32")
     a("--tf32", action=argparse.BooleanOptionalAction, default=True,
       help="TF32 matmuls and convolutions on CUDA for the float32 parts (default: on; --no-tf32: full float32)")
@@ -56,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--save_path", "--save-path", dest="save_path", default=None,
       help="parent folder of the run folders (default: runs, or the resumed checkpoint's parent)")
     a("--save-every", type=int, default=5, help="keep checkpoint_epoch<E> every this many epochs (0: never)")
-    a("--seed", type=int, default=0)
+    a("--seed", type=int, default=0, help="seed of the weights, the crops and a plain folder's test split")
     a("--clip_max_norm", "--clip-max-norm", dest="clip_max_norm", type=float, default=1.0,
       help="gradient clipping norm (0: off)")
     a("--lr_epoch", "--lr-epoch", dest="lr_epoch", type=int, nargs="+", default=[45, 48],
@@ -74,14 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--image-every", type=int, default=1,
       help="TensorBoard pictures of the first test image every this many epochs (0: never)")
     g = p.add_argument_group("model shape (default: the published TCM-Large; N=64 is TCM-S)")
-    g.add_argument("--N", type=int, default=None, help=str(TCMConfig.N))
-    g.add_argument("--M", type=int, default=None, help=str(TCMConfig.M))
-    g.add_argument("--num-slices", type=int, default=None, help=str(TCMConfig.num_slices))
-    g.add_argument("--max-support-slices", type=int, default=None, help=str(TCMConfig.max_support_slices))
-    g.add_argument("--hyper-channels", type=int, default=None, help=str(TCMConfig.hyper_channels))
-    g.add_argument("--atten-dim", type=int, default=None, help=str(TCMConfig.atten_dim))
+    shape = {"N": "channels of the transforms", "M": "channels of the latent",
+             "num_slices": "channel slices the latent is coded in",
+             "max_support_slices": "earlier slices each slice's entropy model sees",
+             "hyper_channels": "channels of the hyperprior's latent z",
+             "atten_dim": "inner width of the entropy model's SWAtten"}
+    for name, what in shape.items():
+        g.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                       help=f"{what} (default: {getattr(TCMConfig, name)})")
     g.add_argument("--entropy-hidden", type=int, nargs=2, default=None, metavar=("A", "B"),
-                   help=" ".join(map(str, TCMConfig.entropy_hidden)))
+                   help=f"hidden widths of the slice transforms (default: {shown_default(TCMConfig.entropy_hidden)})")
     return p
 
 

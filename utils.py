@@ -66,6 +66,25 @@ def pad(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     return F.pad(x, padding, mode="constant", value=0.0), padding
 
 
+def pad_replicate(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
+    """As :func:`pad` (centred, the same ``padding``), but repeating the edge rows and columns.
+
+    Zero padding puts a hard black edge beside the image that the transforms
+    spend bits on and that bleeds into the decoded border; repeated edges give
+    them nothing new to code (the file codec's padding: README, The file codec).
+    """
+    import torch.nn.functional as F
+    from compressai.ops import compute_padding
+
+    h, w = x.shape[-2:]
+    padding, _ = compute_padding(h, w, min_div=p)
+    return F.pad(x, padding, mode="replicate"), padding
+
+
+#: The paddings by name: "zero" is the paper's, "replicate" the file codec's.
+PADDINGS: dict[str, Callable[[Tensor, int], tuple[Tensor, Padding]]] = {"zero": pad, "replicate": pad_replicate}
+
+
 def crop(x: Tensor, padding: Padding) -> Tensor:
     """Undo :func:`pad`."""
     left, right, top, bottom = padding

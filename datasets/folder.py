@@ -85,21 +85,48 @@ def find_splits(root: str | Path, test_fraction: float = 0.1, seed: int = 0) -> 
     return train, test, layout
 
 
-def cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Upscale, keeping the aspect ratio, so that a (h, w) patch fits; larger images are untouched."""
+def covering_size(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the image upscaled, keeping its aspect ratio, so that a (h, w) patch fits.
+
+    An image that holds the patch already keeps its size.
+    """
     h, w = size
-    scale = max(h / img.height, w / img.width)
+    scale = max(h / height, w / width)
     if scale <= 1.0:
-        return img
-    new = (max(w, math.ceil(img.width * scale)), max(h, math.ceil(img.height * scale)))
-    return img.resize(new, Image.Resampling.BICUBIC)
+        return width, height
+    return max(w, math.ceil(width * scale)), max(h, math.ceil(height * scale))
+
+
+def crop_covering(img: Image.Image, covering: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    """The ``box`` crop of ``img`` resized (bicubic) to ``covering``, computing only the crop.
+
+    Resizing the whole image first costs the whole upscaled image: a
+    20000x1 strip covering a 256x256 patch is 5,120,000x256 pixels.  Here
+    Pillow's two passes run on the crop's own columns and rows, in Pillow's
+    order (columns first, then rows): the same filter taps at the same source
+    positions as resizing the whole image and cropping, up to rounding of
+    the box corners (Pillow takes them as single-precision floats).
+    """
+    if covering == img.size:
+        return img.crop(box)
+    left, top, right, bottom = box
+    sx, sy = img.width / covering[0], img.height / covering[1]
+    # The source rows the crop's rows read: bicubic reaches 2 rows either side when upscaling.
+    first = max(0, math.floor(top * sy) - 3)
+    last = min(img.height, math.ceil(bottom * sy) + 3)
+    rows = img.crop((0, first, img.width, last))
+    columns = rows.resize((right - left, last - first), Image.Resampling.BICUBIC,
+                          box=(left * sx, 0, min(img.width, right * sx), last - first))
+    return columns.resize((right - left, bottom - top), Image.Resampling.BICUBIC,
+                          box=(0, top * sy - first, right - left, min(img.height, bottom * sy) - first))
 
 
 class PatchDataset(Dataset):
     """Image patches as (3, h, w) float tensors in [0, 1].
 
     ``train=True``: a random crop per sample and epoch; ``train=False``: the
-    centre crop.  Images smaller than the patch are upscaled first.  An image
+    centre crop.  Images smaller than the patch are upscaled to cover it (only
+    the crop is computed).  An image
     that fails to decode is warned about once (per process) and replaced by
     the next readable one, so one bad file never stops training.
     """
@@ -134,11 +161,12 @@ class PatchDataset(Dataset):
         raise DatasetError("none of the images can be read")
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        img = cover(self._load(index), self.patch_size)
+        img = self._load(index)
         h, w = self.patch_size
+        width, height = covering_size(img.width, img.height, self.patch_size)
         if self.train:
             rng = random.Random(f"{self.seed}-{self.epoch}-{index}")
-            top, left = rng.randint(0, img.height - h), rng.randint(0, img.width - w)
+            top, left = rng.randint(0, height - h), rng.randint(0, width - w)
         else:
-            top, left = (img.height - h) // 2, (img.width - w) // 2
-        return to_tensor(img.crop((left, top, left + w, top + h)))[0]
+            top, left = (height - h) // 2, (width - w) // 2
+        return to_tensor(crop_covering(img, (width, height), (left, top, left + w, top + h)))[0]

@@ -25,6 +25,29 @@ class ImageReadError(ToolError):
     """An image that cannot be read; the message names the file."""
 
 
+#: What :func:`open_rgb` says when the file's samples are deeper than the 8 bits kept.
+DEEP_SAMPLES = "16-bit samples reduced to 8 bits"
+
+
+def _stored_deeper_than_8_bits(img: Image.Image) -> bool:
+    """Whether an image that Pillow opens in an 8-bit mode is stored with deeper samples.
+
+    Pillow reads 48- and 64-bit PNG and TIFF (16 bits per colour sample) as
+    "RGB"/"RGBA", and 16-bit PPM likewise, reducing the samples while it
+    decodes; the mode no longer says so, but the decoder's raw mode
+    ("RGB;16B") or the PPM's maximum value (above 255) does.  Call before
+    ``load()``, which empties ``tile``.
+    """
+    for tile in getattr(img, "tile", None) or []:
+        codec, args = tile[0], tile[3]
+        rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(rawmode, str) and (";16" in rawmode or ";32" in rawmode):
+            return True
+        if codec == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return True
+    return False
+
+
 def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
     """The RGB image and what the conversion lost (alpha, bit depth), for notes."""
     lost = []
@@ -34,7 +57,7 @@ def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
         a = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
         if top > 255:
-            lost.append("16-bit samples reduced to 8 bits")
+            lost.append(DEEP_SAMPLES)
         a = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
         img = Image.fromarray(a, mode="L")
     elif img.mode == "F":
@@ -57,9 +80,12 @@ def open_rgb(path: str | os.PathLike, warn_alpha: bool = True) -> Image.Image:
         # A FIFO or a device is refused before reading: Pillow would wait for a writer, or read forever.
         with open_regular_file(path) as f, Image.open(f) as img:
             frames = getattr(img, "n_frames", 1)
+            deep = _stored_deeper_than_8_bits(img)
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb, lost = _to_8bit_rgb(img)
+            if deep and DEEP_SAMPLES not in lost:
+                lost.append(DEEP_SAMPLES)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except NotARegularFile as e:

@@ -13,13 +13,13 @@ import io
 import math
 import time
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image, features
 
 from datasets import to_tensor
-from utils import ToolError
+from utils import ToolError, first_line
 
 from .metrics import quality
 
@@ -77,34 +77,58 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+class Sweep(NamedTuple):
+    """A codec's quality sweep: averaged points, per-image rows by quality, and the images it could not code."""
+
+    points: list[dict[str, float]]
+    per_image: dict[str, list[dict]]
+    skipped: dict[str, str]  # image name -> why the codec could not code it
+
+
 def sweep(
     images: Sequence[tuple[str, Image.Image]],
     codec: str,
     qualities: Sequence[int] = DEFAULT_QUALITIES,
     progress: Callable[[int], None] | None = None,
-) -> tuple[list[dict[str, float]], dict[str, list[dict]]]:
+) -> Sweep:
     """Run ``codec`` at each quality on each image.
 
-    Returns the averaged RD points (one per quality, with its ``quality``) and
-    the per-image rows keyed by quality.  ``progress(n)`` is called after each image.
+    Returns the averaged RD points (one per quality, with its ``quality``),
+    the per-image rows keyed by quality, and the images the codec refused
+    (WebP's 16383-pixel side limit, say) with the reason.  An image the codec
+    refuses at any quality is left out of every point, so that all points
+    average the same images.  ``progress(n)`` is called after each image.
     """
-    points: list[dict[str, float]] = []
-    per_image: dict[str, list[dict]] = {}
+    skipped: dict[str, str] = {}
+    by_quality: dict[int, list[dict]] = {}
     for q in sorted(set(int(q) for q in qualities)):
         rows = []
         for name, img in images:
-            data, dec, t_enc, t_dec = code_image(img, codec, q)
-            x = to_tensor(img)
-            row = {"image": name, "bpp": len(data) * 8.0 / (img.width * img.height)}
-            row.update(quality(x, to_tensor(dec)))
-            row.update(encoding_time=t_enc, decoding_time=t_dec)
-            rows.append(row)
+            if name not in skipped:
+                try:
+                    data, dec, t_enc, t_dec = code_image(img, codec, q)
+                except (OSError, ValueError) as e:  # what Pillow's encoders raise for an image they cannot code
+                    skipped[name] = f"{display_name(codec)} cannot code this {img.width}x{img.height} image: " \
+                                    f"{first_line(e)}"
+                else:
+                    x = to_tensor(img)
+                    row = {"image": name, "bpp": len(data) * 8.0 / (img.width * img.height)}
+                    row.update(quality(x, to_tensor(dec)))
+                    row.update(encoding_time=t_enc, decoding_time=t_dec)
+                    rows.append(row)
             if progress:
                 progress(1)
+        by_quality[q] = rows
+    points: list[dict[str, float]] = []
+    per_image: dict[str, list[dict]] = {}
+    for q, rows in by_quality.items():
+        rows = [r for r in rows if r["image"] not in skipped]
+        if not rows:
+            continue
         keys = [k for k in rows[0] if k != "image"]
         points.append({"quality": q, **{k: _mean([r[k] for r in rows]) for k in keys}})
         per_image[str(q)] = rows
-    return points, per_image
+    return Sweep(points, per_image, skipped)
 
 
 def display_name(codec: str) -> str:

@@ -18,10 +18,13 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
     the curves do not overlap; ``gap`` (:func:`quality_gap`) is given whenever
     the test's rates fall within the anchor's.  ``overlap`` is the share of the joint quality
     range (for BD-rate) that both curves cover; below ~0.75 the figure
-    extrapolates little but rests on a short stretch of curve.
+    extrapolates little but rests on a short stretch of curve.  BD-rate reads
+    rate as a function of quality, so it needs a quality that rises with rate
+    on both curves; where one does not (a higher-rate point of lower quality),
+    BD-rate is None with the reason and BD-PSNR, which needs only rising
+    rates, is still given.  Whatever the fit refuses becomes a note, never an
+    exception: one comparison never stops an evaluation.
     """
-    import bjontegaard
-
     ra, da = rd_points(anchor["results"], metric)
     rt, dt = rd_points(test["results"], metric)
     out: dict[str, Any] = {"anchor": anchor.get("name"), "bd-rate": None, "bd-psnr": None, "overlap": None,
@@ -34,15 +37,46 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
     if out["overlap"] <= 0:
         out["note"] = "the curves do not overlap in quality"
         return out
+    notes = []
+    falling = [f"{name}'s {falls}" for name, r, d in ((anchor.get("name", "anchor"), ra, da),
+                                                       (test.get("name", "test"), rt, dt))
+               if (falls := quality_falls(r, d, metric))]
+    if falling:
+        notes.append(f"BD-rate not computable: {metric} must rise with rate; " + "; ".join(falling))
+    else:
+        out["bd-rate"], why = _fit("bd_rate", ra, da, rt, dt)
+        notes += [f"BD-rate not computable: {why}"] if why else []
+    out["bd-psnr"], why = _fit("bd_psnr", ra, da, rt, dt)
+    notes += [f"BD-PSNR not computable: {why}"] if why else []
+    if notes:
+        out["note"] = "; ".join(notes)
+    return json_safe(out)
+
+
+def quality_falls(rates: np.ndarray, quality: np.ndarray, metric: str) -> str | None:
+    """Where a curve's quality does not rise with its rate ("... at 0.400 bpp, after ... at 0.200"), or None."""
+    for i in range(1, len(rates)):
+        if not quality[i] > quality[i - 1]:
+            return (f"{metric} {quality[i]:.3f} at {rates[i]:.3f} bpp, after {quality[i - 1]:.3f} "
+                    f"at {rates[i - 1]:.3f} bpp")
+    return None
+
+
+def _fit(which: str, ra: np.ndarray, da: np.ndarray, rt: np.ndarray, dt: np.ndarray) -> tuple[float | None, str]:
+    """One ``bjontegaard`` figure, or (None, why) where the library refuses the curves."""
+    import bjontegaard
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kw = dict(method="pchip", require_matching_points=False, min_overlap=0)
         try:
-            out["bd-rate"] = float(bjontegaard.bd_rate(ra, da, rt, dt, **kw))
-            out["bd-psnr"] = float(bjontegaard.bd_psnr(ra, da, rt, dt, **kw))
-        except ValueError as e:  # e.g. a quality that is not monotonic in rate
-            out["note"] = f"BD not computable: {e}"
-    return json_safe(out)
+            value = float(getattr(bjontegaard, which)(ra, da, rt, dt, method="pchip",
+                                                      require_matching_points=False, min_overlap=0))
+        # ValueError for curves the fit rejects; AssertionError where it checks an ordering with assert.
+        except (ValueError, AssertionError, ArithmeticError) as e:
+            return None, str(e) or type(e).__name__
+    if not np.isfinite(value):
+        return None, "the fit gave no finite value"
+    return value, ""
 
 
 def quality_gap(ra: np.ndarray, da: np.ndarray, rt: np.ndarray, dt: np.ndarray) -> dict[str, Any]:

@@ -32,23 +32,48 @@ def check_plot_path(path: str | os.PathLike) -> None:
     check_writable(path, "plot")
 
 
-def frame_on_measured(ax, curves: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> None:
-    """Axes around the evaluated curves, so that an anchor reaching 3.6 bpp does not dwarf a 0.2–0.3 bpp curve.
+Limits = tuple[tuple[float, float], tuple[float, float]]  # (left, right), (bottom, top)
 
-    The rate axis spans 0 to 1.6x the largest evaluated rate (at least 0.1
-    bpp more); the quality axis the qualities every curve reaches in that
-    span, plus a margin.  Without an evaluated curve matplotlib's own limits stay.
+
+def rd_limits(curves: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> Limits | None:
+    """Axis limits around the evaluated curves that keep every other curve's part in that rate range in view.
+
+    ``curves`` are (rates, qualities, evaluated).  The rate axis spans 0 to
+    1.6x the largest evaluated rate (at least 0.1 bpp more), so that an anchor
+    reaching 3.6 bpp does not squeeze a 0.2–0.3 bpp curve into a corner; a
+    curve that starts just beyond (a JPEG sweep whose lowest quality costs
+    more bits than the model's highest rate) widens it to its first point, up
+    to 4x the evaluated rates.  The quality axis holds every curve's points in
+    that span and where each curve's line crosses its right edge, plus a
+    margin.  None without an evaluated curve (matplotlib's own limits stay).
     """
-    own = [(r, q) for r, q, m in curves if m]
+    own = [r for r, _, evaluated in curves if evaluated and len(r)]
     if not own:
-        return
-    hi = max(float(r.max()) for r, _ in own)
+        return None
+    hi = max(float(r.max()) for r in own)
     right = max(1.6 * hi, hi + 0.1)
-    seen = np.concatenate([q[r <= right] for r, q, _ in curves if (r <= right).any()])
-    lo_q, hi_q = float(seen.min()), float(seen.max())
+    reach = max(4.0 * hi, hi + 0.3)
+    for r, _, evaluated in curves:
+        if not evaluated and len(r) and right < float(r.min()) <= reach:
+            right = 1.05 * float(r.min())
+    seen = []
+    for r, q, _ in curves:
+        if not len(r):
+            continue
+        seen += [float(v) for v in q[r <= right]]
+        if r.min() < right < r.max():  # the line leaves the frame here: where, as drawn (straight in rate)
+            seen.append(float(np.interp(right, r, q)))
+    lo_q, hi_q = min(seen), max(seen)
     margin = max(0.5, 0.08 * (hi_q - lo_q))
-    ax.set_xlim(0.0, right)
-    ax.set_ylim(lo_q - margin, hi_q + margin)
+    return (0.0, right), (lo_q - margin, hi_q + margin)
+
+
+def frame_on_measured(ax, curves: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> None:
+    """Set ``ax``'s limits to :func:`rd_limits` of its curves."""
+    limits = rd_limits(curves)
+    if limits is not None:
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
 
 
 def plot_rd(

@@ -2,22 +2,44 @@
 
 Beside ``--output results.json`` an evaluation appends each finished image's
 row to ``results.json.partial.jsonl`` (one JSON line, flushed at once).
-``--resume`` takes the rows whose checkpoint (by sha256), mode, tile side and
-image match the run being asked for, and evaluates only the rest; a run that
-finishes removes the file.  A line cut short by a kill is ignored.
+``--resume`` takes the rows whose key matches the run being asked for
+(:func:`row_key`: checkpoint sha256, mode, tile side, device, image name and
+the image's pixels) and evaluates only the rest; a run that finishes removes
+the file.  A line cut short by a kill is ignored.
+
+An image is identified by the sha256 of its decoded 8-bit RGB pixels (and
+size), not of its file: that is exactly what a row was computed from, so the
+same picture saved again (other PNG compression, metadata) still matches,
+while a different image under the same name, or the same file read
+differently by a changed conversion, does not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+from PIL import Image
 
 from .results import json_safe
 
-Key = tuple[str, str, int, str]  # checkpoint sha256, mode, tile side (0: whole), image name
+Key = tuple[str, str, int, str, str, str]  # checkpoint sha256, mode, tile side (0: whole), device, image, pixels
+
+
+def image_digest(img: Image.Image) -> str:
+    """sha256 of the decoded image: mode, size and pixel bytes."""
+    h = hashlib.sha256(f"{img.mode} {img.width}x{img.height}\n".encode())
+    h.update(img.tobytes())
+    return h.hexdigest()
+
+
+def row_key(checkpoint_sha256: str, mode: str, tile: int, device: str, image_name: str, digest: str) -> Key:
+    """What a kept row must match to be reused: the weights, how they were run, and the very pixels."""
+    return checkpoint_sha256, mode, tile, device, image_name, digest
 
 
 def partial_path(output: str | os.PathLike) -> Path:
@@ -36,10 +58,11 @@ class RowStore:
             for line in self.path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
-                    self.done[tuple(entry["key"])] = entry["row"]  # type: ignore[index]
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    key, row = tuple(entry["key"]), entry["row"]
+                    if isinstance(row, dict):
+                        self.done[key] = row  # type: ignore[index]
+                except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
                     continue  # a line cut short by a kill
-        self.resumed = len(self.done)
         self._file = None
         if self.path is not None and not resume and self.path.exists() and self.path.stat().st_size:
             print(f"note: starting afresh; {self.path} held rows of an earlier, interrupted run "
@@ -47,6 +70,15 @@ class RowStore:
         if self.path is not None:
             # Without --resume an old file is replaced: its rows may belong to other weights or images.
             self._file = open(self.path, "a" if resume else "w")
+
+    def match(self, wanted: Iterable[Key]) -> tuple[int, list[str]]:
+        """(rows that will be reused, names of images evaluated again though a row of that checkpoint and
+        name is kept: the image's pixels or the setting differ)."""
+        wanted = list(wanted)
+        reused = sum(k in self.done for k in wanted)
+        kept_names = {(k[0], row.get("image")) for k, row in self.done.items()}
+        again = [k[4] for k in wanted if k not in self.done and (k[0], k[4]) in kept_names]
+        return reused, list(dict.fromkeys(again))
 
     def get(self, key: Key) -> dict[str, Any] | None:
         return self.done.get(key)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote, unquote
 
 from utils import write_text_atomic
 
@@ -36,22 +38,32 @@ def _fmt(v: Any, spec: str) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
+def text(value: Any) -> str:
+    """Any value as HTML text or a quoted attribute's value: names of files and checkpoints are data, not markup."""
+    return html.escape(str(value), quote=True)
+
+
+def url(path: str) -> str:
+    """A relative path as an attribute's URL: percent-encoded (no scheme, query or fragment can sneak in), escaped."""
+    return text(quote(path, safe="/"))
+
+
 def _figure(shown: Shown | None, which: str, width: int) -> str:
     if shown is None:
         return ""
     src = shown.image if which == "image" else shown.crop
     if src is None:
         return ""
-    caption = html.escape(shown.label)
+    caption = text(shown.label)
     if math.isfinite(shown.bpp):
         caption += f"<br>{shown.bpp:.3f} bpp, {shown.psnr:.2f} dB"
-    return (f'<figure><a href="{html.escape(shown.image or src)}"><img src="{html.escape(src)}" width="{width}" '
-            f'alt="{html.escape(shown.label)}"></a><figcaption>{caption}</figcaption></figure>')
+    return (f'<figure><a href="{url(shown.image or src)}"><img src="{url(src)}" width="{width}" '
+            f'alt="{text(shown.label)}"></a><figcaption>{caption}</figcaption></figure>')
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{text(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -60,29 +72,32 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     """Write ``index.html`` into the report folder; its path."""
     assert visuals.report is not None
     out = visuals.report
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(doc['name'])}</title>",
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{text(doc['name'])}</title>",
              f"<style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(doc['name'])}</h1><p>{html.escape(doc.get('description', ''))}</p>"]
+             f"<h1>{text(doc['name'])}</h1><p>{text(doc.get('description', ''))}</p>"]
     prov = doc.get("provenance") or {}
     if prov:
-        parts.append("<p class='small'>" + html.escape(", ".join(f"{k} {v}" for k, v in prov.items())) + "</p>")
+        parts.append("<p class='small'>" + text(", ".join(f"{k} {v}" for k, v in prov.items())) + "</p>")
     if plot:
-        parts.append(f"<h2>Rate–distortion</h2><img src='{html.escape(plot)}' alt='RD plot' style='max-width:100%'>")
+        parts.append(f"<h2>Rate–distortion</h2><img src='{url(plot)}' alt='RD plot' style='max-width:100%'>")
     header, rows = point_rows(doc)
     parts.append("<h2>Averages</h2>" + _table(header, rows))
     if bd:
-        bd_rows = [[html.escape(str(name)), _fmt(f.get("bd-rate"), "+.2f"), _fmt(f.get("bd-psnr"), "+.3f"),
-                    _fmt(f.get("overlap"), ".0%"), _fmt(f.get("gap"), "+.2f"), html.escape(f.get("note", ""))]
+        bd_rows = [[str(name), _fmt(f.get("bd-rate"), "+.2f"), _fmt(f.get("bd-psnr"), "+.3f"),
+                    _fmt(f.get("overlap"), ".0%"), _fmt(f.get("gap"), "+.2f"), f.get("note", "")]
                    for name, f in bd.items()]
         parts.append("<h2>Against the anchors</h2><p class='small'>BD-rate in %, negative: fewer bits for the "
                      "same PSNR; overlap: share of the joint PSNR range both curves cover (below 50 %, read with "
                      "care); gap: PSNR difference at the model's own rates, in dB.</p>"
                      + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
+    views = ("Full views are lossless PNG." if visuals.view_suffix == ".png" else
+             "Full views are JPEG (quality 92, no chroma subsampling) to keep the page light; the crops and "
+             "bit maps are lossless PNG (eval.py --report-format full keeps every picture lossless).")
     parts.append("<h2>Images</h2><p class='small'>Each codec at the quality whose file for that image is "
                  "closest in rate to the model's; the crops (enlarged 2x, nearest neighbour) show the most "
-                 "detailed square of the image. Click a picture for the full image.</p>")
+                 f"detailed square of the image. Click a picture for the full image. {views}</p>")
     for image_name, entry in visuals.images.items():
-        parts.append(f"<h3>{html.escape(image_name)}</h3>")
+        parts.append(f"<h3>{text(image_name)}</h3>")
         columns = 2 + len(codecs)  # original, model, codecs
         width = min(300, 1200 // columns - 14) if entry["size"][0] >= entry["size"][1] else min(220, 900 // columns)
         for ck, shown in entry["models"].items():
@@ -90,8 +105,8 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
             panels = [entry.get("original"), shown, *matched]
             parts.append("<div class='row'>" + "".join(_figure(p, "image", width) for p in panels) + "</div>")
             parts.append("<div class='row'>" + "".join(_figure(p, "crop", 192) for p in panels) + "</div>")
-            maps = "".join(f'<figure><img src="{html.escape(src)}" width="{width + 60}" alt="{k}"><figcaption>'
-                           f"where {html.escape(ck)} spent its bits: {k[-1]}</figcaption></figure>"
+            maps = "".join(f'<figure><img src="{url(src)}" width="{width + 60}" alt="{text(k)}"><figcaption>'
+                           f"where {text(ck)} spent its bits: {text(k[-1])}</figcaption></figure>"
                            for k, src in shown.extra.items())
             if maps:
                 parts.append(f"<div class='row'>{maps}</div>")
@@ -99,3 +114,11 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     path = out / "index.html"
     write_text_atomic(path, "\n".join(parts))
     return path
+
+
+def page_size(page: Path) -> tuple[int, int]:
+    """(bytes, files) of a report page and every file it shows or links to, each counted once."""
+    text_ = page.read_text()
+    refs = {unquote(html.unescape(r)) for r in re.findall(r"""(?:src|href)=["']([^"']+)["']""", text_)}
+    files = [page] + [page.parent / r for r in sorted(refs) if (page.parent / r).is_file()]
+    return sum(f.stat().st_size for f in files), len(files)

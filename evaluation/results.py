@@ -57,26 +57,57 @@ def write_json(path: str | os.PathLike, doc: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
 
 
+#: The quality metrics an anchor may carry: each a list, one finite number (or null) per ``bpp`` point.
+ANCHOR_METRICS = ("psnr-rgb", "ms-ssim-rgb")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a results file, checked: ``results`` holds ``bpp`` and equal-length metric lists."""
+    """Load a results file, checked in full so that a bad anchor is refused before any work.
+
+    ``results`` holds a ``bpp`` list of finite positive numbers and a
+    ``psnr-rgb`` list of the same length (finite numbers, or null for a
+    point without one) with at least two points to fit a curve through;
+    ``ms-ssim-rgb``, if present, is checked the same way; ``name``, if
+    present, is a string.  The message says what is wrong, in one line.
+    """
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise RDError(f"results file not found: {path}") from None
+    except RecursionError:
+        raise RDError(f"cannot read results file {path}: nested too deeply to be a results file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RDError(f"cannot read results file {path}: {type(e).__name__}") from None
     results = doc.get("results", doc) if isinstance(doc, dict) else None
     if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
         raise RDError(f"{path}: not a results file (no 'results' with a 'bpp' list)")
+    bad = next((v for v in results["bpp"] if not (_is_number(v) and v > 0)), "ok")
+    if bad != "ok":
+        raise RDError(f"{path}: 'bpp' holds {json.dumps(bad)[:40]}: every rate must be a finite number above 0")
     n = len(results["bpp"])
-    for key in ("psnr-rgb", "ms-ssim-rgb"):
-        if key in results and (not isinstance(results[key], list) or len(results[key]) != n):
+    if "psnr-rgb" not in results:
+        raise RDError(f"{path}: no 'psnr-rgb' list (the quality to compare at)")
+    for key in ANCHOR_METRICS:
+        if key not in results:
+            continue
+        if not isinstance(results[key], list) or len(results[key]) != n:
             raise RDError(f"{path}: '{key}' does not have one value per 'bpp' point")
+        bad = next((v for v in results[key] if v is not None and not _is_number(v)), "ok")
+        if bad != "ok":
+            raise RDError(f"{path}: '{key}' holds {json.dumps(bad)[:40]}: each value must be a finite number or null")
+    if len(rd_points(results, "psnr-rgb")[0]) < 2:
+        raise RDError(f"{path}: fewer than two points with a rate and a 'psnr-rgb': no curve to compare with")
     if isinstance(doc, dict) and "results" in doc:
         out = dict(doc)
     else:
         out = {"results": results}
+    if "name" in out and not isinstance(out["name"], str):
+        raise RDError(f"{path}: 'name' is not a string")
     out.setdefault("name", path.name.split(".")[0])
     return out
 

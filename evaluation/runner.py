@@ -25,8 +25,8 @@ from .bd import bd_metrics
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
-from .progress import RowStore, partial_path
-from .report import write_report
+from .progress import Key, RowStore, image_digest, partial_path, row_key
+from .report import page_size, write_report
 from .visuals import Visuals, figure_names
 from .results import read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
@@ -101,19 +101,32 @@ def bd_note(fig: dict[str, Any]) -> str:
     gap = (f"; at {fig['gap-points']} of the model's rates the quality differs by {fig['gap']:+.2f}"
            if fig.get("gap") is not None else "")
     if fig["bd-rate"] is None:
-        return f"— ({fig.get('note', 'not computable')}){gap}"
+        psnr = f"BD-PSNR {fig['bd-psnr']:+.3f} dB; " if fig.get("bd-psnr") is not None else ""
+        return f"{psnr}— ({fig.get('note', 'not computable')}){gap}"
     line = f"BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB (overlap {fig['overlap']:.0%})"
     if fig["overlap"] < FEW_OVERLAP:
         line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range{gap}"
     return line
 
 
-def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args: argparse.Namespace,
-                        store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
-    """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
+def coding_mode(args: argparse.Namespace) -> str:
+    """How rates are obtained: ``estimated``, ``real``, or ``real-[portable-]<precision>``."""
     mode = "real" if args.real else "estimated"
     if args.real and (args.portable or args.precision != "fp32"):
         mode += f"-{'portable-' if args.portable else ''}{args.precision}"
+    return mode
+
+
+def row_keys(ck: Checkpoint, images: list, digests: dict[str, str], device: torch.device,
+             args: argparse.Namespace) -> list[Key]:
+    """The resume key of each image's row for this checkpoint (``evaluation.progress.row_key``)."""
+    return [row_key(ck.sha256, coding_mode(args), args.tile or 0, device.type, name, digests[name])
+            for name, _ in images]
+
+
+def evaluate_checkpoint(ck: Checkpoint, images: list, resume_keys: list[Key], device: torch.device,
+                        args: argparse.Namespace, store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
+    """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
     model = ck.model.to(device)
     rows = []
     if args.verbose:  # the columns of this mode, known before the first image
@@ -123,8 +136,7 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args
         cols = [c for c in COLUMNS if c[0] in keys]
         print(f"\n{ck.name}\n" + table([], "image", width, cols))
     with tqdm(images, desc=ck.name, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-        for image_name, img in bar:
-            key = (ck.sha256, mode, args.tile or 0, image_name)
+        for (image_name, img), key in zip(bar, resume_keys, strict=True):
             row = store.get(key)
             if row is None:
                 outputs: dict[str, Any] | None = {} if visuals.active else None
@@ -148,14 +160,17 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, device: torch.device, args
 
 
 def run_baselines(images: list, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each ``--baselines`` codec's sweep as a results document; an image a codec cannot code is a note."""
     docs = []
     for codec in args.baselines:
         total = len(images) * len(set(args.baseline_qualities))
         with tqdm(total=total, desc=codec, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            points, rows = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+            result = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+        for image_name, why in result.skipped.items():
+            print(f"note: {image_name} left out of the {codec} baseline: {why}", file=sys.stderr)
         docs.append(results_document(
             baselines.display_name(codec), f"{codec} quality sweep on {' '.join(args.data)}, measured in this run",
-            points, per_image=rows,
+            result.points, per_image=result.per_image, **({"skipped": result.skipped} if result.skipped else {}),
         ))
     return docs
 
@@ -175,16 +190,23 @@ def run_evaluation(args: argparse.Namespace) -> int:
     images = load_images(args.data)
     figure_names(args.figure_image, images)
     store = RowStore(args.output, args.resume)
-    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image)
+    digests = {name: image_digest(img) for name, img in images}
+    keys = {ck.name: row_keys(ck, images, digests, device, args) for ck in checkpoints}
+    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format)
     data = " ".join(args.data)
+    reused, again = store.match(k for ck_keys in keys.values() for k in ck_keys)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
           f"{'real bitstreams' if args.real else 'estimated rates'} on {device}"
-          + (f"; {store.resumed} rows resumed from {store.path}" if args.resume else ""), file=sys.stderr)
+          + (f"; {reused} rows resumed from {store.path}" if args.resume else ""), file=sys.stderr)
+    if again:
+        print(f"note: {', '.join(again[:5])}{' …' if len(again) > 5 else ''}: the rows kept under "
+              f"{'these names' if len(again) > 1 else 'this name'} were of other pixels or another setting "
+              "(device, mode, tile): evaluated again", file=sys.stderr)
 
     points, per_image = [], {}
     try:
         for ck in checkpoints:
-            rows = evaluate_checkpoint(ck, images, device, args, store, visuals)
+            rows = evaluate_checkpoint(ck, images, keys[ck.name], device, args, store, visuals)
             points.append({"checkpoint": ck.name, "lambda": ck.lmbda, "metric": ck.metric, "N": ck.model.N,
                            "sha256": ck.sha256, **mean_point(rows)})
             per_image[ck.name] = rows
@@ -205,6 +227,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
         provenance={**provenance(device), "tile": args.tile, "portable": args.portable, "precision": args.precision},
     )
     base_docs = run_baselines(images, args)
+    skipped = {codec: b["skipped"] for codec, b in zip(args.baselines, base_docs) if b.get("skipped")}
+    if skipped:
+        doc["baselines-skipped"] = skipped
     if args.output:
         for codec, b_doc in zip(args.baselines, base_docs):
             write_json(baseline_path(args.output, codec), b_doc)
@@ -212,6 +237,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
     print(table([(p["checkpoint"], p) for p in sorted(points, key=lambda p: p["bpp"])], "checkpoint"))
     for b in base_docs:
         res = b["results"]
+        if not res.get("quality"):
+            print(f"\n{b['name']}: no image could be coded")
+            continue
         rows = [(f"q={q}", {k: res[k][i] for k in res}) for i, q in enumerate(res["quality"])]
         print(f"\n{b['name']}\n" + table(rows, "quality"))
     bd = {}
@@ -236,7 +264,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     if args.report:
         plot_rd([doc, *base_docs, *anchors], Path(args.report) / "rd.png", title=title, measured=1)
         page = write_report(visuals, doc, bd, args.baselines, "rd.png")
-        print(f"report: {page}", file=sys.stderr)
+        size, files = page_size(page)
+        print(f"report: {page} ({size / 1e6:.1f} MB in {files} files, {args.report_format} format)", file=sys.stderr)
     store.close(finished=True)
     mismatches = sum(p.get("mismatches", 0) for p in points)
     if mismatches:

@@ -8,6 +8,11 @@ collects the same pictures, the bit-allocation maps and enlarged crops under
 ``DIR/assets/`` for ``DIR/index.html`` (``evaluation.report``); ``--figure``
 draws one image's crops across codecs.  Files are written as each image
 finishes, so an interrupted run keeps what it had.
+
+A report's full views are most of its weight (a 1.2-megapixel PNG per codec
+per image); the ``light`` format keeps them as high-quality JPEG (q=92,
+no chroma subsampling), while the enlarged crops, where codecs are compared,
+and the bit maps stay lossless PNG.  ``full`` keeps every picture lossless.
 """
 
 from __future__ import annotations
@@ -32,9 +37,20 @@ def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "_"
 
 
+#: ``--report-format`` -> (file suffix, Pillow format, save options) of the full views.
+REPORT_FORMATS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "light": (".jpg", "JPEG", {"quality": 92, "subsampling": 0}),
+    "full": (".png", "PNG", {}),
+}
+
+
 def save_png(image: Image.Image, path: Path) -> None:
+    save_image(image, path, "PNG")
+
+
+def save_image(image: Image.Image, path: Path, fmt: str, **options: Any) -> None:
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        image.save(f, format="PNG")
+        image.save(f, format=fmt, **options)
 
 
 @dataclass
@@ -53,9 +69,10 @@ class Visuals:
     """Writes the pictures of an evaluation as it goes; remembers what it wrote for the report."""
 
     def __init__(self, recon: str | None = None, report: str | None = None, figure: str | None = None,
-                 figure_image: str | None = None):
+                 figure_image: str | None = None, report_format: str = "light"):
         self.recon = Path(recon) if recon else None
         self.report = Path(report) if report else None
+        self.view_suffix, self._view_format, self._view_options = REPORT_FORMATS[report_format]
         self.figure, self.figure_image = figure, figure_image
         self.images: dict[str, dict[str, Any]] = {}  # image name -> {"original", "box", "models": {ck: Shown}}
         self.kept: dict[tuple[str, str], Image.Image] = {}  # (checkpoint, image) -> reconstruction, for the figure
@@ -72,15 +89,20 @@ class Visuals:
         assert self.report is not None
         return path.relative_to(self.report).as_posix()
 
+    def _view(self, image: Image.Image, image_name: str, stem: str) -> str:
+        """Save a full view in the report's format; its path relative to the report."""
+        path = self._asset(image_name, stem + self.view_suffix)
+        save_image(image, path, self._view_format, **self._view_options)
+        return self._rel(path)
+
     def _entry(self, image_name: str, original: Image.Image) -> dict[str, Any]:
         if image_name not in self.images:
             entry = {"box": detail_box(original), "models": {}, "baselines": {}, "size": original.size}
             if self.report:
-                path = self._asset(image_name, "original.png")
-                save_png(original, path)
+                view = self._view(original, image_name, "original")
                 crop = self._asset(image_name, "original-crop.png")
                 save_png(enlarged_crop(original, entry["box"]), crop)
-                entry["original"] = Shown("original", float("nan"), float("inf"), self._rel(path), self._rel(crop))
+                entry["original"] = Shown("original", float("nan"), float("inf"), view, self._rel(crop))
             self.images[image_name] = entry
         return self.images[image_name]
 
@@ -96,11 +118,10 @@ class Visuals:
         shown = Shown(checkpoint, row["bpp"], row["psnr-rgb"])
         if self.report:
             base = safe(checkpoint)
-            path = self._asset(image_name, f"{base}.png")
-            save_png(x_hat, path)
+            view = self._view(x_hat, image_name, base)
             crop = self._asset(image_name, f"{base}-crop.png")
             save_png(enlarged_crop(x_hat, entry["box"]), crop)
-            shown.image, shown.crop = self._rel(path), self._rel(crop)
+            shown.image, shown.crop = view, self._rel(crop)
             left, right, top, bottom = outputs["padding"]
             for k in ("y", "z"):
                 bits = outputs[f"bits_{k}"]
@@ -119,8 +140,9 @@ class Visuals:
         shown = Shown(checkpoint, row["bpp"], row["psnr-rgb"])
         if self.report:
             base = safe(checkpoint)
-            paths = {k: self._asset(image_name, f"{base}{suffix}.png")
-                     for k, suffix in (("image", ""), ("crop", "-crop"), ("bits-y", "-bits-y"), ("bits-z", "-bits-z"))}
+            paths = {k: self._asset(image_name, f"{base}{suffix}")
+                     for k, suffix in (("image", self.view_suffix), ("crop", "-crop.png"), ("bits-y", "-bits-y.png"),
+                                       ("bits-z", "-bits-z.png"))}
             if all(p.exists() for p in paths.values()):
                 shown.image, shown.crop = self._rel(paths["image"]), self._rel(paths["crop"])
                 shown.extra = {k: self._rel(paths[k]) for k in ("bits-y", "bits-z")}
@@ -137,8 +159,8 @@ class Visuals:
             by_image = {r["image"]: r for r in rows}
             for codec, doc in zip(codecs, base_docs):
                 for image_name, img in images:
-                    if image_name not in by_image:
-                        continue
+                    if image_name not in by_image or image_name in doc.get("skipped", {}):
+                        continue  # not evaluated, or the codec could not code it (a note says why)
                     q = baselines.matched_quality(doc["per_image"], image_name, by_image[image_name]["bpp"])
                     data, decoded, _, _ = baselines.code_image(img, codec, q)
                     bpp = len(data) * 8.0 / (img.width * img.height)
@@ -156,11 +178,10 @@ class Visuals:
         entry = self._entry(image_name, original)
         shown = Shown(f"{name} q={q}", bpp, quality)
         if self.report:
-            path = self._asset(image_name, f"{codec}-{safe(ck)}.png")
-            save_png(decoded, path)
+            view = self._view(decoded, image_name, f"{codec}-{safe(ck)}")
             crop = self._asset(image_name, f"{codec}-{safe(ck)}-crop.png")
             save_png(enlarged_crop(decoded, entry["box"]), crop)
-            shown.image, shown.crop = self._rel(path), self._rel(crop)
+            shown.image, shown.crop = view, self._rel(crop)
         entry["baselines"].setdefault(ck, {})[codec] = shown
         if self.figure:
             self.kept[(f"{codec}@{ck}", image_name)] = decoded

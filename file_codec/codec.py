@@ -6,17 +6,20 @@ import hashlib
 import os
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+from compressai.ans import RansDecoder
 from PIL import Image
 from torch import Tensor
 
 from datasets import to_image, to_tensor
 from models import CheckpointError, load_model
-from utils import PAD_MULTIPLE, crop, pad
+from models.tcm import PORTABLE_DTYPE
+from utils import PAD_MULTIPLE, PADDINGS, crop
 
 from . import container
-from .container import Header
+from .container import DEFAULT_MAX_PIXELS, Header
 from .settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision  # noqa: F401
 
 
@@ -58,19 +61,35 @@ PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16)))
 
 # ------------------------------------------------------------ entropy coding of one tile
 def _symbol_bytes(symbols: dict[str, Tensor]) -> bytes:
-    """The coded integers (z, then y), little-endian int32: what the latent CRC covers."""
+    """The coded integers (z, then y), little-endian int32: what the latent CRCs cover."""
     return b"".join(symbols[k].reshape(-1).to(torch.int32).numpy().astype("<i4").tobytes() for k in ("z", "y"))
 
 
-def _bounded(stream: bytes, n_symbols: int) -> bytes:
-    """The stream followed by zero words, so that the C++ decoder reads inside the buffer.
+#: Two fillings of the bytes after a stream (32-bit words, little-endian).  A decoder that stays inside
+#: the stream decodes the same symbols from both; one that reads past its end reads other words, and its
+#: next symbol comes from the other end of the coding table.  Neither word holds the nibble 15 that keeps
+#: CompressAI's bypass decoder reading.
+_FILLS = (bytes(4), bytes.fromhex("00800080"))
+
+
+def _bounded(stream: bytes, n_symbols: int, fill: bytes = _FILLS[0]) -> bytes:
+    """The stream followed by ``fill`` words, so that the C++ decoder reads inside the buffer.
 
     CompressAI's rANS decoder reads 32-bit words with no bounds check.  On a
     valid stream it stops at the end; on a crafted one (the file checksum
     keeps damaged files away from it) each symbol reads at most one word, plus
-    bypass words that run out once the zeros are reached.
+    bypass words that run out once the fill is reached.
     """
-    return stream + bytes(-len(stream) % 4 + 8 * n_symbols + 4 * len(stream) + 4096)
+    n = -len(stream) % 4 + 8 * n_symbols + 4 * len(stream) + 4096
+    return stream + (fill * (n // 4 + 1))[:n]
+
+
+def check_stream(stream: bytes, name: str) -> None:
+    """Refuse, before decoding, what CompressAI's rANS encoder cannot have written: its streams are whole
+    32-bit words, at least the two of its final state."""
+    if len(stream) < 8 or len(stream) % 4:
+        raise CodecError(f"its {name} stream of {len(stream)} byte{'s' * (len(stream) != 1)} is not a rANS stream "
+                         "(whole 32-bit words, at least 8 bytes)")
 
 
 def encode_tile(net, x: Tensor, transform_dtype: torch.dtype = torch.float32,
@@ -84,26 +103,88 @@ def encode_tile(net, x: Tensor, transform_dtype: torch.dtype = torch.float32,
     return z_stream, y_stream, _symbol_bytes(out["symbols"])
 
 
+@torch.no_grad()
+def _decode_z(net, z_stream: bytes, z_shape: tuple[int, int]) -> Tensor:
+    n = net.entropy_bottleneck.channels * z_shape[0] * z_shape[1]
+    first, second = (net.entropy_bottleneck.decompress([_bounded(z_stream, n, fill)], z_shape) for fill in _FILLS)
+    if not torch.equal(first, second):
+        raise CodecError("its z stream ends before its symbols do (a crafted file)")
+    return first
+
+
+@torch.no_grad()
+def decode_latents(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
+                   portable: bool = True) -> tuple[Tensor, bytes]:
+    """(y_hat, symbol bytes) of one tile: ``TCM.decompress``'s entropy decoding, without the synthesis.
+
+    Each stream is decoded twice, followed by either fill of :data:`_FILLS`, and
+    decoding stops at the first slice where the two disagree: a stream shorter
+    than the symbols the header's tile size needs (a crafted file) costs one
+    slice of work, not a whole image's.
+    """
+    check_stream(z_stream, "z")
+    check_stream(y_stream, "y")
+    z_hat = _decode_z(net, z_stream, (height // 64, width // 64))
+    z_symbols = net._z_symbols(z_hat)
+    nets = net.portable_nets() if portable else None
+    if portable:
+        z_hat = z_hat.to(PORTABLE_DTYPE)
+    gc = net.gaussian_conditional
+    cdf, cdf_lengths, offsets = net._cdf_tables()
+    n_symbols = net.M * (height // 16) * (width // 16)
+    decoders = []
+    for fill in _FILLS:
+        decoders.append(RansDecoder())
+        decoders[-1].set_stream(_bounded(y_stream, n_symbols, fill))
+
+    def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        idx = gc.build_indexes(scale).int().cpu().reshape(-1).tolist()
+        first, second = (d.decode_stream(idx, cdf, cdf_lengths, offsets) for d in decoders)
+        if first != second:
+            raise CodecError(f"its y stream ends before its symbols do, in slice {i + 1} of {net.num_slices} "
+                             "(a crafted file)")
+        q = torch.tensor(first, dtype=torch.int32).reshape(1, -1)
+        return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
+
+    y_hat, y_symbols = net.code_slices(z_hat, code_slice, nets)
+    return y_hat, _symbol_bytes({"z": z_symbols, "y": torch.cat(y_symbols, dim=1)})
+
+
+@torch.no_grad()
 def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
-                transform_dtype: torch.dtype = torch.float32, portable: bool = True) -> tuple[Tensor, bytes]:
-    """(x_hat in [0, 1], symbol bytes) of one tile from its two streams."""
-    z_shape = (height // 64, width // 64)
-    z_bounded = _bounded(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1])
-    y_bounded = _bounded(y_stream, net.M * (height // 16) * (width // 16))
-    out = net.decompress([[y_bounded], [z_bounded]], z_shape, transform_dtype=transform_dtype, portable=portable)
-    return out["x_hat"], _symbol_bytes(out["symbols"])
+                transform_dtype: torch.dtype = torch.float32, portable: bool = True,
+                check: Callable[[bytes], None] | None = None) -> tuple[Tensor, bytes]:
+    """(x_hat in [0, 1], symbol bytes) of one tile from its two streams (:func:`decode_latents`).
+
+    ``check`` sees the symbol bytes before the synthesis, a tile's costliest
+    part, runs; it raises to stop there.
+    """
+    y_hat, symbols = decode_latents(net, z_stream, y_stream, height, width, portable)
+    if check is not None:
+        check(symbols)
+    return net.synthesize(y_hat, transform_dtype), symbols
 
 
 # ------------------------------------------------------------ images <-> bytes
+#: container.PADDING_NAMES reversed: a utils.PADDINGS name to the header's byte.
+PADDING_CODES = {name: code for code, name in container.PADDING_NAMES.items()}
+#: The message of a latent checksum that does not match (a crafted file or a drifted decoder).
+LATENT_MISMATCH = ("latent checksum mismatch: the decoded latents differ from the encoder's "
+                   "(a crafted file, or a decoder whose arithmetic differs from the encoder's)")
+
+
 @dataclass
 class Codec:
     """A loaded model, its ids, and how it codes.
 
-    Files are written in format version 2 with the portable (float64) entropy
-    path, so that they decode on other machines; ``precision`` is the
-    transforms' (g_a, h_a when encoding, g_s when decoding) and may differ
-    between encoder and decoder.  Version-1 files decode with the float32
-    path they were written with.
+    Files are written in format version 3 with the portable (float64) entropy
+    path, so that they decode on other machines, and padded with repeated edges
+    (``padding``; zeros leave a dark frame along the decoded borders: README,
+    The file codec); ``version=2`` writes the previous format (zero padding,
+    one latent checksum).  ``precision`` is the transforms' (g_a, h_a when
+    encoding, g_s when decoding) and may differ between encoder and decoder.
+    Version-1 files decode with the float32 path they were written with.
+    Decoding refuses a file claiming more than ``max_pixels`` pixels.
     """
 
     net: torch.nn.Module
@@ -112,19 +193,31 @@ class Codec:
     precision: str = "fp32"
     tables_id: bytes = field(default=b"")
     portable: bool = True  # False writes the float32 path (for comparisons; such files decode only alike)
+    version: int = container.VERSION
+    padding: str = ""  # a utils.PADDINGS name; default: "replicate" (version 3), "zero" (version 2)
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise CodecError(f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
+        if self.version not in (2, 3):
+            raise CodecError(f"writes format versions 2 and 3, not {self.version}")
+        self.padding = self.padding or ("replicate" if self.version >= 3 else "zero")
+        if self.padding not in PADDINGS:
+            raise CodecError(f"padding {self.padding!r}: choose from {', '.join(PADDINGS)}")
+        if self.version < 3 and self.padding != "zero":
+            raise CodecError(f"format version {self.version} records no padding: it is zero padding")
         self.tables_id = self.tables_id or tables_id(self.net)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, precision: str = "fp32") -> "Codec":
+    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, precision: str = "fp32",
+             **options) -> "Codec":
+        """The checkpoint's model; ``options`` are the other fields (``version``, ``max_pixels``, ...)."""
         try:
             net = load_model(checkpoint)
         except CheckpointError as e:
             raise CodecError(str(e)) from None
-        return cls(net, weights_id(net), tile, precision)
+        return cls(net, weights_id(net), tile, precision, **options)
 
     @property
     def id_hex(self) -> str:
@@ -140,17 +233,31 @@ class Codec:
         if width * height > container.MAX_PIXELS or max(width, height) > container.MAX_SIDE:
             raise CodecError(f"image of {width}x{height} is larger than this codec supports")
         check_tile_side(self.tile)
-        x, (left, _, top, _) = pad(to_tensor(image), PAD_MULTIPLE)
+        x, (left, _, top, _) = PADDINGS[self.padding](to_tensor(image), PAD_MULTIPLE)
+        header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
+                        tables_id=self.tables_id,
+                        entropy_path=container.PATH_FLOAT64 if self.portable else container.PATH_FLOAT32,
+                        padding_mode=PADDING_CODES[self.padding])
         streams, crc = [], 0
-        for t, l, th, tw in container.tile_grid(*x.shape[-2:], self.tile):
+        for k, (t, l, th, tw) in enumerate(header.tiles()):
             z, y, symbols = encode_tile(self.net, x[..., t : t + th, l : l + tw], self.transform_dtype,
                                         self.portable)
             streams.append((z, y))
+            if header.version >= 3:
+                header.tile_crcs.append(container.tile_crc(header, k, symbols))
             crc = zlib.crc32(symbols, crc)
-        header = Header(self.weights_id, height, width, top, left, self.tile, latent_crc=crc,
-                        tables_id=self.tables_id,
-                        entropy_path=container.PATH_FLOAT64 if self.portable else container.PATH_FLOAT32)
+        header.latent_crc = crc if header.version < 3 else 0
         return container.pack(header, streams)
+
+    def check_size(self, header: Header) -> None:
+        """Refuse a file claiming more than ``max_pixels`` pixels before any decoding."""
+        pixels = header.width * header.height
+        if pixels > self.max_pixels:
+            raise CodecError(
+                f"the file claims a {header.width}x{header.height} image, {pixels} pixels, over the limit of "
+                f"{self.max_pixels} that guards against decompression bombs: if you trust the file, "
+                f"pass --max-pixels {pixels}"
+            )
 
     def check_weights(self, header: Header) -> None:
         """Refuse a file made with other weights or other coding tables, naming both."""
@@ -167,18 +274,43 @@ class Codec:
             )
 
     def decode(self, data: bytes) -> Image.Image:
-        """The image in ``data``; raises ContainerError or CodecError, never writes anything."""
+        """The image in ``data``; raises ContainerError or CodecError, never writes anything.
+
+        Work stops at the first inconsistent tile: a stream that is not a rANS
+        stream (before any decoding), a stream that ends before its symbols do
+        (at that slice), and in version 3 a tile crc that does not match (before
+        that tile's synthesis).  A version-1 or 2 file's latent checksum is
+        checked after the last tile.
+        """
         header, streams = container.parse(data)
+        self.check_size(header)
         self.check_weights(header)
+        tiles = header.tiles()
+
+        def where(k: int) -> str:
+            return f"tile {k + 1} of {len(tiles)}: " if len(tiles) > 1 else ""
+
+        for k, (z, y) in enumerate(streams):
+            try:
+                check_stream(z, "z")
+                check_stream(y, "y")
+            except CodecError as e:
+                raise CodecError(f"{where(k)}{e}") from None
         canvas = torch.empty(1, 3, *header.padded_size)
         crc = 0
-        for (t, l, th, tw), (z, y) in zip(header.tiles(), streams):
-            x_hat, symbols = decode_tile(self.net, z, y, th, tw, self.transform_dtype, header.portable)
+        for k, ((t, l, th, tw), (z, y)) in enumerate(zip(tiles, streams)):
+
+            def check(symbols: bytes, k: int = k) -> None:
+                if container.tile_crc(header, k, symbols) != header.tile_crcs[k]:
+                    raise CodecError(LATENT_MISMATCH)
+
+            try:
+                x_hat, symbols = decode_tile(self.net, z, y, th, tw, self.transform_dtype, header.portable,
+                                             check if header.version >= 3 else None)
+            except CodecError as e:
+                raise CodecError(f"{where(k)}{e}") from None
             canvas[..., t : t + th, l : l + tw] = x_hat
             crc = zlib.crc32(symbols, crc)
-        if crc != header.latent_crc:
-            raise CodecError(
-                "latent checksum mismatch: the decoded latents differ from the encoder's "
-                "(a crafted file, or a decoder whose arithmetic differs from the encoder's)"
-            )
+        if header.version < 3 and crc != header.latent_crc:
+            raise CodecError(LATENT_MISMATCH)
         return to_image(crop(canvas, header.padding))

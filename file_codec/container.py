@@ -1,39 +1,53 @@
 """The ``.tcm`` file container: header layout, versioning, checksums, bounds.
 
-Version 2, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
+Version 3, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
 first, at most 5 bytes)::
 
     magic        4 bytes   b"TCM\\x89"
-    version      1 byte    2
+    version      1 byte    3
     weights id   6 bytes   first bytes of the sha256 of the model's parameters
     tables id    4 bytes   first bytes of the sha256 of its coding tables (the
                            bottleneck's and the Gaussian CDFs the coder used)
     entropy path 1 byte    how the means and scales were computed: 0 float32
                            (the published arithmetic), 1 float64 (portable:
                            decodes on other machines; ``TCM.portable_nets``)
+    padding      1 byte    what fills the padding: 0 zeros (``utils.pad``, the
+                           paper's), 1 the repeated edge pixels
+                           (``utils.pad_replicate``)
     height       varint    original image size, 1..MAX_SIDE
     width        varint
-    pad top      1 byte    rows of zero padding above the image (< 128)
-    pad left     1 byte    columns of zero padding left of the image (< 128)
+    pad top      1 byte    rows of padding above the image: (padded height -
+                           height) // 2, the centred padding the encoder uses
+    pad left     1 byte    columns left of the image: (padded width - width) // 2
     tile         1 byte    tile side / 128 (the padded image is cut into tiles
                            of this side from its top-left corner; the last
                            row and column of tiles may be smaller)
     per tile, row-major:
       z length   varint    bytes of the hyperprior rANS stream
       y length   varint    bytes of the latent rANS stream
-    latent crc   4 bytes   CRC-32 of every decoded symbol (z then y, int32
-                           little-endian, tile by tile): the decoder's self-check
+      tile crc   4 bytes   CRC-32 of the header bytes above the first z length,
+                           the tile's index (4 bytes, big-endian), and its
+                           decoded symbols (z then y, int32 little-endian)
     file crc     4 bytes   CRC-32 of all bytes above and of the payload
     payload                per tile: z stream, y stream
 
 The file CRC is checked before any entropy decoding, so a damaged file never
-reaches the C++ rANS decoder; the latent CRC is checked after decoding, so a
-decoder whose arithmetic drifted from the encoder's reports it instead of
-writing a wrong image.  Padding right/bottom follow from the size: padded sides
-are the next multiples of 128.  A Kodak file carries 36 header bytes.
+reaches the C++ rANS decoder.  Each tile crc is checked as soon as that tile's
+symbols are decoded, before its synthesis and before the next tile: a crafted
+file (its file CRC recomputed) whose streams do not hold what the header
+claims stops at its first inconsistent tile, and since the crc covers the
+header, an edited size, padding, entropy path or tile side is refused too.  It
+is also the decoder's self-check: a decoder whose arithmetic drifted from the
+encoder's reports it instead of writing a wrong image.  Padding right/bottom
+follow from the size: padded sides are the next multiples of 128.  A Kodak
+file carries 37 header bytes.
 
-Version 1 (still read) has neither tables id nor entropy path: its files were
-coded with the float32 path.
+Version 2 (still read and written: ``Codec(..., version=2)``) has no padding
+byte (zeros) and, instead of the tile crcs, one ``latent crc`` (4 bytes,
+after the last y length) of every decoded symbol, tile by tile, checked after
+the last tile; it does not cover the header.  Version 1 (still read) is
+version 2 without tables id and entropy path: its files were coded with the
+float32 path.
 """
 
 from __future__ import annotations
@@ -46,21 +60,29 @@ from dataclasses import dataclass, field
 from utils import PAD_MULTIPLE, ToolError
 
 MAGIC = b"TCM\x89"
-VERSION = 2
-VERSIONS = (1, 2)
+VERSION = 3
+VERSIONS = (1, 2, 3)
 ID_BYTES = 6
 TABLES_ID_BYTES = 4
 #: Entropy paths (the byte after the tables id).
 PATH_FLOAT32, PATH_FLOAT64 = 0, 1
 PATH_NAMES = {PATH_FLOAT32: "float32 (published)", PATH_FLOAT64: "float64 (portable)"}
+#: Paddings (version 3's byte after the entropy path; versions 1 and 2: zeros), by ``utils.PADDINGS`` name.
+PAD_ZERO, PAD_REPLICATE = 0, 1
+PADDING_NAMES = {PAD_ZERO: "zero", PAD_REPLICATE: "replicate"}
 #: Bounds that a header must satisfy before anything is allocated for it.
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**27  # ~134 Mpx: an 11585 x 11585 image
+#: The most pixels a file may claim before the codec refuses to decode it unless told otherwise
+#: (``Codec.max_pixels``, ``codec.py decompress --max-pixels``), as Pillow's ``Image.MAX_IMAGE_PIXELS``
+#: guards against decompression bombs: 67 Mpx holds an 8192x8192 image or a 61-megapixel camera's
+#: 9504x6336, and keeps the decoder's float32 canvas (12 bytes a pixel) under 0.8 GB.
+DEFAULT_MAX_PIXELS = 2**26
 MAX_TILE = 255 * PAD_MULTIPLE
 
 _FIXED = struct.Struct(">4sB6s")  # magic, version, weights id
 _V2 = struct.Struct(">4sB")  # tables id, entropy path
-_CRCS = struct.Struct(">II")  # latent crc, file crc
+_CRC = struct.Struct(">I")
 
 
 class ContainerError(ToolError):
@@ -76,10 +98,12 @@ class Header:
     pad_left: int
     tile: int  # tile side in pixels, a multiple of 128
     lengths: list[tuple[int, int]] = field(default_factory=list)  # (z, y) bytes per tile
-    latent_crc: int = 0
+    latent_crc: int = 0  # versions 1 and 2
     version: int = VERSION
-    tables_id: bytes = b""  # version 2
+    tables_id: bytes = b""  # version 2 and later
     entropy_path: int = PATH_FLOAT32  # version 1: always float32
+    padding_mode: int = PAD_ZERO  # version 3; before: always zeros
+    tile_crcs: list[int] = field(default_factory=list)  # version 3: one per tile (see tile_crc)
 
     @property
     def portable(self) -> bool:
@@ -141,16 +165,44 @@ def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- checks
 def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
-    """Bounds of a header, before anything is allocated; raises ContainerError."""
+    """Bounds of a header, before anything is allocated; raises ContainerError.
+
+    Every version's encoder padded centred (``utils.pad``), so the top and left
+    padding follow from the size: any other value is an edited header, which
+    would decode to a shifted image.
+    """
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
         raise ContainerError(f"corrupt header: image size {width}x{height} out of range")
     if height * width > MAX_PIXELS:
         raise ContainerError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
-    if pad_top > padded(height) - height or pad_left > padded(width) - width:
-        raise ContainerError("corrupt header: padding larger than the padded size allows")
     if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
         raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of {PAD_MULTIPLE} in "
                              f"{PAD_MULTIPLE}..{MAX_TILE}")
+    top, left = (padded(height) - height) // 2, (padded(width) - width) // 2
+    if (pad_top, pad_left) != (top, left):
+        raise ContainerError(f"corrupt header: padding top {pad_top}, left {pad_left} is not the centred padding "
+                             f"of a {width}x{height} image (top {top}, left {left})")
+
+
+def fixed_part(header: Header) -> bytes:
+    """The header's bytes before the first stream length: everything but the tiles' entries."""
+    head = bytearray(_FIXED.pack(MAGIC, header.version, header.weights_id))
+    if header.version >= 2:
+        head += _V2.pack(header.tables_id, header.entropy_path)
+    if header.version >= 3:
+        head.append(header.padding_mode)
+    head += put_varint(header.height) + put_varint(header.width)
+    head += bytes((header.pad_top, header.pad_left, header.tile // PAD_MULTIPLE))
+    return bytes(head)
+
+
+def tile_crc(header: Header, index: int, symbols: bytes) -> int:
+    """Version 3's check of tile ``index``: CRC-32 of the fixed header, the index and the tile's symbols.
+
+    The encoder computes it from the symbols it coded, the decoder from the
+    ones it decoded, both before the tile's synthesis.
+    """
+    return zlib.crc32(symbols, zlib.crc32(_CRC.pack(index), zlib.crc32(fixed_part(header))))
 
 
 # ---------------------------------------------------------------- pack / parse
@@ -159,26 +211,30 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
     check_geometry(header.height, header.width, header.pad_top, header.pad_left, header.tile)
     if len(header.weights_id) != ID_BYTES:
         raise ValueError(f"weights id must be {ID_BYTES} bytes")
-    if len(streams) != len(header.tiles()):
-        raise ValueError(f"{len(streams)} streams for {len(header.tiles())} tiles")
+    n_tiles = len(header.tiles())
+    if len(streams) != n_tiles:
+        raise ValueError(f"{len(streams)} streams for {n_tiles} tiles")
     header.lengths = [(len(z), len(y)) for z, y in streams]
     if not all(z and y for z, y in streams):
         raise ValueError("empty stream")
     if header.version not in VERSIONS:
         raise ValueError(f"unknown version {header.version}")
-    head = bytearray(_FIXED.pack(MAGIC, header.version, header.weights_id))
-    if header.version >= 2:
-        if len(header.tables_id) != TABLES_ID_BYTES or header.entropy_path not in PATH_NAMES:
-            raise ValueError("a version-2 header needs a 4-byte tables id and a known entropy path")
-        head += _V2.pack(header.tables_id, header.entropy_path)
-    head += put_varint(header.height) + put_varint(header.width)
-    head += bytes((header.pad_top, header.pad_left, header.tile // PAD_MULTIPLE))
-    for z, y in streams:
+    if header.version >= 2 and (len(header.tables_id) != TABLES_ID_BYTES or header.entropy_path not in PATH_NAMES):
+        raise ValueError("a version-2 header needs a 4-byte tables id and a known entropy path")
+    if header.version >= 3 and (header.padding_mode not in PADDING_NAMES or len(header.tile_crcs) != n_tiles):
+        raise ValueError("a version-3 header needs a known padding and one crc per tile")
+    if header.version < 3 and header.padding_mode != PAD_ZERO:
+        raise ValueError(f"version {header.version} records no padding: it is zeros")
+    head = bytearray(fixed_part(header))
+    for k, (z, y) in enumerate(streams):
         head += put_varint(len(z)) + put_varint(len(y))
-    head += struct.pack(">I", header.latent_crc)
+        if header.version >= 3:
+            head += _CRC.pack(header.tile_crcs[k])
+    if header.version < 3:
+        head += _CRC.pack(header.latent_crc)
     payload = b"".join(z + y for z, y in streams)
     crc = zlib.crc32(payload, zlib.crc32(head))
-    return bytes(head) + struct.pack(">I", crc) + payload
+    return bytes(head) + _CRC.pack(crc) + payload
 
 
 def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
@@ -200,7 +256,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
         raise ContainerError(f"format version {version} is {newer} version; this codec reads versions "
                              f"{', '.join(map(str, VERSIONS))}")
     pos = _FIXED.size
-    tables_id, path = b"", PATH_FLOAT32
+    tables_id, path, padding_mode = b"", PATH_FLOAT32, PAD_ZERO
     if version >= 2:
         if pos + _V2.size > len(data):
             raise ContainerError("truncated header")
@@ -208,6 +264,13 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
         pos += _V2.size
         if path not in PATH_NAMES:
             raise ContainerError(f"corrupt header: unknown entropy path {path}")
+    if version >= 3:
+        if pos >= len(data):
+            raise ContainerError("truncated header")
+        padding_mode = data[pos]
+        pos += 1
+        if padding_mode not in PADDING_NAMES:
+            raise ContainerError(f"corrupt header: unknown padding {padding_mode}")
     height, pos = get_varint(data, pos, "height")
     width, pos = get_varint(data, pos, "width")
     if pos + 3 > len(data):
@@ -216,9 +279,10 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     pos += 3
     check_geometry(height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
     header = Header(weights_id, height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE,
-                    version=version, tables_id=tables_id, entropy_path=path)
+                    version=version, tables_id=tables_id, entropy_path=path, padding_mode=padding_mode)
     n_tiles = math.ceil(padded(height) / header.tile) * math.ceil(padded(width) / header.tile)
-    if pos + 2 * n_tiles + _CRCS.size > len(data):  # each length takes at least one byte
+    per_tile = 2 + (_CRC.size if version >= 3 else 0)  # each length takes at least one byte
+    if pos + per_tile * n_tiles + _CRC.size * (1 if version >= 3 else 2) > len(data):
         raise ContainerError("truncated header")
     for _ in range(n_tiles):
         z_len, pos = get_varint(data, pos, "stream length")
@@ -226,10 +290,20 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
         if z_len == 0 or y_len == 0:
             raise ContainerError("corrupt header: empty stream")
         header.lengths.append((z_len, y_len))
-    if pos + _CRCS.size > len(data):
+        if version >= 3:
+            if pos + _CRC.size > len(data):
+                raise ContainerError("truncated header")
+            header.tile_crcs.append(_CRC.unpack_from(data, pos)[0])
+            pos += _CRC.size
+    if version < 3:
+        if pos + _CRC.size > len(data):
+            raise ContainerError("truncated header")
+        header.latent_crc = _CRC.unpack_from(data, pos)[0]
+        pos += _CRC.size
+    if pos + _CRC.size > len(data):
         raise ContainerError("truncated header")
-    header.latent_crc, file_crc = _CRCS.unpack_from(data, pos)
-    pos += _CRCS.size
+    file_crc = _CRC.unpack_from(data, pos)[0]
+    pos += _CRC.size
     expected = pos + sum(z + y for z, y in header.lengths)
     if len(data) < expected:
         raise ContainerError(f"truncated file: {len(data)} bytes, the header announces {expected}")
@@ -246,7 +320,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
 
 def header_size(header: Header) -> int:
     """Bytes of the header of a file with these stream lengths (the overhead over the payload)."""
-    n = _FIXED.size + (_V2.size if header.version >= 2 else 0)
-    n += len(put_varint(header.height)) + len(put_varint(header.width)) + 3
+    n = len(fixed_part(header))
     n += sum(len(put_varint(z)) + len(put_varint(y)) for z, y in header.lengths)
-    return n + _CRCS.size
+    n += _CRC.size * (len(header.lengths) if header.version >= 3 else 1)
+    return n + _CRC.size  # the file crc

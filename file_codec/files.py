@@ -196,16 +196,21 @@ def describe(header: Header, file_size: int) -> str:
     payload = sum(z + y for z, y in header.lengths)
     left, right, top, bottom = header.padding
     hp, wp = header.padded_size
+    crcs, pixels = header.tile_crcs, header.width * header.height
+    over_limit = (f" ({pixels} pixels: decompressing needs --max-pixels {pixels})"
+                  if pixels > container.DEFAULT_MAX_PIXELS else "")
     lines = [
         f"format version  {header.version}",
         f"weights id      {header.weights_id.hex()}",
         *([f"tables id       {header.tables_id.hex()}"] if header.version >= 2 else []),
         f"entropy path    {container.PATH_NAMES[header.entropy_path]}",
-        f"image size      {header.width}x{header.height}",
-        f"padding         left {left}, right {right}, top {top}, bottom {bottom} (coded {wp}x{hp})",
+        f"image size      {header.width}x{header.height}" + over_limit,
+        f"padding         {container.PADDING_NAMES[header.padding_mode]}: left {left}, right {right}, top {top}, "
+        f"bottom {bottom} (coded {wp}x{hp})",
         f"tiles           {len(header.lengths)} of at most {header.tile}x{header.tile}",
         f"stream bytes    z {sum(z for z, _ in header.lengths)}, y {sum(y for _, y in header.lengths)}",
-        f"latent crc      {header.latent_crc:08x}",
+        f"tile crcs       {' '.join(f'{c:08x}' for c in crcs[:4])}{' ...' if len(crcs) > 4 else ''}"
+        if header.version >= 3 else f"latent crc      {header.latent_crc:08x}",
         f"header bytes    {file_size - payload}",
         f"file bytes      {file_size} ({8 * file_size / (header.width * header.height):.4f} bpp)",
     ]

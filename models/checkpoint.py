@@ -128,8 +128,8 @@ def extract_state_dict(obj: Any) -> dict[str, Tensor]:
     out = {}
     for k, v in obj.items():
         k = k[len("module."):] if k.startswith("module.") else k
-        if v.dtype in (torch.float16, torch.bfloat16):
-            v = v.float()  # half-precision storage of float32 weights
+        if v.is_floating_point() and v.dtype != torch.float32:
+            v = v.float()  # narrower storage (float16, bfloat16, float8) of float32 weights
         out[k] = v
     return out
 

@@ -23,6 +23,10 @@ LIMITS = {"N": 512, "M": 1280, "num_slices": 64, "hyper_channels": 1024, "atten_
           "entropy_hidden": 1024, "blocks per stage": 16}
 
 
+#: Head size of the published hyper transforms' Swin blocks (window 4).
+HYPER_HEAD_DIM = 32
+
+
 @dataclass(frozen=True)
 class TCMConfig:
     """TCM's constructor arguments; the defaults are the published TCM-Large.
@@ -54,10 +58,10 @@ class TCMConfig:
             raise ValueError("config and head_dim need one positive entry per stage (six stages)")
         if len(self.entropy_hidden) != 2 or min(self.entropy_hidden) < 1:
             raise ValueError(f"entropy_hidden={list(self.entropy_hidden)} needs two positive widths")
-        # The hyper transforms' Swin blocks use heads of 32 channels.
-        if self.N <= 0 or self.N % 32 or any(hd <= 0 or self.N % hd for hd in self.head_dim):
-            raise ValueError(f"N={self.N} must be a positive multiple of 32 and of every head_dim "
-                             "(attention head size)")
+        # The hyper transforms' Swin blocks use heads of 32 channels (below 32: one head of N).
+        if self.N <= 0 or self.N % self.hyper_head_dim or any(hd <= 0 or self.N % hd for hd in self.head_dim):
+            raise ValueError(f"N={self.N} must be a positive multiple of 32 (or below 32) and of every "
+                             "head_dim (attention head size)")
         if self.M <= 0 or self.num_slices <= 0 or self.M % self.num_slices:
             raise ValueError(f"M={self.M} must be a positive multiple of num_slices={self.num_slices}")
         if self.atten_dim <= 0 or self.atten_dim % 16:
@@ -73,6 +77,11 @@ class TCMConfig:
             if value > LIMITS[name]:
                 raise ValueError(f"{name}={value} is beyond the largest this implementation builds "
                                  f"({LIMITS[name]}; TCM-Large has N=128)")
+
+    @property
+    def hyper_head_dim(self) -> int:
+        """Head size of the hyper transforms' Swin blocks: the published 32 (one head of N below 32)."""
+        return min(HYPER_HEAD_DIM, self.N)
 
     def replace(self, **changes: Any) -> "TCMConfig":
         """A copy with ``changes``; unknown names are a TypeError."""

@@ -191,7 +191,8 @@ class TCM(CompressionModel):
 
         def hyper_stage(n: int) -> list[nn.Module]:
             # The published hyper transforms use head_dim 32, window 4, no drop-path.
-            return [ConvTransBlock(N, N, 32, 4, 0.0, "W" if j % 2 == 0 else "SW") for j in range(n)]
+            return [ConvTransBlock(N, N, shape.hyper_head_dim, 4, 0.0, "W" if j % 2 == 0 else "SW")
+                    for j in range(n)]
 
         self.h_a = nn.Sequential(
             ResidualBlockWithStride(M, 2 * N, 2),

@@ -91,8 +91,35 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
         assert im.format == "BMP" and im.size == (30, 20)
     assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
     out = capsys.readouterr().out
-    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  2" in out
+    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  3" in out
     assert "entropy path    float64 (portable)" in out and Codec.load(ck).tables_id.hex() in out
+    header = container.parse(small[1])[0]
+    assert "padding         replicate: left 49, right 49, top 54, bottom 54 (coded 128x128)" in out
+    assert f"tile crcs       {header.tile_crcs[0]:08x}\n" in out and "latent crc" not in out
+
+
+def test_max_pixels_bounds_what_decompress_decodes_and_info_reports_it(ck, tmp_path, capsys, small):
+    (tmp_path / "a.tcm").write_bytes(small[1])  # 30x20: 600 pixels
+    out = tmp_path / "a.png"
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(out), "-c", str(ck), "--max-pixels", "599"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "30x20 image, 600 pixels, over the limit of 599" in err[0] and "--max-pixels 600" in err[0]
+    assert not out.exists()
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(out), "-c", str(ck), "--max-pixels", "600"]) == 0
+    assert Image.open(out).size == (30, 20)
+    # by default 2**26: a file claiming one row more than 8192x8192 is refused, and info says what it needs
+    tcm = Codec.load(ck)
+    header = container.Header(tcm.weights_id, 8193, 8192, 63, 0, 2048, tables_id=tcm.tables_id, tile_crcs=[0] * 20)
+    (tmp_path / "big.tcm").write_bytes(container.pack(header, [(bytes(8), bytes(8))] * 20))
+    assert codec.main(["info", str(tmp_path / "big.tcm")]) == 0
+    assert f"image size      8192x8193 ({8192 * 8193} pixels: decompressing needs --max-pixels {8192 * 8193})" in (
+        capsys.readouterr().out)
+    assert codec.main(["decompress", str(tmp_path / "big.tcm"), str(out), "-c", str(ck)]) == 1
+    assert f"over the limit of {2**26}" in capsys.readouterr().err
+    for bad, message in (("0", "0 is not a positive number of pixels"), ("many", "not a number: 'many'")):
+        with pytest.raises(SystemExit) as e:
+            codec.main(["decompress", str(tmp_path / "a.tcm"), str(out), "--max-pixels", bad])
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ weights
@@ -191,7 +218,8 @@ def test_bad_checkpoint_is_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------ fuzz
 def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, expected stage): 'parse' (refused before any decoding), 'weights' or
-    'tables' (refused by an id) or 'decoder' (reaches the rANS decoder, refused by the latent CRC)."""
+    'tables' (refused by an id) or 'decoder' (reaches the rANS decoder, refused by the latent CRC
+    or where a stream runs out)."""
     rng = random.Random(1234)
     n = header_len(valid)
     header, streams = container.parse(valid)
@@ -214,11 +242,18 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
         for v in (0x00, 0xFF):
             if valid[pos] != v:
                 cases[f"head{pos:02d}_{v:02x}"] = (valid[:pos] + bytes([v]) + valid[pos + 1 :], "parse")
-    for v in (0, 3, 9, 255):  # other format versions, checksum made valid
+    for v in (0, 4, 9, 255):  # other format versions, checksum made valid
         cases[f"version{v}"] = (refix_crc(valid[:4] + bytes([v]) + valid[5:], n), "parse")
     cases["weights"] = (refix_crc(valid[:5] + other_weights + valid[11:], n), "weights")
     cases["tables"] = (refix_crc(valid[:11] + bytes(b ^ 0x5A for b in valid[11:15]) + valid[15:], n), "tables")
     cases["path"] = (refix_crc(valid[:15] + b"\x07" + valid[16:], n), "parse")
+    cases["padding"] = (refix_crc(valid[:16] + b"\x07" + valid[17:], n), "parse")
+    # header edits that leave a valid geometry: the other path, the other padding, 100 -> 99 rows (the
+    # same centred padding); and one that shifts the image: a top padding one row larger
+    cases["path_float32"] = (refix_crc(valid[:15] + b"\x00" + valid[16:], n), "decoder")
+    cases["padding_zero"] = (refix_crc(valid[:16] + b"\x00" + valid[17:], n), "decoder")
+    cases["height99"] = (refix_crc(valid[:17] + bytes([99]) + valid[18:], n), "decoder")
+    cases["pad_top"] = (refix_crc(valid[:19] + bytes([valid[19] + 1]) + valid[20:], n), "parse")
     cases["trailing"] = (valid + b"\0", "parse")
     cases["twice"] = (valid + valid, "parse")
     for i in range(30):
@@ -238,9 +273,9 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
     b[n - 5] ^= 0x40  # the latent checksum itself
     cases["crafted_latent_crc"] = (refix_crc(bytes(b), n), "decoder")
     # a size whose padded size differs: the same streams decoded on a larger grid
-    wide = container.pack(container.Header(header.weights_id, header.height, 200, header.pad_top, 0,
-                                           header.tile, latent_crc=header.latent_crc, tables_id=header.tables_id,
-                                           entropy_path=header.entropy_path), streams)
+    wide = container.pack(container.Header(header.weights_id, header.height, 200, header.pad_top, 28,
+                                           header.tile, tables_id=header.tables_id, entropy_path=header.entropy_path,
+                                           padding_mode=header.padding_mode, tile_crcs=header.tile_crcs), streams)
     cases["crafted_size"] = (wide, "decoder")
     return cases
 
@@ -248,6 +283,7 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
 @pytest.mark.slow
 def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_path):
     valid = tcm.encode(noise_image(100, 100, seed=9))
+    assert (valid[4], valid[15:20]) == (3, bytes([1, container.PAD_REPLICATE, 100, 100, 14]))  # the bytes edited
     cases = mutants(valid, Codec.load(other_ck).weights_id)
     (tmp_path / "in").mkdir()
     for name, (data, _) in cases.items():
@@ -271,18 +307,18 @@ def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_pa
     for name, (_, stage) in cases.items():
         line = by_file[str(tmp_path / "in" / f"{name}.tcm")]
         if stage == "decoder":
-            assert "latent checksum mismatch" in line, line
+            assert "latent checksum mismatch" in line or "ends before its symbols do" in line, line
         elif stage == "weights":
             assert "made with weights" in line, line
         elif stage == "tables":
             assert "made with coding tables" in line, line
         else:
-            assert "latent checksum" not in line and "made with" not in line, line
+            assert "latent checksum" not in line and "symbols do" not in line and "made with" not in line, line
     stages = [s for _, s in cases.values()]
     by_id = stages.count("weights") + stages.count("tables")
     print(f"\nfuzz: {len(cases)} mutants in {elapsed:.1f} s: {stages.count('parse')} refused by the container "
           f"checks, {by_id} by the weights and tables ids, {stages.count('decoder')} decoded and refused "
-          f"by the latent checksum")
+          f"by a latent checksum or a stream that runs out")
 
 
 # ------------------------------------------------------------------ what a run reports

@@ -286,3 +286,101 @@ def test_an_output_naming_an_input_is_refused_before_any_image(tmp_path, trained
     assert err.strip().splitlines() == [f"eval.py: error: {option} {victim} is also an input: writing it would "
                                         "overwrite the input"]
     assert victim.read_bytes() == before
+
+
+def test_a_comparison_that_cannot_be_made_is_a_note_and_every_output_is_written(tmp_path, trained, capsys):
+    """An anchor whose PSNR falls at its highest rate: BD-rate null with the reason, results and plot written."""
+    from tests.helpers import codec_checkpoint
+
+    other = codec_checkpoint(tmp_path / "other.pth.tar", seed=4)
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(json.dumps({"name": "Anchor", "results": {"bpp": [0.01, 0.1, 10.0], "psnr-rgb": [5.0, 50.0, 1.0]}}))
+    data = tmp_path / "d"
+    data.mkdir()
+    synthetic_photo(64, 64, seed=5).save(data / "a.png")
+    out, plot = tmp_path / "r.json", tmp_path / "rd.png"
+    rc, stdout, err = run_cli(capsys, "--checkpoint", trained[0], other, "--data", data, "--output", out,
+                              "--plot", plot, "--anchor", anchor)
+    assert rc == 0, err
+    fig = json.loads(out.read_text())["bd"]["Anchor"]
+    assert fig["bd-rate"] is None and "Anchor's psnr-rgb 1.000 at 10.000 bpp" in fig["note"]
+    assert "Anchor: " in stdout and "must rise with rate" in stdout
+    assert Image.open(plot).size[0] > 500
+
+
+@pytest.mark.parametrize("anchor_text, message", [
+    (json.dumps({"name": "A", "results": {"bpp": ["0.1", "0.5"], "psnr-rgb": [30.0, 33.0]}}), "'bpp' holds \"0.1\""),
+    ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+])
+def test_a_bad_anchor_is_refused_in_one_line_before_any_image(tmp_path, trained, capsys, monkeypatch,
+                                                              anchor_text, message):
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(anchor_text)
+    calls = _counting(monkeypatch)
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", _two_images(tmp_path / "d"),
+                         "--anchor", anchor, "--output", tmp_path / "r.json")
+    assert rc == 1 and calls == [] and not (tmp_path / "r.json").exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eval.py: error: ") and str(anchor) in lines[0], err
+    assert message in lines[0]
+
+
+@pytest.mark.slow
+def test_an_image_a_baseline_cannot_code_is_skipped_for_that_baseline_only(tmp_path, trained, capsys):
+    """WebP's 16383-pixel limit: a 16384x1 image is left out of WebP with a note; JPEG and the model code it."""
+    data = tmp_path / "d"
+    data.mkdir()
+    synthetic_photo(64, 64, seed=5).save(data / "a.png")
+    synthetic_photo(1, 16384, seed=6).save(data / "thin.png")
+    out = tmp_path / "r.json"
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", data, "--output", out,
+                         "--baselines", "webp", "jpeg", "--baseline-qualities", "30", "70",
+                         "--save-recon", tmp_path / "recon")
+    assert rc == 0, err
+    assert "note: thin.png left out of the webp baseline: WebP (Pillow) cannot code this 16384x1 image" in err
+    doc = json.loads(out.read_text())
+    assert set(doc["baselines-skipped"]) == {"webp"} and "16383" in doc["baselines-skipped"]["webp"]["thin.png"]
+    assert {r["image"] for r in doc["per_image"]["tiny-trained"]} == {"a.png", "thin.png"}
+    webp = json.loads((tmp_path / "r-webp.json").read_text())
+    assert list(webp["skipped"]) == ["thin.png"] and webp["results"]["quality"] == [30, 70]
+    assert all([r["image"] for r in rows] == ["a.png"] for rows in webp["per_image"].values())
+    jpeg = json.loads((tmp_path / "r-jpeg.json").read_text())
+    assert "skipped" not in jpeg and all(len(rows) == 2 for rows in jpeg["per_image"].values())
+    assert set(doc["matched"]["tiny-trained"]["webp"]) == {"a.png"}
+    assert set(doc["matched"]["tiny-trained"]["jpeg"]) == {"a.png", "thin.png"}
+
+
+def test_resume_reuses_a_row_only_for_the_same_pixels(tmp_path, trained, capsys, monkeypatch):
+    """Other images under the same names are evaluated again, and said so; the same pixels re-saved are not."""
+    from PIL import PngImagePlugin
+
+    def pixel(folder, name, rgb, **save):
+        folder.mkdir(exist_ok=True)
+        Image.new("RGB", (1, 1), rgb).save(folder / name, **save)
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    for name, rgb in (("a.png", (10, 20, 30)), ("b.png", (40, 50, 60)), ("c.png", (70, 80, 90))):
+        pixel(first, name, rgb)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "saved again")
+    pixel(other, "a.png", (10, 20, 30), compress_level=0, pnginfo=info)  # other bytes, the same pixels
+    pixel(other, "b.png", (200, 100, 50))  # another image under the same name
+    pixel(other, "c.png", (70, 80, 90))
+    assert (first / "a.png").read_bytes() != (other / "a.png").read_bytes()
+    out = tmp_path / "r.json"
+    argv = ["--checkpoint", trained[0], "--output", out, "--verbose"]
+    _counting(monkeypatch, fail_at=3)
+    rc, _, err = run_cli(capsys, *argv, "--data", first)  # interrupted: rows of a.png and b.png kept
+    assert rc == 130 and "2 new image rows" in err
+    monkeypatch.undo()
+    calls = _counting(monkeypatch)
+    rc, _, err = run_cli(capsys, *argv, "--data", other, "--resume")
+    assert rc == 0, err
+    assert len(calls) == 2  # b.png (other pixels) and c.png (never done); a.png reused
+    assert "1 rows resumed" in err and "note: b.png: the rows kept under this name were of other pixels" in err
+    resumed = {r["image"]: r for r in json.loads(out.read_text())["per_image"]["tiny-trained"]}
+    rc, _, _ = run_cli(capsys, *argv, "--data", other)  # from scratch
+    fresh = {r["image"]: r for r in json.loads(out.read_text())["per_image"]["tiny-trained"]}
+    for name in ("a.png", "b.png", "c.png"):
+        assert resumed[name]["psnr-rgb"] == fresh[name]["psnr-rgb"], name
+        assert resumed[name]["bpp"] == fresh[name]["bpp"], name

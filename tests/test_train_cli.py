@@ -237,6 +237,7 @@ def test_pretrained_starts_a_new_run_from_weights_only(runs, tmp_path: Path, dat
     (["-lr", "-1"], "--learning-rate -1 must be a positive number"),
     (["--lr_epoch", "-3"], "must be at least 1"),
     (["--max-minutes", "0"], "--max-minutes must be positive"),
+    (["--lambda", "0.013", "0.0130000001"], "--lambda 0.013 and 0.0130000001 would both train into mse_lambda_0.013"),
 ])
 def test_bad_options_are_one_line_errors(data: Path, tmp_path: Path, capsys, extra, message):
     argv = cli(data, tmp_path, *extra)
@@ -418,3 +419,152 @@ def test_a_second_trainer_is_refused_and_sigterm_leaves_a_resumable_checkpoint(d
     done = ck["global_step"]
     assert train.main(cli(data, tmp_path, "--checkpoint", str(latest), "--epochs", str(ck["epoch"] + 3))) == 0
     assert torch.load(latest, weights_only=True)["global_step"] > done
+
+
+def _live_processes_in_group(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that still run (zombies left for init do not count)."""
+    live = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(entry.name))
+    return live
+
+
+FAILING_STEP = """
+import json, multiprocessing, sys
+sys.path.insert(0, {root!r})
+import torch
+import train
+import training.loop
+
+def out_of_memory(o, x):
+    with open({pids!r}, "w") as f:
+        json.dump([p.pid for p in multiprocessing.active_children()], f)
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+training.loop.train_step = out_of_memory
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")
+def test_out_of_memory_in_a_step_ends_the_run_and_its_data_workers(data: Path, tmp_path: Path):
+    """With the default data workers (which ignore SIGTERM), a failed step once left the process waiting forever."""
+    pids = tmp_path / "workers.json"
+    runner = tmp_path / "runner.py"
+    runner.write_text(FAILING_STEP.format(root=str(ROOT), pids=str(pids)))
+    argv = cli(data, tmp_path / "runs", "--epochs", "1", "--lambda", "0.01")
+    del argv[argv.index("-n"):argv.index("-n") + 2]  # the default number of workers
+    proc = subprocess.Popen([sys.executable, str(runner), *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        _, err = proc.communicate(timeout=120)
+        survivors = _live_processes_in_group(proc.pid)
+    finally:
+        if proc.poll() is None or _live_processes_in_group(proc.pid):
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        "train.py: error: mse_lambda_0.01: out of memory at epoch 0 on cpu with batches of 1 128x128 patches: "
+        "try a smaller --batch-size or --patch-size"]
+    workers = json.loads(pids.read_text())
+    assert len(workers) == train.build_parser().get_default("num_workers") >= 1
+    assert survivors == []
+
+
+@pytest.mark.slow
+def test_an_unexpected_error_is_one_line_and_leaves_no_workers(data: Path, tmp_path: Path, monkeypatch, capsys):
+    import multiprocessing
+
+    import training.loop
+
+    def broken(o, x):
+        raise RuntimeError("index 7 is out of bounds\n(more detail)")
+
+    monkeypatch.setattr(training.loop, "train_step", broken)
+    argv = cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01") + ["-n", "2"]
+    assert train.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "train.py: error: mse_lambda_0.01: RuntimeError: index 7 is out of bounds"]
+    assert multiprocessing.active_children() == []
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """Each option's entry in --help (its first option string -> the entry on one line)."""
+    entries: dict[str, str] = {}
+    current: list[str] = []
+    for line in text.splitlines() + ["  -end"]:
+        if line.startswith("  -") or not line.startswith("   "):
+            if current:
+                entries[current[0].split()[0].rstrip(",")] = " ".join(" ".join(current).split())
+            current = [line] if line.startswith("  -") else []
+        elif current:
+            current.append(line)
+    return entries
+
+
+def test_help_gives_every_default(monkeypatch):
+    import argparse
+
+    from models import TCMConfig
+    from training.options import SHAPE_OPTIONS
+
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = train.build_parser()
+    entries = _help_entries(parser.format_help())
+    checked = set()
+    for action in parser._actions:
+        default = action.default
+        if not action.option_strings or default is None or default is argparse.SUPPRESS or default is False:
+            continue
+        if isinstance(default, bool):
+            shown = "on"
+        elif isinstance(default, (list, tuple)):
+            shown = " ".join(map(str, default))
+        else:
+            shown = str(default)
+        entry = entries[action.option_strings[0]]
+        assert f"(default: {shown}" in entry, entry
+        checked.add(action.option_strings[0])
+    assert {"-e", "-lr", "--batch-size", "--seed", "--patch-size", "--lr_epoch", "--save"} <= checked
+    for name in SHAPE_OPTIONS:  # None on the command line: the published model's, said in the help
+        value = getattr(TCMConfig, name)
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        assert f"(default: {shown})" in entries[f"--{name.replace('_', '-')}"]
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_says_what_each_run_does(data: Path, tmp_path: Path, monkeypatch, capsys):
+    """One run finished, one stopped mid-epoch, one not started: one line each."""
+    from training.stop import StopRequest
+
+    assert train.main(cli(data, tmp_path, "--lambda", "0.01", "--epochs", "1")) == 0
+    polls = []
+
+    def budget_before_the_second_step(self):
+        polls.append(1)
+        return "budget" if len(polls) == 2 else None
+
+    monkeypatch.setattr(StopRequest, "local_reason", budget_before_the_second_step)
+    def two_steps(*extra: str) -> list[str]:
+        argv = cli(data, tmp_path, "--epochs", "1", *extra)
+        argv[argv.index("--steps-per-epoch") + 1] = "2"
+        return argv
+
+    assert train.main(two_steps("--lambda", "0.02", "--max-minutes", "60")) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train.main(two_steps("--lambda", "0.01", "0.02", "0.03", "--resume")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "mse_lambda_0.01: already finished (1 of 1 epochs)" in out
+    assert "mse_lambda_0.02: resumed at epoch 0 step 1 (global step 1)" in out
+    assert "mse_lambda_0.03: starts afresh" in out

@@ -27,13 +27,15 @@ from models import TCM, model_from_state_dict
 from utils import ToolError, copy_atomic, provenance, save_torch_atomic
 
 from .distributed import Dist, all_gather, all_sum
+from .failures import out_of_memory_says
 from .logs import Metrics, RunLog
 from .options import model_config, plain_options
 from .runs import BEST, LATEST, Plan
 from .state import rng_state, seed_all, set_rng_state
 from .step import (NonFiniteLoss, Optimization, autocast, distortion_figures, float_outputs, keep_entropy_models_fp32,
                    train_step)
-from .stop import StopRequest, ignore_stop_signals
+from .stop import StopRequest
+from .workers import batches, worker_init
 
 
 class Diverged(Exception):
@@ -204,7 +206,15 @@ class Trainer:
         g.manual_seed(self.args.seed * 100003 + epoch)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.args.num_workers,
                           generator=g, drop_last=drop_last, pin_memory=self.args.cuda,
-                          worker_init_fn=ignore_stop_signals)
+                          worker_init_fn=worker_init)
+
+    def _out_of_memory(self, when: str, batch: int, test: bool = False) -> str:
+        """What to say if a pass runs out of memory: where, with what, and what to make smaller."""
+        h, w = self.args.patch_size
+        per = " per process" if self.d.on else ""
+        option = "--test-batch-size" if test else "--batch-size"
+        return (f"{self.name}: out of memory {when} on {self.d.device} with batches of {batch} {h}x{w} "
+                f"patches{per}: try a smaller {option} or --patch-size")
 
     def _keys(self, *extra: str) -> list[str]:
         quality = ["mse", "psnr"] if self.args.metric == "mse" else ["ms_ssim"]
@@ -235,27 +245,27 @@ class Trainer:
         self.log.start_epoch(epoch, steps, done)
         start = time.perf_counter()
         n_images = 0
-        batches = iter(loader)
-        for i in range(done, steps):
-            reason = self.stop.should_stop(d)
-            if reason is not None:
-                self.log.end_epoch()
-                self.save(epoch - 1, partial={"epoch": epoch, "steps": i, "train": metrics.state(),
-                                              "step_seconds": step_seconds})
-                raise Stopped(reason, f"epoch {epoch} step {i}")
-            x = next(batches).to(d.device, non_blocking=True)
-            t0 = time.perf_counter()
-            try:
-                figures = train_step(self.opt, x)
-            except NonFiniteLoss as e:
-                raise Diverged(f"{self.name}: training {e} at epoch {epoch} step {i}") from None
-            if args.cuda:
-                torch.cuda.synchronize(d.device)
-            step_seconds.append(time.perf_counter() - t0)
-            self.global_step += 1
-            n_images += x.shape[0]
-            metrics.add(x.shape[0], **figures)
-            self.log.step(self.global_step, figures, self.optimizer.param_groups[0]["lr"], step_seconds[-1])
+        with batches(loader) as loaded, out_of_memory_says(self._out_of_memory(f"at epoch {epoch}", batch)):
+            for i in range(done, steps):
+                reason = self.stop.should_stop(d)
+                if reason is not None:
+                    self.log.end_epoch()
+                    self.save(epoch - 1, partial={"epoch": epoch, "steps": i, "train": metrics.state(),
+                                                  "step_seconds": step_seconds})
+                    raise Stopped(reason, f"epoch {epoch} step {i}")
+                x = next(loaded).to(d.device, non_blocking=True)
+                t0 = time.perf_counter()
+                try:
+                    figures = train_step(self.opt, x)
+                except NonFiniteLoss as e:
+                    raise Diverged(f"{self.name}: training {e} at epoch {epoch} step {i}") from None
+                if args.cuda:
+                    torch.cuda.synchronize(d.device)
+                step_seconds.append(time.perf_counter() - t0)
+                self.global_step += 1
+                n_images += x.shape[0]
+                metrics.add(x.shape[0], **figures)
+                self.log.step(self.global_step, figures, self.optimizer.param_groups[0]["lr"], step_seconds[-1])
         seconds = time.perf_counter() - start
         self.log.end_epoch()
         means = metrics.means(d)
@@ -273,17 +283,19 @@ class Trainer:
         metrics = Metrics(self._keys())
         from evaluation.metrics import psnr_from_mse
 
-        for x in loader:
-            x = x.to(d.device, non_blocking=True)
-            with autocast(args.amp):
-                out = float_outputs(self.net(x))
-            losses = self.criterion(out, x)
-            values = {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
-                      **distortion_figures(losses, args.metric)}
-            if args.metric == "mse":  # PSNR per image, of the clamped reconstruction
-                mse = (out["x_hat"].clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
-                values["psnr"] = sum(psnr_from_mse(m) for m in mse.tolist()) / x.shape[0]
-            metrics.add(x.shape[0], **values)
+        where = self._out_of_memory(f"while testing epoch {epoch}", args.test_batch_size, test=True)
+        with batches(loader) as loaded, out_of_memory_says(where):
+            for x in loaded:
+                x = x.to(d.device, non_blocking=True)
+                with autocast(args.amp):
+                    out = float_outputs(self.net(x))
+                losses = self.criterion(out, x)
+                values = {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
+                          **distortion_figures(losses, args.metric)}
+                if args.metric == "mse":  # PSNR per image, of the clamped reconstruction
+                    mse = (out["x_hat"].clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
+                    values["psnr"] = sum(psnr_from_mse(m) for m in mse.tolist()) / x.shape[0]
+                metrics.add(x.shape[0], **values)
         means = metrics.means(d)
         means["aux"] = self.net.aux_loss().item()
         if not math.isfinite(means["loss"]):  # the same figure in every process

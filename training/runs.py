@@ -28,6 +28,17 @@ def run_name(metric: str, lmbda: float) -> str:
     return f"{metric}_lambda_{lmbda:g}"
 
 
+def check_distinct_run_names(metric: str, lambdas: list[float]) -> None:
+    """Refuse lambdas so close that their runs would share a folder (names keep 6 significant digits)."""
+    seen: dict[str, float] = {}
+    for lam in lambdas:
+        name = run_name(metric, lam)
+        if name in seen:
+            raise UsageError(f"--lambda {seen[name]!r} and {lam!r} would both train into {name}: "
+                             "give lambdas that differ in their first 6 significant digits")
+        seen[name] = lam
+
+
 @dataclass
 class Plan:
     """What one run of the sweep starts from."""
@@ -36,6 +47,20 @@ class Plan:
     run_dir: Path
     resume: dict | None = None  # a training checkpoint to continue
     weights: dict | None = None  # a state_dict to start from (--pretrained)
+
+
+def describe_start(plan: Plan, epochs: int) -> str:
+    """Where a run of a resumed sweep starts: one line naming it."""
+    name = plan.run_dir.name
+    ck = plan.resume
+    if ck is None:
+        return f"{name}: starts afresh" + (" from the --pretrained weights" if plan.weights is not None else "")
+    partial = ck.get("partial")
+    start = int(partial["epoch"]) if partial else int(ck["epoch"]) + 1
+    if start >= epochs:
+        return f"{name}: already finished ({start} of {epochs} epochs)"
+    step = f" step {int(partial['steps'])}" if partial else ""
+    return f"{name}: resumed at epoch {start}{step} (global step {int(ck.get('global_step', 0))})"
 
 
 class RunLock:
@@ -135,8 +160,10 @@ def plan_runs(args: argparse.Namespace, given: set[str] | None = None) -> list[P
         weights = extract_state_dict(read_checkpoint(args.pretrained))
         check_shape(args, weights, args.pretrained)
     root = root or Path("runs")
+    lambdas = args.lmbda or [DEFAULT_LAMBDA]
+    check_distinct_run_names(args.metric, lambdas)
     plans = []
-    for lam in args.lmbda or [DEFAULT_LAMBDA]:
+    for lam in lambdas:
         run_dir = root / run_name(args.metric, lam)
         latest = run_dir / LATEST
         if latest.exists():

@@ -28,8 +28,8 @@ def ignore_stop_signals(worker_id: int) -> None:
     terminal's Ctrl-C (the whole foreground process group) reach the data
     workers too; a worker killed by SIGTERM ends the run in a traceback
     instead of the clean stop, and one that exits on SIGINT can break the
-    batch the trainer still waits for.  Ignoring both here leaves the workers
-    to the loader's own shutdown (or, if the trainer dies, to their watch on it).
+    batch the trainer still waits for.  Ignoring both leaves the ending of
+    the workers to the trainer (see :mod:`training.workers`).
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,9 +12,10 @@ from utils import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, 
                    describe_os_error, remove_stale_parts, write_text_atomic)
 
 from .distributed import Dist, setup_processes, teardown_processes
+from .failures import OutOfMemory, describe, is_out_of_memory
 from .loop import Diverged, Stopped, Trainer
 from .options import check_options
-from .runs import LATEST, Plan, RunLock, plan_runs
+from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
 
 PROG = "train.py"
@@ -49,6 +50,13 @@ def find_data(args: argparse.Namespace) -> tuple[list[Path], list[Path], str]:
     return train_paths, test_paths, layout
 
 
+def failure(e: Exception) -> str:
+    """One line for an exception the sweep has no better words for."""
+    if is_out_of_memory(e):
+        return "out of memory: try a smaller --batch-size or --patch-size"
+    return describe(e)
+
+
 def error(d: Dist | None, message: str) -> None:
     if d is None or d.main:
         print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
@@ -72,7 +80,14 @@ def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
                 remove_stale_parts(plan.run_dir)  # left by a process killed while saving
             print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
                   f"from {args.dataset}; {d.world} process(es) on {d.device}", flush=True)
+            if args.resume or args.checkpoint:
+                for plan in plans:
+                    print(describe_start(plan, args.epochs), flush=True)
         return _train_all(args, plans, d, train_paths, test_paths, stop)
+    except (ToolError, OSError):
+        raise
+    except Exception as e:  # building a model, reading the data: one line too
+        raise ToolError(failure(e)) from None
     finally:
         stop.uninstall()
         for lock in locks:
@@ -112,6 +127,12 @@ def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: 
         except OSError as e:  # a full disk while saving: the previous checkpoint is intact
             keep = f"; the last good checkpoint is {latest}" if latest.exists() else ""
             raise ToolError(f"{describe_os_error(e)}{keep}") from None
+        except ToolError:
+            raise
+        except Exception as e:  # out of memory, or a bug: one line, and the run's workers are gone already
+            keep = f"; the last good checkpoint is {latest}" if latest.exists() else ""
+            what = str(e) if isinstance(e, OutOfMemory) else f"{plan.run_dir.name}: {failure(e)}"
+            raise ToolError(f"{what}{keep}") from None
         finally:
             trainer.close()
     if d.main:

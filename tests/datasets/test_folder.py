@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import warnings
 from pathlib import Path
 
@@ -119,3 +121,60 @@ def test_bsds_crops():
     assert layout == "imagefolder" and len(train) >= 100 and len(test) >= 100
     x = PatchDataset(train[:1], (256, 256), train=True)[0]
     assert x.shape == (3, 256, 256) and x.std() > 0.01
+
+
+def _resizes_at_most(monkeypatch, pixels: int) -> list[tuple[int, int]]:
+    """Record every Pillow resize, refusing (before any work) one to more than ``pixels`` pixels."""
+    sizes: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def bounded(self, size, *args, **kwargs):
+        sizes.append(tuple(size))
+        assert size[0] * size[1] <= pixels, f"a resize to {size[0]}x{size[1]}"
+        return resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", bounded)
+    return sizes
+
+
+@pytest.mark.parametrize("width, height", [(20000, 1), (1, 20000)])
+def test_a_thin_strip_is_cropped_before_it_is_upscaled(tmp_path: Path, monkeypatch, width, height):
+    """Upscaling the whole 20000x1 strip to cover 256x256 made 5,120,000x256 pixels (6.4 GB) for one sample."""
+    ramp = np.linspace(0, 255, max(width, height)).round().astype(np.uint8)
+    a = np.repeat(ramp.reshape(height, width, 1), 3, axis=2)
+    Image.fromarray(a).save(tmp_path / "strip.png")
+    sizes = _resizes_at_most(monkeypatch, 256 * 256)
+    for train in (True, False):
+        x = PatchDataset([tmp_path / "strip.png"], (256, 256), train=train, seed=3)[0]
+        assert x.shape == (3, 256, 256)
+        # one source pixel's worth of the ramp (it rises 255/19999 of a level per pixel), upscaled
+        assert float(x.max() - x.min()) <= 1 / 255 + 1e-6
+        if not train:  # the centre: source pixels 9999.5 to 10000.5 of the ramp
+            assert abs(float(x.mean()) * 255 - 127.5) <= 1.0
+    assert sizes and max(w * h for w, h in sizes) == 256 * 256
+
+
+def test_upscaled_crops_are_those_of_the_whole_upscaled_image(tmp_path: Path):
+    """Same crop positions, same pixels (up to rounding) as resizing the whole image, then cropping."""
+    paths = [write_image(tmp_path / "a.png", 90, 60, 0), write_image(tmp_path / "b.png", 40, 200, 1),
+             write_image(tmp_path / "c.png", 150, 100, 2)]
+    size = (128, 256)
+    worst = 0.0
+    for train in (True, False):
+        ds = PatchDataset(paths, size, train=train, seed=4)
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            for index, path in enumerate(paths):
+                img = Image.open(path).convert("RGB")
+                scale = max(size[0] / img.height, size[1] / img.width)
+                whole = img.resize((max(size[1], math.ceil(img.width * scale)),
+                                    max(size[0], math.ceil(img.height * scale))), Image.Resampling.BICUBIC)
+                if train:
+                    rng = random.Random(f"4-{epoch}-{index}")
+                    top, left = rng.randint(0, whole.height - size[0]), rng.randint(0, whole.width - size[1])
+                else:
+                    top, left = (whole.height - size[0]) // 2, (whole.width - size[1]) // 2
+                expected = np.asarray(whole.crop((left, top, left + size[1], top + size[0])), dtype=np.float64)
+                got = ds[index].permute(1, 2, 0).double().numpy() * 255
+                worst = max(worst, float(np.abs(got - expected).max()))
+    assert worst <= 2 + 1e-6  # a level or two where the box corners round (Pillow reads them as float32)

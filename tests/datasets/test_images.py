@@ -39,6 +39,38 @@ def test_what_the_conversion_loses_is_said_once(tmp_path):
         open_rgb(tmp_path / "alpha.png", warn_alpha=False)  # training data: no notes
 
 
+def _png(path, samples: np.ndarray, color_type: int) -> None:
+    """A PNG written byte by byte (Pillow cannot write 16-bit colour): ``samples`` big-endian uint16, (h, w, c)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = samples.shape[:2]
+    raw = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_files_say_they_lose_depth(tmp_path):
+    """48-bit RGB and 64-bit RGBA PNG, 16-bit PPM: Pillow opens them as 8-bit modes, the note still comes."""
+    rng = np.random.default_rng(1)
+    rgb16 = rng.integers(0, 65536, (6, 7, 3))
+    _png(tmp_path / "rgb48.png", rgb16, color_type=2)
+    _png(tmp_path / "rgba64.png", np.concatenate([rgb16, np.full((6, 7, 1), 65535)], axis=2), color_type=6)
+    (tmp_path / "deep.ppm").write_bytes(b"P6\n7 6\n65535\n" + rgb16.astype(">u2").tobytes())
+    with Image.open(tmp_path / "rgb48.png") as opened:
+        assert opened.mode == "RGB"  # nothing in the mode says 16 bits
+    for name, extra in (("rgb48.png", ""), ("rgba64.png", "alpha channel dropped, "), ("deep.ppm", "")):
+        img, notes = _read(tmp_path / name)
+        assert img.mode == "RGB" and img.size == (7, 6)
+        assert notes == [f"{tmp_path / name}: {extra}16-bit samples reduced to 8 bits"], name
+    for name in ("rgb48.png", "deep.ppm"):  # the 8 bits kept are the samples scaled, within a level
+        kept = np.asarray(_read(tmp_path / name)[0], dtype=np.float64)
+        assert np.abs(kept - rgb16 * 255 / 65535).max() <= 1.0, name
+
+
 def test_unreadable_files_name_themselves(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"junk")
     with pytest.raises(ImageReadError, match="junk.png: not a readable image"):

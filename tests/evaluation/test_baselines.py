@@ -11,7 +11,8 @@ from tests.helpers import synthetic_photo
 @pytest.mark.parametrize("codec", [c for c in baselines.CODECS if c in baselines.available()])
 def test_sweep_is_monotonic_in_rate(codec):
     images = [("a", synthetic_photo(176, 200, 0)), ("b", synthetic_photo(168, 170, 1))]
-    points, per_image = baselines.sweep(images, codec, (90, 10, 50, 30, 70))
+    points, per_image, skipped = baselines.sweep(images, codec, (90, 10, 50, 30, 70))
+    assert skipped == {}
     assert [p["quality"] for p in points] == [10, 30, 50, 70, 90]
     bpp = [p["bpp"] for p in points]
     psnr = [p["psnr-rgb"] for p in points]
@@ -32,3 +33,19 @@ def test_unknown_codec_and_bad_qualities_are_refused():
         baselines.check_codecs(["jpeg", "bpg"])
     with pytest.raises(baselines.BaselineError, match="0 to 100"):
         baselines.check_qualities([50, 101])
+
+
+@pytest.mark.skipif("webp" not in baselines.available(), reason="this Pillow has no WebP")
+def test_an_image_a_codec_cannot_code_is_left_out_with_the_reason():
+    """WebP refuses sides above 16383 pixels: that image is a note, the other images and codecs go on."""
+    thin = synthetic_photo(1, 16384, seed=2)
+    images = [("a", synthetic_photo(64, 80, 0)), ("thin", thin), ("b", synthetic_photo(72, 64, 1))]
+    webp = baselines.sweep(images, "webp", (30, 70))
+    assert set(webp.skipped) == {"thin"} and "16383" in webp.skipped["thin"] and "16384x1" in webp.skipped["thin"]
+    assert [p["quality"] for p in webp.points] == [30, 70]
+    assert all(sorted(r["image"] for r in rows) == ["a", "b"] for rows in webp.per_image.values())
+    both = baselines.sweep([images[0], images[2]], "webp", (30, 70))  # the same points without the thin image
+    for key in ("bpp", "psnr-rgb"):  # the same images, the same arithmetic
+        assert [p[key] for p in webp.points] == [p[key] for p in both.points]
+    jpeg = baselines.sweep(images, "jpeg", (30, 70))
+    assert jpeg.skipped == {} and len(jpeg.per_image["30"]) == 3

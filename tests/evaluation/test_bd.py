@@ -56,3 +56,15 @@ def test_curves_apart_in_quality_still_get_their_gap_at_the_models_rates():
         ((26.2 - (27.2 + 2.0 * np.log(0.17 / 0.16) / np.log(0.3 / 0.16))) + (26.8 - (27.2 + 2.0 * np.log(0.29 / 0.16) / np.log(0.3 / 0.16)))) / 2)
     assert bd_metrics(jpeg, mine)["gap"] > 0
     assert bd_metrics(rd_doc("far", [1.0, 2.0], [40.0, 45.0]), mine)["gap"] is None  # no rate in common
+
+
+def test_a_quality_that_falls_with_rate_gives_no_bd_rate_and_says_where():
+    """A higher-rate checkpoint with a lower PSNR: the fit of rate over PSNR is impossible, not an exception."""
+    anchor = rd_doc("VTM", [0.1, 0.2, 0.4, 0.8], [28.0, 30.0, 32.5, 35.0])
+    sweep = rd_doc("sweep", [0.12, 0.25, 0.5], [30.0, 31.0, 29.5])  # last point: more bits, less PSNR
+    for fig in (bd_metrics(anchor, sweep), bd_metrics(sweep, anchor)):
+        assert fig["bd-rate"] is None
+        assert "must rise with rate" in fig["note"] and "29.500 at 0.500 bpp" in fig["note"]
+        assert fig["bd-psnr"] is not None  # PSNR over rate needs only rising rates
+    flat = rd_doc("flat", [0.12, 0.25, 0.5], [30.0, 31.0, 31.0])
+    assert bd_metrics(anchor, flat)["bd-rate"] is None

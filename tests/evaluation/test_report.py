@@ -102,3 +102,108 @@ def test_the_page_renders_in_a_headless_browser(report, tmp_path):
     assert shot.exists()
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 20  # pictures and text, not a blank page
+
+
+def test_the_page_writes_every_name_as_text(tmp_path):
+    """The averages table, BD rows, image headings, captions and links of a page built from named parts."""
+    from evaluation.report import write_report
+    from evaluation.results import results_document
+    from evaluation.visuals import Shown, Visuals
+
+    evil = "<img src=x onerror=alert(1)>"
+    doc = results_document(evil, f"on {evil}", [{"checkpoint": evil, "bpp": 0.2, "psnr-rgb": 30.0}])
+    visuals = Visuals(report=str(tmp_path))
+    visuals.images[f"{evil}.png"] = {
+        "size": (64, 64), "baselines": {},
+        "original": Shown("original", float("nan"), float("inf"), "assets/o'\"x.png", "assets/o c.png"),
+        "models": {evil: Shown(evil, 0.2, 30.0, "assets/m.png", "assets/m-crop.png", {"bits-y": "assets/b#1.png"})}}
+    bd = {evil: {"bd-rate": None, "bd-psnr": None, "overlap": None, "gap": None, "note": f"<b>{evil}</b>"}}
+    page = write_report(visuals, doc, bd, [], "rd.png").read_text()
+    assert "<img src=x" not in page and "<b>" not in page
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 6  # title, heading, table, BD row, caption, alt
+    assert 'href="assets/o%27%22x.png"' in page and 'src="assets/o%20c.png"' in page
+    assert 'src="assets/b%231.png"' in page  # a '#' in a file name is not a fragment
+
+
+@pytest.mark.slow
+def test_names_are_text_in_the_page_never_markup(trained, tmp_path, capsys):
+    """A checkpoint, an image and an anchor named with HTML: escaped everywhere, no tag of theirs in the page."""
+    import json
+    from html.parser import HTMLParser
+
+    evil = "<img src=x onerror=alert(1)>"
+    ck = tmp_path / f"{evil}.pth.tar"
+    ck.write_bytes(trained[0].read_bytes())
+    data = tmp_path / "images"
+    data.mkdir()
+    synthetic_photo(64, 64, seed=33).save(data / "<b onmouseover='alert(2)'>a&b.png")
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(json.dumps({"name": "<script>alert(3)</script>",
+                                  "results": {"bpp": [0.1, 1.0, 8.0], "psnr-rgb": [1.0, 20.0, 60.0]}}))
+    report = tmp_path / "report"
+    assert ev.main(["--checkpoint", str(ck), "--data", str(data), "--anchor", str(anchor),
+                    "--report", str(report), "--name", "<i>TCM</i>"]) == 0
+    page = (report / "index.html").read_text()
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("report: ")]
+    assert len(said) == 1 and re.fullmatch(rf"report: {re.escape(str(report / 'index.html'))} "
+                                           r"\(\d+\.\d MB in \d+ files, light format\)", said[0]), said
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.attrs = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attrs += attrs
+
+    parsed = Tags()
+    parsed.feed(page)
+    assert set(parsed.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table",
+                                "tr", "th", "td", "figure", "a", "img", "figcaption", "div", "br"}
+    assert not any(name.startswith("on") for name, _ in parsed.attrs)
+    assert "<img src=x" not in page and "<script" not in page and "<b " not in page and "<i>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the checkpoint's name, as text
+    assert "&lt;b onmouseover=&#x27;alert(2)&#x27;&gt;a&amp;b.png" in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page and "&lt;i&gt;TCM&lt;/i&gt;" in page
+    refs = [value for name, value in parsed.attrs if name in ("src", "href")]
+    assert refs and all((report / r).is_file() for r in refs)
+
+
+def test_a_light_report_keeps_the_crops_lossless_and_the_full_views_small(tmp_path):
+    """Light (the default): full views JPEG, under a third of the PNG's bytes, crops exact; full: all PNG."""
+    from datasets import to_tensor
+    from evaluation import baselines
+    from evaluation.figures import enlarged_crop
+    from evaluation.metrics import psnr
+    from evaluation.report import page_size, write_report
+    from evaluation.results import results_document
+    from evaluation import visuals
+    from evaluation.visuals import Visuals
+
+    img = synthetic_photo(512, 768, seed=40)
+    decoded = baselines.code_image(img, "jpeg", 30)[1]  # a codec's output
+    views = {}
+    for fmt in ("light", "full"):
+        v = Visuals(report=str(tmp_path / fmt), report_format=fmt)
+        v._add_baseline("m", "jpeg", "a.png", img, decoded, 0.5, 30.0, 50)
+        entry = v.images["a.png"]
+        shown = entry["baselines"]["m"]["jpeg"]
+        for pic, source in ((entry["original"], img), (shown, decoded)):
+            crop = Image.open(tmp_path / fmt / pic.crop)
+            assert pic.crop.endswith(".png") and np.array_equal(np.asarray(crop), np.asarray(enlarged_crop(source, entry["box"])))
+            view = Image.open(tmp_path / fmt / pic.image).convert("RGB")
+            assert pic.image.endswith(".jpg" if fmt == "light" else ".png")
+            if fmt == "full":
+                assert np.array_equal(np.asarray(view), np.asarray(source))
+            else:
+                assert psnr(to_tensor(source), to_tensor(view)) > 38.0
+            views[fmt, pic.label] = (tmp_path / fmt / pic.image).stat().st_size
+        (tmp_path / fmt / "assets" / "stale.png").write_bytes(b"x" * 10_000)  # not on the page: not counted
+        entry["models"]["m"] = visuals.Shown("m", 0.5, 30.0, shown.image, shown.crop)  # the same files again
+        page = write_report(v, results_document("TCM", "d", [{"bpp": 0.5, "psnr-rgb": 30.0}]), {}, ["jpeg"], None)
+        size, files = page_size(page)
+        shown_files = [page, *(tmp_path / fmt / p for e in (entry["original"], shown) for p in (e.image, e.crop))]
+        assert files == 5 and size == sum(f.stat().st_size for f in shown_files)
+    assert views["light", "original"] * 3 < views["full", "original"]
+    assert "--report-format full" in (tmp_path / "light" / "index.html").read_text()

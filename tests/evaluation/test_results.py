@@ -46,3 +46,40 @@ def test_read_results_refuses_bad_files_in_one_line(tmp_path):
         read_results(bad)
     with pytest.raises(RDError, match="not found"):
         read_results(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("results, message", [
+    ({"bpp": ["0.1", "0.2"], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds \"0.1\""),
+    ({"bpp": [0.1, None], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds null"),
+    ({"bpp": [0.1, True], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds true"),
+    ({"bpp": [0.1, 0.0], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds 0.0"),
+    ({"bpp": [0.1, float("inf")], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds Infinity"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, "32"]}, "'psnr-rgb' holds \"32\""),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, float("nan")]}, "'psnr-rgb' holds NaN"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0], "ms-ssim-rgb": [0.9, [0.95]]}, "'ms-ssim-rgb' holds [0.95]"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0], "ms-ssim-rgb": [0.9]}, "one value per"),
+    ({"bpp": [0.1, 0.2], "ms-ssim-rgb": [0.9, 0.95]}, "no 'psnr-rgb'"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, None]}, "fewer than two points"),
+    ({"bpp": [0.1], "psnr-rgb": [30.0]}, "fewer than two points"),
+])
+def test_read_results_checks_every_value_an_anchor_is_used_with(tmp_path, results, message):
+    bad = tmp_path / "anchor.json"
+    bad.write_text(json.dumps({"name": "A", "results": results}))  # NaN and Infinity as Python writes them
+    with pytest.raises(RDError) as caught:
+        read_results(bad)
+    assert message in str(caught.value) and len(str(caught.value).splitlines()) == 1
+
+
+def test_read_results_refuses_a_deeply_nested_file_and_a_name_that_is_no_string(tmp_path):
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RDError, match="nested too deeply"):
+        read_results(nested)
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"name": {"a": 1}, "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0]}}))
+    with pytest.raises(RDError, match="'name' is not a string"):
+        read_results(named)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"results": {"bpp": [0.1, 0.2, 0.4], "psnr-rgb": [30, 32.0, None],
+                                          "ms-ssim-rgb": [None, 0.95, 0.97], "encoding_time": ["n/a"] * 3}}))
+    assert read_results(ok)["name"] == "ok"  # integers, nulls, and keys no comparison reads are fine

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import random
 
 import numpy as np
 import pytest
 import torch
 
 from datasets import to_image, to_tensor
+import file_codec.codec as codec_module
 from file_codec import Codec, CodecError, container, weights_id
-from tests.helpers import codec_checkpoint, noise_image, tiny_tcm
-from utils import crop, pad
+from file_codec.container import Header
+from tests.helpers import codec_checkpoint, noise_image, refix_crc, tiny_tcm
+from utils import PADDINGS, crop
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +40,28 @@ def test_round_trip_sizes(tcm, height, width):
     assert decoded.size == (width, height) and decoded.mode == "RGB"
 
 
-def test_tiles_are_the_models_bitstream_and_reconstruction(tcm):
+@pytest.mark.parametrize("padding", ["zero", "replicate"])
+@pytest.mark.parametrize("portable", [True, False], ids=["portable-path", "float32-path"])
+def test_tiles_are_the_models_bitstream_and_reconstruction(tcm, portable, padding):
+    """Each tile is TCM.compress's bitstream, and the file decodes to TCM.decompress's image.
+
+    Like with like: the two entropy paths compute the coder's inputs in
+    different arithmetics, whose results may differ in the last bits on some
+    CPUs, so each path is compared with itself.
+    """
     image = noise_image(100, 200, seed=3)
-    data = Codec(tcm.net, tcm.weights_id, tile=128).encode(image)
+    data = Codec(tcm.net, tcm.weights_id, tile=128, portable=portable, padding=padding).encode(image)
     header, streams = container.parse(data)
-    assert (header.height, header.width, header.tile) == (100, 200, 128)
-    x, padding = pad(to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
+    assert (header.height, header.width, header.tile, header.portable) == (100, 200, 128, portable)
+    assert container.PADDING_NAMES[header.padding_mode] == padding
+    x, padding = PADDINGS[padding](to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
     expected = torch.zeros_like(x)
     for (t, l, th, tw), (z, y) in zip(header.tiles(), streams, strict=True):
-        out = tcm.net.compress(x[..., t : t + th, l : l + tw])
+        out = tcm.net.compress(x[..., t : t + th, l : l + tw], portable=portable)
         assert (z, y) == (out["strings"][1][0], out["strings"][0][0])
-        expected[..., t : t + th, l : l + tw] = tcm.net.decompress(out["strings"], out["shape"])["x_hat"]
-    decoded = tcm.decode(data)  # the tile side is read off the file, whatever the decoder's setting
+        decoded = tcm.net.decompress(out["strings"], out["shape"], portable=portable)
+        expected[..., t : t + th, l : l + tw] = decoded["x_hat"]
+    decoded = tcm.decode(data)  # the tile side and the entropy path are read off the file
     assert decoded.size == (200, 100)
     assert np.array_equal(np.asarray(decoded), np.asarray(to_image(crop(expected, padding))))
 
@@ -74,7 +87,7 @@ def test_drifted_decoder_reports_a_mismatch(tcm, small):
 def test_a_version_1_file_still_decodes_as_before(tcm):
     """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
     image = noise_image(40, 70, seed=12)
-    float32 = Codec(tcm.net, tcm.weights_id, portable=False)
+    float32 = Codec(tcm.net, tcm.weights_id, portable=False, version=2)
     header, streams = container.parse(float32.encode(image))
     v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
                                           header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
@@ -98,3 +111,142 @@ def test_other_coding_tables_are_refused_naming_both(tcm, small):
     assert codec.tables_id != tcm.tables_id
     with pytest.raises(CodecError, match=f"made with coding tables {tcm.tables_id.hex()}.*{codec.tables_id.hex()}"):
         codec.decode(small[1])
+
+
+# ------------------------------------------------------------------ crafted files: bombs and edited headers
+def crafted(tcm: Codec, height: int, width: int, streams_for, version: int = container.VERSION,
+            tile: int = 128) -> bytes:
+    """A file with this codec's ids claiming ``height`` x ``width`` in ``tile``-pixel tiles, with these
+    streams (``streams_for(k)`` of tile k) and a valid file CRC: what someone crafting a file writes."""
+    hp, wp = container.padded(height), container.padded(width)
+    header = Header(tcm.weights_id, height, width, (hp - height) // 2, (wp - width) // 2, tile, version=version,
+                    tables_id=tcm.tables_id, entropy_path=container.PATH_FLOAT64)
+    streams = [streams_for(k) for k in range(len(header.tiles()))]
+    header.tile_crcs = [0] * len(streams) if version >= 3 else []
+    return container.pack(header, streams)
+
+
+@pytest.fixture
+def tile_decodes(monkeypatch) -> list:
+    """The tiles the decoder gets to, counted as it decodes them."""
+    calls = []
+    original = codec_module.decode_tile
+
+    def counting(*args, **kwargs):
+        calls.append(args[3:5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codec_module, "decode_tile", counting)
+    return calls
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_bomb_stops_at_its_first_tile(tcm, tile_decodes, version):
+    """16 tiles claimed, 8 random bytes a stream: the first tile's z stream runs out at once."""
+    rng = random.Random(version)
+    data = crafted(tcm, 512, 512, lambda k: (rng.randbytes(8), rng.randbytes(8)), version)
+    with pytest.raises(CodecError, match=r"^tile 1 of 16: its z stream ends before its symbols do"):
+        tcm.decode(data)
+    assert tile_decodes == [(128, 128)]
+
+
+@pytest.fixture(scope="module")
+def wide(tcm) -> tuple[Codec, bytes]:
+    """A codec whose scales are about 3 (random weights predict ~0): some bits a latent, as a trained
+    model's; and the z stream of a 128x128 tile it coded."""
+    net = copy.deepcopy(tcm.net)
+    with torch.no_grad():
+        for transform in net.cc_scale_transforms:
+            transform[-1].bias.add_(3.0)
+    codec = Codec(net, tcm.weights_id)
+    (z, _), = container.parse(codec.encode(noise_image(128, 128, seed=4)))[1]
+    return codec, z
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_real_z_stream_with_a_crafted_y_stream_stops_in_the_first_slice(wide, tile_decodes, monkeypatch, version):
+    wide, z = wide
+    net = wide.net
+    rng = random.Random(version)
+    data = crafted(wide, 256, 384, lambda k: (z, rng.randbytes(12)), version)
+    slices = []
+    original = net.code_slices
+
+    def counting(z_hat, code_slice, nets=None):
+        def counted(i, mu, scale):
+            slices.append(i)
+            return code_slice(i, mu, scale)
+        return original(z_hat, counted, nets)
+
+    monkeypatch.setattr(net, "code_slices", counting)
+    with pytest.raises(CodecError, match=r"^tile 1 of 6: its y stream ends before its symbols do, in slice 1 of 5"):
+        wide.decode(data)
+    assert tile_decodes == [(128, 128)] and slices == [0]
+
+
+def test_streams_that_no_rans_coder_writes_are_refused_before_any_decoding(tcm, tile_decodes):
+    lengths = [(8, 8), (8, 8), (1, 8)]  # the third tile's z stream: 1 byte (a rANS stream is whole 32-bit words)
+    data = crafted(tcm, 128, 384, lambda k: (bytes(lengths[k][0]), bytes(lengths[k][1])))
+    with pytest.raises(CodecError, match=r"^tile 3 of 3: its z stream of 1 byte is not a rANS stream"):
+        tcm.decode(data)
+    assert tile_decodes == []
+
+
+def test_files_over_the_pixel_limit_are_refused_before_decoding(tcm, tile_decodes):
+    big = crafted(tcm, 8193, 8192, lambda k: (bytes(8), bytes(8)), tile=2048)  # 2**26 + 8192 pixels
+    assert tcm.max_pixels == 2**26
+    with pytest.raises(CodecError, match=f"8192x8193 image, {8193 * 8192} pixels, over the limit of {2**26} .*"
+                                         f"pass --max-pixels {8193 * 8192}$"):
+        tcm.decode(big)
+    assert tile_decodes == []
+    image = noise_image(20, 30, seed=2)
+    data = tcm.encode(image)
+    with pytest.raises(CodecError, match="30x20 image, 600 pixels, over the limit of 599"):
+        Codec(tcm.net, tcm.weights_id, max_pixels=599).decode(data)
+    assert Codec(tcm.net, tcm.weights_id, max_pixels=600).decode(data).size == (30, 20)
+
+
+def _edit(data: bytes, pos: int, value: int) -> bytes:
+    return refix_crc(data[:pos] + bytes([value]) + data[pos + 1 :], container.header_size(container.parse(data)[0]))
+
+
+#: Version 3's header bytes: magic 4, version 1, weights id 6, tables id 4, then these.
+PATH_BYTE, PADDING_BYTE, HEIGHT_BYTE = 15, 16, 17
+
+
+@pytest.mark.parametrize("edit,value", [("height", 19), ("entropy path", container.PATH_FLOAT32),
+                                        ("padding", container.PAD_ZERO), ("tile", 8)])
+def test_a_version_3_header_edit_that_keeps_a_valid_geometry_is_refused(tcm, small, tile_decodes, edit, value):
+    """20 -> 19 rows keeps the centred padding (54 rows above); the path, padding and tile bytes are
+    plausible values: only the tile crc, which covers the header, tells."""
+    data = small[1]
+    assert (data[4], data[HEIGHT_BYTE], data[PATH_BYTE], data[PADDING_BYTE]) == (3, 20, 1, container.PAD_REPLICATE)
+    pos = {"height": HEIGHT_BYTE, "entropy path": PATH_BYTE, "padding": PADDING_BYTE,
+           "tile": len(container.fixed_part(container.parse(data)[0])) - 1}[edit]
+    edited = _edit(data, pos, value)
+    container.parse(edited)  # a valid container
+    with pytest.raises(CodecError, match="^latent checksum mismatch"):
+        tcm.decode(edited)
+    assert len(tile_decodes) == 1
+
+
+def test_a_version_2_size_whose_streams_are_too_short_stops_at_the_stream(tcm, tile_decodes):
+    """Width 30 -> 200 (padded 128 -> 256, left padding centred again): the streams of a 128x128 tile
+    are read as a 128x256 one, and run out."""
+    v2 = Codec(tcm.net, tcm.weights_id, version=2)
+    header, streams = container.parse(v2.encode(noise_image(20, 30, seed=11)))
+    header.width, header.pad_left = 200, 28
+    with pytest.raises(CodecError, match="^its z stream ends before its symbols do"):
+        tcm.decode(container.pack(header, streams))
+    assert tile_decodes == [(128, 256)]
+
+
+def test_version_2_is_still_written_on_request(tcm, small):
+    v2 = Codec(tcm.net, tcm.weights_id, version=2)
+    data = v2.encode(small[0])
+    header, _ = container.parse(data)
+    assert (header.version, header.padding_mode) == (2, container.PAD_ZERO)
+    assert container.header_size(header) == container.header_size(container.parse(small[1])[0]) - 1
+    assert tcm.decode(data).size == small[0].size
+    with pytest.raises(CodecError, match="version 2 records no padding"):
+        Codec(tcm.net, tcm.weights_id, version=2, padding="replicate")

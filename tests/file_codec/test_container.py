@@ -20,8 +20,12 @@ def make_file(height=100, width=150, tile=2048, seed=0, version=container.VERSIO
     rng = random.Random(seed)
     hp, wp = container.padded(height), container.padded(width)
     v2 = dict(tables_id=TID, entropy_path=container.PATH_FLOAT64) if version >= 2 else {}
-    header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, latent_crc=0xDEADBEEF,
-                    version=version, **v2)
+    header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, version=version, **v2)
+    if version >= 3:
+        header.padding_mode = container.PAD_REPLICATE
+        header.tile_crcs = [rng.getrandbits(32) for _ in header.tiles()]
+    else:
+        header.latent_crc = 0xDEADBEEF
     streams = [
         (rng.randbytes(rng.randint(1, 40)), rng.randbytes(rng.randint(1, 90))) for _ in header.tiles()
     ]
@@ -94,7 +98,7 @@ def test_foreign_and_empty(data, message):
         container.parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_other_versions_refused_by_number(version):
     _, _, data = make_file()
     data = data[:4] + bytes([version]) + data[5:]
@@ -161,3 +165,55 @@ def test_crafted_lengths_must_match_the_file():
     longer[pos] = z_len + 1  # z claims one byte more than the file holds
     with pytest.raises(ContainerError, match="truncated file"):
         container.parse(refix_crc(bytes(longer), n))
+
+
+def _edited(data: bytes, pos: int, value: int) -> bytes:
+    """``data`` with one header byte set to ``value`` and the file CRC recomputed (a crafted edit)."""
+    n = container.header_size(container.parse(data)[0])
+    return refix_crc(data[:pos] + bytes([value]) + data[pos + 1 :], n)
+
+
+@pytest.mark.parametrize("version", container.VERSIONS)
+@pytest.mark.parametrize("field", ["pad top", "pad left", "height"])
+def test_an_edited_size_or_padding_that_shifts_the_image_is_refused(version, field):
+    header, _, data = make_file(100, 150, version=version)
+    top = len(container.fixed_part(header)) - 3  # pad top, pad left, tile follow the varint sizes
+    if field == "height":  # 100 -> 90: its centred padding is 19 rows, the file says 14
+        pos, value = data.index(container.put_varint(100) + container.put_varint(150), 11), 90
+    else:
+        pos = top + (field == "pad left")
+        value = data[pos] + 1
+    with pytest.raises(ContainerError, match="not the centred padding"):
+        container.parse(_edited(data, pos, value))
+
+
+def test_an_unknown_padding_is_refused():
+    _, _, data = make_file()
+    pos = 4 + 1 + container.ID_BYTES + container.TABLES_ID_BYTES + 1  # after magic, version, ids, entropy path
+    assert data[pos] == container.PAD_REPLICATE
+    with pytest.raises(ContainerError, match="unknown padding 2"):
+        container.parse(_edited(data, pos, 2))
+
+
+def test_versions_before_3_record_no_padding_and_3_needs_a_crc_per_tile():
+    header, streams, _ = make_file(version=2)
+    header.padding_mode = container.PAD_REPLICATE
+    with pytest.raises(ValueError, match="records no padding"):
+        container.pack(header, streams)
+    header, streams, _ = make_file(300, 500, 256)
+    header.tile_crcs.pop()
+    with pytest.raises(ValueError, match="one crc per tile"):
+        container.pack(header, streams)
+
+
+def test_the_tile_crc_binds_the_header_and_the_tile_index():
+    header, _, _ = make_file(300, 500, 256)
+    symbols = bytes(range(40))
+    crc = container.tile_crc(header, 0, symbols)
+    edits = [dict(height=299), dict(width=490, pad_left=11), dict(tile=384), dict(entropy_path=container.PATH_FLOAT32),
+             dict(padding_mode=container.PAD_ZERO), dict(tables_id=bytes(4)), dict(weights_id=bytes(6))]
+    for edit in edits:
+        assert container.tile_crc(Header(**{**header.__dict__, **edit}), 0, symbols) != crc, edit
+    assert container.tile_crc(header, 1, symbols) != crc
+    assert container.tile_crc(header, 0, symbols[:-1] + b"\xff") != crc
+    assert container.tile_crc(Header(**header.__dict__), 0, symbols) == crc

@@ -66,15 +66,17 @@ def test_bare_state_dict_and_architecture_inference(tmp_path):
             assert torch.equal(got[k], v), k
 
 
-def test_half_precision_storage_is_restored_to_float32(tmp_path):
+@pytest.mark.parametrize("storage", [torch.float16, torch.bfloat16, torch.float8_e4m3fn])
+def test_narrow_float_storage_is_restored_to_float32(tmp_path, storage):
     model = tiny_tcm(seed=6)
-    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    path = tmp_path / "half.pth"
+    sd = {k: v.to(storage) if v.is_floating_point() and not k.startswith("entropy_bottleneck") else v
+          for k, v in model.state_dict().items()}
+    path = tmp_path / "narrow.pth"
     torch.save(sd, path)
     loaded = load_model(path)
     w = loaded.state_dict()["g_a.0.conv1.weight"]
     assert w.dtype == torch.float32
-    assert torch.equal(w, model.state_dict()["g_a.0.conv1.weight"].half().float())
+    assert torch.equal(w, model.state_dict()["g_a.0.conv1.weight"].to(storage).float())
 
 
 class _Payload:

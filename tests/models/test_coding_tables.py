@@ -15,9 +15,17 @@ BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def test_the_stored_tables_are_compressais_for_the_papers_scales():
+    """What CompressAI computes here, up to the last bits of erfc, which differ between CPUs.
+
+    The table sizes, offsets and scales are exact; a CDF value may move by a
+    quantum or two where another machine's erfc rounds the other way (which is
+    why the tables are stored rather than computed).
+    """
     stored, computed = canonical_gaussian_tables(), compute_gaussian_tables()
-    for name in BUFFERS:
+    for name in ("_offset", "_cdf_length", "scale_table"):
         assert torch.equal(stored[name], computed[name]), name
+    assert stored["_quantized_cdf"].shape == computed["_quantized_cdf"].shape
+    assert (stored["_quantized_cdf"] - computed["_quantized_cdf"]).abs().max() <= 2
     cdf, length = stored["_quantized_cdf"], stored["_cdf_length"]
     assert cdf.shape[0] == 64 and all(cdf[i, length[i] - 1] == 65536 for i in range(64))
 

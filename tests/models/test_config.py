@@ -17,7 +17,9 @@ def test_the_constructor_and_the_config_agree_on_the_defaults():
     lambda: tcm_small(),
     lambda: tiny_tcm(),
     lambda: tiny_tcm(config=(1, 2, 3, 3, 2, 1), max_support_slices=2, entropy_hidden=(48, 16), num_slices=4),
-], ids=["tcm-s", "tiny", "odd-shape"])
+    lambda: TCM(N=16, M=32, num_slices=2, max_support_slices=2, hyper_channels=16, atten_dim=16, entropy_hidden=(16, 16),
+                config=(1, 1, 1, 1, 1, 1), head_dim=(8, 8, 8, 8, 8, 8)),
+], ids=["tcm-s", "tiny", "odd-shape", "n16"])
 def test_from_state_dict_reads_back_the_constructor_arguments(build):
     model = build()
     assert TCMConfig.from_state_dict(model.state_dict()) == model.model_config
@@ -72,3 +74,12 @@ def test_weights_claiming_a_huge_model_are_refused_before_it_is_built(monkeypatc
     monkeypatch.setattr(TCM, "__init__", never)
     with pytest.raises(ValueError, match="N=4096 is beyond"):
         TCM.from_state_dict(sd)
+
+
+def test_below_32_channels_the_hyper_transforms_use_one_head_of_n():
+    """The published hyper transforms' heads are 32 wide; a 16-channel test model has one head of 16."""
+    assert TCMConfig().hyper_head_dim == 32 and TCMConfig(N=64).hyper_head_dim == 32
+    small = TCM(N=16, M=32, num_slices=2, hyper_channels=16, atten_dim=16, entropy_hidden=(16, 16),
+                config=(1, 1, 1, 1, 1, 1), head_dim=(8, 8, 8, 8, 8, 8))
+    assert small.h_a[1].trans_block.msa.heads == 1 and small.h_a[1].trans_block.msa.head_dim == 16
+    assert TCM(N=64).h_a[1].trans_block.msa.heads == 2
