@@ -202,8 +202,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
             os.unlink(tmp)
 
 
-#: :func:`atomic_write`'s temporary names: ``.<name>.<8 characters from mkstemp>.part``.
-PART_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.part$")
+#: :func:`atomic_write`'s temporary names: ``.<name>.<mkstemp's random characters>.part``.
+PART_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]+\.part$")
 
 
 def remove_stale_parts(folder: str | os.PathLike, suffixes: Iterable[str] | None = None,

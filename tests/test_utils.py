@@ -197,7 +197,7 @@ def test_stale_parts_are_only_atomic_writes_own_and_old_enough(tmp_path):
             raise RuntimeError
     left, = tmp_path.glob("*.keep")
     left.rename(tmp_path / left.name.replace(".keep", ".part"))
-    others = [tmp_path / n for n in (".a.tcm.part", ".a.png.abcdefgh.part", "x.part", ".b.tcm.abcdefgh.part")]
+    others = [tmp_path / n for n in (".a.tcm.ABCDEFGH.part", ".a.png.abcdefgh.part", "x.part", ".b.tcm.abcdefgh.part")]
     for p in others:
         p.write_bytes(b"")
     old = time.time() - 3600
