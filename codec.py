@@ -1,23 +1,29 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
-    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16]
-    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [--max-pixels N]
+    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16] [-f] [-q]
+    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [--max-pixels N] [-f] [-q]
     python codec.py info FILE [FILE ...]
 
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
 several inputs write into the folder OUT, one output each (``NAME.tcm`` /
-``NAME.png``).  Every failure is one line on stderr naming its input; the
-others are still processed and the exit status is 1 if any failed.  Outputs
-are written to a temporary file and renamed, so an existing output is only
-ever replaced by a complete one.  The file layout is documented in
+``NAME.png``).  Each file done is one line on stdout (input -> output, size,
+bits per pixel, time; ``-q`` leaves them out); every failure is one line on
+stderr naming its input; the others are still processed and the exit status
+is 1 if any failed.  Outputs are written to a temporary file and renamed, so
+an existing output is only ever replaced by a complete one, and temporaries
+that a killed run left are removed by the next run into that folder.  An
+input (the checkpoint included) is never overwritten; an existing file that
+holds something else than what would be written (an image where a .tcm file
+would go) only with ``-f``.  The file layout is documented in
 ``file_codec/container.py``.
 
 Files decode on any machine: the means and scales the coder uses are computed
 in float64 (the portable path, format version 2 and later); the transforms run in
 ``--precision`` (bf16 by default where the CPU has native bfloat16), which
 encoder and decoder need not share.  ``--checkpoint`` defaults to the
-environment variable ``TCM_CHECKPOINT``.
-Decompressing without either is refused, naming the weights the file needs.
+environment variable ``TCM_CHECKPOINT``.  Without either, decompress finds
+the weights a file names in ``pretrained/`` and the folders of
+``TCM_WEIGHTS_PATH`` (``file_codec/weights.py``); ``info`` says where.
 A file claiming more than ``--max-pixels`` (default 2**26, 67 Mpx) is refused
 before any decoding, as Pillow refuses decompression bombs.
 """
@@ -29,8 +35,10 @@ import os
 import sys
 from pathlib import Path
 
-from file_codec import DEFAULT_TILE, PRECISIONS, Codec, CodecError, check_tile_side, container, default_precision
-from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files, needed_ids
+from file_codec import container
+from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
+from file_codec.settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision
+from file_codec.weights import WEIGHTS_PATH_ENV
 from utils import ArgumentParser, UsageError, keep_freed_memory, run_tool
 
 
@@ -59,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     default_ck = os.environ.get(CHECKPOINT_ENV)
-    precision = dict(choices=list(PRECISIONS), default=default_precision(),
+    precision = dict(choices=list(PRECISION_NAMES), default=default_precision(),
                      help="precision of the transforms (default here: %(default)s; bf16 where the CPU has it); "
                           "files decode with either")
+    force = dict(action="store_true",
+                 help="replace an existing output that holds something else (an input is never replaced)")
+    quiet = dict(action="store_true", help="no line per file done (failures are still reported)")
     c = sub.add_parser("compress", help="images -> .tcm files")
     c.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE")
     c.add_argument("out", metavar="OUT")
@@ -69,14 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
     c.add_argument("--precision", **precision)
+    c.add_argument("-f", "--force", **force)
+    c.add_argument("-q", "--quiet", **quiet)
     d = sub.add_parser("decompress", help=".tcm files -> images")
     d.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
     d.add_argument("out", metavar="OUT")
-    d.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
+    d.add_argument("--checkpoint", "-c", default=default_ck,
+                   help=f"weights (default: ${CHECKPOINT_ENV}; without either, the weights each file names are "
+                        f"looked for in pretrained/ and the folders of ${WEIGHTS_PATH_ENV})")
     d.add_argument("--precision", **precision)
     d.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
                    help="refuse files claiming more pixels than this, before decoding them: a guard against "
                         "decompression bombs (default %(default)s)")
+    d.add_argument("-f", "--force", **force)
+    d.add_argument("-q", "--quiet", **quiet)
     i = sub.add_parser("info", help="print the header of .tcm files")
     i.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
     return parser
@@ -88,17 +105,27 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         if args.command == "info":
-            return info_files(args.inputs)
-        if not args.checkpoint:
-            if args.command == "decompress":
-                needed_ids(args.inputs)
-                return 1
+            return info_files(args.inputs)  # headers only: neither torch nor the model is loaded
+        if not args.checkpoint and args.command == "compress":
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
-        options = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
-        codec = Codec.load(args.checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision, **options)
+        from file_codec.codec import Codec  # torch and CompressAI: seconds to import
+
+        limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
+
+        def load(checkpoint: str | Path) -> Codec:
+            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision, **limits)
+
+        options = dict(force=args.force, quiet=args.quiet,
+                       also_read=[Path(args.checkpoint)] if args.checkpoint else [])
         if args.command == "compress":
-            return compress_files(codec, args.inputs, args.out)
-        return decompress_files(codec, args.inputs, args.out)
+            return compress_files(load(args.checkpoint), args.inputs, args.out, **options)
+        if args.checkpoint:
+            codec = load(args.checkpoint)
+            return decompress_files(lambda _: codec, args.inputs, args.out, **options)
+        from file_codec.weights import WeightsFinder
+
+        finder = WeightsFinder(load)
+        return decompress_files(lambda header: finder.codec_for(header.weights_id), args.inputs, args.out, **options)
 
     return run_tool(PROG, body)
 

@@ -2,7 +2,7 @@
 
     python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real]
                    [--output results.json] [--plot rd.png] [--anchor FILE ...]
-                   [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose]
+                   [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose] [-f]
                    [--report DIR [--report-format light|full]]
 
 A checkpoint argument may be a folder: a train.py run, a sweep of runs (one
@@ -11,6 +11,12 @@ is estimated from the likelihoods of the model's forward pass (the paper's
 evaluation); with ``--real`` each image is entropy-coded and decoded, and the
 rate is the bitstream's.  Images are padded (centred, zeros) to multiples of
 128 and the reconstruction cropped back; rates are over the original pixels.
+
+No output may be one of the files the run reads (checkpoints, images,
+anchors); an existing output holding something else than what would be
+written (a checkpoint or an image where the results JSON goes, anything but
+a PNG where a .png plot goes) is refused before the first image unless
+``--force`` is given.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ PROG = "eval.py"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(prog=PROG, description="Evaluate TCM checkpoints on an image folder.")
+    p = ArgumentParser(prog=PROG, description="Evaluate TCM checkpoints on an image folder. An output never "
+                                              "replaces an input, nor (without --force) a file of another kind.")
     p.add_argument("--checkpoint", nargs="+", required=True,
                    help="checkpoint files, train.py run folders, or sweep folders (one point per run)")
     p.add_argument("--which", choices=("best", "latest"), default="best",
@@ -62,6 +69,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: reuse the image rows kept beside --output")
     p.add_argument("--verbose", action="store_true", help="print one row per image")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="replace existing outputs that hold something else than what is written "
+                        "(an input is never replaced)")
     return p.parse_args(argv)
 
 

@@ -6,6 +6,10 @@ command line (argparse's own status), 1 for anything else the user can act on
 (missing or damaged files, bad data), 130 when interrupted and 143 when
 terminated (SIGTERM); tools with an extra status say so (eval.py: 3, a decoder
 that disagrees with its encoder).
+
+This module imports neither torch nor CompressAI at load time (the functions
+that need them import them when called), so that light commands such as
+``codec.py info`` start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -14,28 +18,33 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
 # CompressAI scripts helpers with torch.jit at import time and on first use, which
 # current torch flags as deprecated on every run of every tool.  This is the one
 # filter for it: the packages that import CompressAI import this module first.
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from compressai.ops import compute_padding  # noqa: E402
-from torch import Tensor  # noqa: E402
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 #: Image sides must be multiples of this: TCM's 8x8 Swin windows on the 1/16 latent.
 PAD_MULTIPLE = 128
 
 Padding = tuple[int, int, int, int]
+
+#: Suffixes of checkpoint files, longest first.
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
 
 #: Exit statuses shared by all tools.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 128 + signal.SIGTERM
@@ -49,6 +58,9 @@ def pad(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     latent); this is the padding of the paper's evaluation.  Returns the padded
     tensor and ``(left, right, top, bottom)`` for :func:`crop`.
     """
+    import torch.nn.functional as F
+    from compressai.ops import compute_padding
+
     h, w = x.shape[-2:]
     padding, _ = compute_padding(h, w, min_div=p)
     return F.pad(x, padding, mode="constant", value=0.0), padding
@@ -61,6 +73,9 @@ def pad_replicate(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     spend bits on and that bleeds into the decoded border; repeated edges give
     them nothing new to code (the file codec's padding: README, The file codec).
     """
+    import torch.nn.functional as F
+    from compressai.ops import compute_padding
+
     h, w = x.shape[-2:]
     padding, _ = compute_padding(h, w, min_div=p)
     return F.pad(x, padding, mode="replicate"), padding
@@ -187,15 +202,41 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
             os.unlink(tmp)
 
 
-def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+#: :func:`atomic_write`'s temporary names: ``.<name>.<mkstemp's random characters>.part``.
+PART_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]+\.part$")
+
+
+def remove_stale_parts(folder: str | os.PathLike, suffixes: Iterable[str] | None = None,
+                       older_than: float = 0.0) -> list[Path]:
     """Remove the temporary files :func:`atomic_write` leaves when a process is killed mid-write.
 
-    Only call this for a folder no other process is writing to (a locked run folder).
+    With the defaults every one in ``folder`` goes: only for a folder no other
+    process writes to (a locked run folder).  In a folder others may write to,
+    give ``older_than`` (seconds since the file last changed): a temporary file
+    lives for the time of one write, so one that has not changed for minutes
+    has no writer left, whichever host or process made it; ``suffixes`` keeps
+    to the temporaries of outputs with those endings (``.tcm``, ``.png``).
+    Only regular files named exactly as :func:`atomic_write` names them are touched.
     """
     removed = []
-    for stale in Path(folder).glob(".*.part"):
-        stale.unlink(missing_ok=True)
-        removed.append(stale)
+    endings = tuple(s.lower() for s in suffixes) if suffixes is not None else None
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = PART_NAME.match(entry.name)
+        if m is None or (endings is not None and not m.group("name").lower().endswith(endings)):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < older_than:
+                continue
+            os.unlink(entry.path)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+        removed.append(Path(entry.path))
     return removed
 
 
@@ -220,6 +261,8 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
     torch reports a full disk as a ``RuntimeError`` from its zip writer; it is
     raised here as the ``OSError`` it is, naming ``path``.
     """
+    import torch
+
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         try:
             torch.save(obj, f)
@@ -227,6 +270,149 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
             os.fsync(f.fileno())
         except RuntimeError as e:
             raise OSError(f"cannot write ({first_line(e)})") from None
+
+
+# ----------------------------------------------------------------------- inputs and outputs
+class NotARegularFile(ToolError):
+    """A folder, FIFO, device or socket where a file is to be read or replaced.
+
+    Reading a FIFO waits for a writer forever and reading ``/dev/zero`` never
+    ends, while their size reads 0: the tools refuse them before reading.
+    The message does not name the path (callers do).
+    """
+
+
+_SPECIAL_FILES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_special(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+        raise NotARegularFile(f"is {what}, not a regular file")
+
+
+def check_regular_file(path: str | os.PathLike) -> None:
+    """Raise :class:`NotARegularFile` unless ``path`` is a regular file (``FileNotFoundError`` if absent)."""
+    _refuse_special(os.stat(path).st_mode)
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file; anything else raises :class:`NotARegularFile` without blocking.
+
+    The file is opened non-blocking (a FIFO without a writer would block the
+    open itself) and checked on the open descriptor, so nothing swapped in
+    between a check and the read gets through.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _refuse_special(os.fstat(fd).st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+#: File kinds told from the first bytes; images are told by Pillow, JSON by parsing.
+_MAGIC = ((b"TCM\x89", "tcm"), (b"%PDF", "pdf"), (b"%!PS", "postscript"), (b"PK\x03\x04", "zip"),
+          (b"\x80\x02", "pickle"))
+_KIND_NAMES = {"tcm": "a .tcm file", "json": "JSON", "zip": "a zip archive (a checkpoint?)",
+               "pickle": "a pickle (a checkpoint?)", "pdf": "a PDF", "postscript": "PostScript", "svg": "an SVG",
+               "html": "HTML", "unknown": "something else"}
+#: Output names whose kind the extension gives (besides the image formats Pillow knows).
+_SUFFIX_KINDS = {".tcm": "tcm", ".json": "json", ".pdf": "pdf", ".ps": "postscript", ".eps": "postscript",
+                 ".svg": "svg", ".html": "html", ".htm": "html", ".pth": "zip", ".pt": "zip", ".tar": "zip",
+                 ".ckpt": "zip"}
+_JSON_SNIFF_LIMIT = 64 << 20
+
+
+def kind_of_name(path: str | os.PathLike) -> str:
+    """The kind of file a name's extension promises ("png", "jpeg", "json", "tcm", …), or "unknown"."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _SUFFIX_KINDS:
+        return _SUFFIX_KINDS[suffix]
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(suffix)
+    return fmt.lower() if fmt else "unknown"
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What an existing regular file holds: "empty", a kind of :func:`kind_of_name`, or "unknown".
+
+    Told from the content where it is recognisable (a PNG named ``x.tcm`` is a
+    "png"), from the name otherwise.
+    """
+    with open_regular_file(path) as f:
+        head = f.read(4096)
+        if not head:
+            return "empty"
+        for magic, kind in _MAGIC:
+            if head.startswith(magic):
+                return kind
+        text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if text[:1] in (b"{", b"["):
+            import json
+
+            f.seek(0)
+            try:
+                json.loads(f.read(_JSON_SNIFF_LIMIT + 1))
+                return "json"
+            except ValueError:
+                pass
+        lowered = text[:1024].lower()
+        if lowered.startswith(b"<") and b"<svg" in lowered:
+            return "svg"
+        if lowered.startswith((b"<!doctype html", b"<html")):
+            return "html"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return (image.format or "unknown").lower()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return kind_of_name(path)
+
+
+def describe_kind(kind: str) -> str:
+    return _KIND_NAMES.get(kind, f"a {kind.upper()} image")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == Path(b).resolve()
+
+
+def check_output(path: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike] = (),
+                 force: bool = False, what: str = "output", force_option: str = "--force") -> None:
+    """Refuse, before any work, to write ``path`` where writing would destroy something.
+
+    Never one of ``inputs`` (what the run reads), nor a folder, FIFO or device,
+    ``force`` or not; an existing file holding another kind of thing than the
+    ``kind`` to be written (a PNG where a .tcm file would go, a checkpoint
+    where results would go) only with ``force``.  An empty file, or one of the
+    same kind (an earlier run's output), is replaced as before.
+    """
+    path = Path(path)
+    for src in inputs:
+        if _same_file(path, Path(src)):
+            raise ToolError(f"{what} {path} is also an input: writing it would overwrite the input")
+    try:
+        check_regular_file(path)
+    except FileNotFoundError:
+        return
+    except NotARegularFile as e:
+        raise ToolError(f"{what} {path} {e}") from None
+    if force:
+        return
+    found = file_kind(path)
+    if found == "empty" or (found == kind and kind != "unknown"):
+        return
+    raise ToolError(f"{what} {path} exists and holds {describe_kind(found)}, not {describe_kind(kind)}: "
+                    f"choose another name, or give {force_option} to replace it")
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
@@ -272,6 +458,8 @@ def project_commit() -> str | None:
 
 def device_name(device: torch.device | str = "cpu") -> str:
     """The card's or the processor's name, as a figure's reader needs it."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -291,6 +479,7 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     import platform
 
     import compressai
+    import torch
 
     return {
         "commit": project_commit(),
@@ -306,6 +495,8 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
 def synchronize(device: torch.device) -> None:
     """Wait for the device, so that a clock around its work measures the work."""
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils import ToolError
+from utils import NotARegularFile, ToolError, open_regular_file
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
@@ -77,7 +77,8 @@ def open_rgb(path: str | os.PathLike, warn_alpha: bool = True) -> Image.Image:
     """
     path = os.fspath(path)
     try:
-        with Image.open(path) as img:
+        # A FIFO or a device is refused before reading: Pillow would wait for a writer, or read forever.
+        with open_regular_file(path) as f, Image.open(f) as img:
             frames = getattr(img, "n_frames", 1)
             deep = _stored_deeper_than_8_bits(img)
             img.load()
@@ -87,8 +88,8 @@ def open_rgb(path: str | os.PathLike, warn_alpha: bool = True) -> Image.Image:
                 lost.append(DEEP_SAMPLES)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a directory") from None
+    except NotARegularFile as e:
+        raise ImageReadError(f"{path}: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
     if frames > 1:

@@ -154,7 +154,8 @@ def mean_point(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         point["rate-ratio"] = point["bpp-real"] / point["bpp-estimated"]
         point["mismatches"] = sum(not r["matches-encoder"] for r in rows)
         diffs = [r["max-abs-diff"] for r in rows if r.get("max-abs-diff") is not None]
-        point["max-abs-diff"] = max(diffs) if diffs else float("nan")
+        # NaN (a decoder that gave no number) is the largest: max() alone would keep or drop it by its position
+        point["max-abs-diff"] = float("nan") if not diffs or any(math.isnan(d) for d in diffs) else max(diffs)
     for key in ("slice-share", "channel-share"):
         if (shares := mean_shares(list(rows), key)) is not None:
             point[key] = shares

@@ -18,14 +18,14 @@ import torch
 from tqdm import tqdm
 
 from file_codec.codec import PRECISIONS
-from utils import UsageError, check_writable, provenance
+from utils import UsageError, check_output, check_writable, kind_of_name, provenance
 
 from . import baselines
 from .bd import bd_metrics
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
-from .progress import Key, RowStore, image_digest, row_key
+from .progress import Key, RowStore, image_digest, partial_path, row_key
 from .report import page_size, write_report
 from .visuals import Visuals, figure_names
 from .results import read_results, results_document, write_json
@@ -66,6 +66,34 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise UsageError(f"--tile {args.tile}: a multiple of 128")
     if (args.portable or args.precision != "fp32") and not args.real:
         raise UsageError("--portable and --precision are how --real codes: give --real too")
+
+
+def input_files(args: argparse.Namespace, checkpoints: list[Path]) -> list[Path]:
+    """Every file the run reads: checkpoints, images (each file of a --data folder) and anchors."""
+    files = [*checkpoints, *map(Path, args.anchor)]
+    for item in map(Path, args.data):
+        files += [f for f in item.iterdir() if f.is_file()] if item.is_dir() else [item]
+    return files
+
+
+def check_replaced_outputs(args: argparse.Namespace, checkpoints: list[Path]) -> None:
+    """No output is an input (checkpoint, image, anchor), and none replaces a file of another kind
+    (a checkpoint or an image where results JSON would go) unless --force; before any image."""
+    inputs = input_files(args, checkpoints)
+    outputs: list[tuple[str, Path, str]] = []
+    if args.output:
+        outputs.append(("--output", Path(args.output), "json"))
+        outputs += [(f"{codec} results", baseline_path(args.output, codec), "json") for codec in args.baselines]
+        # eval's own rows file (appended to by --resume): only kept from being an input
+        check_output(partial_path(args.output), "unknown", inputs, force=True, what="the rows file of --output")
+    for option, value in (("--plot", args.plot), ("--figure", args.figure)):
+        if value:
+            outputs.append((option, Path(value), kind_of_name(value)))
+    if args.report:
+        outputs += [("--report", Path(args.report) / "index.html", "html"),
+                    ("--report", Path(args.report) / "rd.png", "png")]
+    for what, path, kind in outputs:
+        check_output(path, kind, inputs, force=args.force, what=what)
 
 
 def bd_note(fig: dict[str, Any]) -> str:
@@ -156,7 +184,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
     baselines.check_codecs(args.baselines)
     baselines.check_qualities(args.baseline_qualities)
     anchors = [read_results(a) for a in args.anchor]
-    checkpoints = load_checkpoints(find_checkpoints(args.checkpoint, args.which))
+    checkpoint_files = find_checkpoints(args.checkpoint, args.which)
+    check_replaced_outputs(args, checkpoint_files)
+    checkpoints = load_checkpoints(checkpoint_files)
     images = load_images(args.data)
     figure_names(args.figure_image, images)
     store = RowStore(args.output, args.resume)

@@ -1,11 +1,28 @@
-"""The ``.tcm`` file codec: the container format, tiled coding with self-checks, batches of files."""
+"""The ``.tcm`` file codec: the container format, tiled coding with self-checks, batches of files.
+
+The container, the option defaults and the weights lookup load without torch;
+the names of :mod:`file_codec.codec` (the model's side) load it on first use,
+so that ``codec.py info`` reads headers without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from . import container
-from .codec import (DEFAULT_TILE, PRECISIONS, Codec, CodecError, check_tile_side, decode_tile, default_precision,
-                    encode_tile, tables_id, weights_id)
 from .container import ContainerError, Header
+from .settings import DEFAULT_TILE, CodecError, check_tile_side, default_precision
+
+_FROM_CODEC = ("PRECISIONS", "Codec", "decode_tile", "encode_tile", "tables_id", "weights_id")
 
 __all__ = [
     "DEFAULT_TILE", "PRECISIONS", "Codec", "CodecError", "ContainerError", "Header", "check_tile_side",
     "container", "decode_tile", "default_precision", "encode_tile", "tables_id", "weights_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CODEC:
+        return getattr(importlib.import_module(".codec", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

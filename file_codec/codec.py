@@ -6,7 +6,6 @@ import hashlib
 import os
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,17 +16,11 @@ from torch import Tensor
 from datasets import to_image, to_tensor
 from models import CheckpointError, load_model
 from models.tcm import PORTABLE_DTYPE
-from utils import PAD_MULTIPLE, PADDINGS, ToolError, crop
+from utils import PAD_MULTIPLE, PADDINGS, crop
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-
-#: Default tile side: images whose padded sides fit are coded in one piece.
-DEFAULT_TILE = 2048
-
-
-class CodecError(ToolError):
-    """A failure to code one input; the message is one line."""
+from .settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision  # noqa: F401
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -63,26 +56,7 @@ def tables_id(net: torch.nn.Module) -> bytes:
 
 
 #: --precision names of the transform dtypes.
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 transforms are fast."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def default_precision() -> str:
-    """bf16 where the CPU has it: the quality it costs is measured negligible (README: The file codec)."""
-    return "bf16" if native_bf16() else "fp32"
-
-
-def check_tile_side(tile: int) -> None:
-    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= container.MAX_TILE:
-        raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{container.MAX_TILE}")
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16)))
 
 
 # ------------------------------------------------------------ entropy coding of one tile

@@ -1,24 +1,36 @@
-"""Batches of files through the codec: output naming, one line per failure, atomic outputs."""
+"""Batches of files through the codec: output naming, one line per failure or success, atomic outputs.
+
+Nothing here imports torch: ``codec.py info`` runs on this module and the
+container alone; the model's side (:class:`file_codec.codec.Codec`) comes in
+through the callers of the compress and decompress batches.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from PIL import Image
 
-from datasets import ImageReadError, open_rgb
-from utils import ToolError, atomic_write, describe_os_error, first_line, write_bytes_atomic
+from utils import (ToolError, atomic_write, check_output, describe_os_error, first_line, open_regular_file,
+                   remove_stale_parts, write_bytes_atomic)
 
 from . import container
-from .codec import Codec, CodecError
 from .container import ContainerError, Header
+from .settings import CodecError
+from .weights import locate
+
+if TYPE_CHECKING:
+    from .codec import Codec
 
 CHECKPOINT_ENV = "TCM_CHECKPOINT"
 PROG = "codec.py"
+#: A temporary output file untouched this long has no writer left (each is written and renamed at once).
+STALE_AFTER_S = 600.0
 
 
 def fail(message: str) -> None:
@@ -28,6 +40,8 @@ def fail(message: str) -> None:
 
 def read_image(path: Path) -> Image.Image:
     """The image as 8-bit RGB; what the conversion loses is said in a ``note:`` line."""
+    from datasets import open_rgb
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         image = open_rgb(path)
@@ -62,8 +76,27 @@ def plan_outputs(inputs: list[Path], out: str | os.PathLike, suffix: str) -> lis
     return [out / (p.stem + suffix) for p in inputs]
 
 
-def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], None]) -> int:
-    """Run ``job`` on each (input, output) pair; one line per failure; 1 if any failed."""
+def clean_stale_temporaries(outputs: Iterable[Path]) -> None:
+    """Remove what an earlier run killed mid-write left beside these outputs (``.NAME.<random>.part``).
+
+    Only temporaries of names ending like these outputs, untouched for
+    :data:`STALE_AFTER_S`: another process writing into the same folder
+    holds its temporary file for one write only.
+    """
+    folders: dict[Path, set[str]] = {}
+    for dst in outputs:
+        if dst is not None and dst.suffix:
+            folders.setdefault(dst.parent, set()).add(dst.suffix)
+    for folder, suffixes in folders.items():
+        removed = remove_stale_parts(folder, suffixes, older_than=STALE_AFTER_S)
+        if removed:
+            print(f"note: removed {len(removed)} temporary file(s) left in {folder} by an interrupted run",
+                  file=sys.stderr)
+
+
+def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], None],
+              check: Callable[[Path, Path], None] | None = None) -> int:
+    """Run ``check`` then ``job`` on each (input, output) pair; one line per failure; 1 if any failed."""
     failed = 0
     seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, outputs):
@@ -75,12 +108,12 @@ def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], Non
                 if key in seen:
                     raise CodecError(f"its output {dst} is also the output of {seen[key]}")
                 seen[key] = src
+                if check is not None:
+                    check(src, dst)
             job(src, dst)
-        except ImageReadError as e:  # its message names the file already
-            fail(str(e))
-            failed += 1
         except ToolError as e:
-            fail(f"{src}: {e}")
+            message = str(e)  # an unreadable image's message names the file already
+            fail(message if message.startswith(f"{src}:") else f"{src}: {message}")
             failed += 1
         except MemoryError:
             fail(f"{src}: out of memory (try a smaller --tile)")
@@ -95,32 +128,68 @@ def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], Non
 
 
 def read_file(path: Path) -> bytes:
-    if path.is_dir():
-        raise CodecError("is a folder")
-    if path.stat().st_size > 4 * container.MAX_PIXELS:
+    """The bytes of a ``.tcm`` file; a FIFO, a device or a file too large is refused before reading."""
+    limit = 4 * container.MAX_PIXELS
+    with open_regular_file(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
         raise ContainerError("too large to be a TCM file")
-    return path.read_bytes()
+    return data
 
 
-def compress_files(codec: Codec, inputs: list[Path], out: str | os.PathLike) -> int:
+def output_check(kind: Callable[[Path], str], inputs: Iterable[Path], force: bool) -> Callable[[Path, Path], None]:
+    """Refuse an output that is an input, or an existing file of another kind unless ``force`` (utils.check_output)."""
+    inputs = list(inputs)
+
+    def check(src: Path, dst: Path) -> None:
+        check_output(dst, kind(dst), inputs, force, what="output", force_option="-f/--force")
+
+    return check
+
+
+def _report(quiet: bool, line: str) -> None:
+    if not quiet:
+        print(line, flush=True)
+
+
+def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, force: bool = False,
+                   quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
+    """Each image to a ``.tcm`` file; ``also_read`` (the checkpoint) is never overwritten either."""
     outputs = plan_outputs(inputs, out, ".tcm")
+    clean_stale_temporaries(outputs)
 
     def job(src: Path, dst: Path) -> None:
-        write_bytes_atomic(dst, codec.encode(read_image(src)))
+        start = time.perf_counter()
+        image = read_image(src)
+        data = codec.encode(image)
+        write_bytes_atomic(dst, data)
+        width, height = image.size
+        _report(quiet, f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (width * height):.4f} bpp, "
+                       f"{time.perf_counter() - start:.2f} s")
 
-    return run_batch(inputs, outputs, job)
+    return run_batch(inputs, outputs, job, output_check(lambda _: "tcm", [*inputs, *also_read], force))
 
 
-def decompress_files(codec: Codec, inputs: list[Path], out: str | os.PathLike) -> int:
+def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path], out: str | os.PathLike,
+                     force: bool = False, quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
+    """Each ``.tcm`` file to an image, decoded by ``codec_for(its header)``."""
     outputs = plan_outputs(inputs, out, ".png")
+    clean_stale_temporaries(outputs)
 
     def job(src: Path, dst: Path) -> None:
+        start = time.perf_counter()
         fmt = image_format(dst)
-        image = codec.decode(read_file(src))
+        data = read_file(src)
+        header, _ = container.parse(data)
+        image = codec_for(header).decode(data)
         with atomic_write(dst) as tmp, open(tmp, "wb") as f:
             image.save(f, format=fmt)
+        width, height = image.size
+        _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp, "
+                       f"{time.perf_counter() - start:.2f} s")
 
-    return run_batch(inputs, outputs, job)
+    return run_batch(inputs, outputs, job, output_check(lambda dst: image_format(dst).lower(), [*inputs, *also_read],
+                                                        force))
 
 
 def describe(header: Header, file_size: int) -> str:
@@ -148,21 +217,23 @@ def describe(header: Header, file_size: int) -> str:
     return "\n".join(lines)
 
 
+def describe_weights(weights_id: bytes) -> str:
+    """Where decompressing without --checkpoint would find the weights, as far as the index knows (no loading)."""
+    found = locate(weights_id)
+    if found.file is not None:
+        return f"found: {found.file}"
+    if found.unchecked:
+        return (f"not checked ({found.unchecked} checkpoint file(s) in {found.places} not loaded yet; "
+                "decompress looks in them)")
+    return f"not found in {found.places}"
+
+
 def info_files(inputs: list[Path]) -> int:
     def job(src: Path, _: None) -> None:
         data = read_file(src)
         header, _ = container.parse(data)
-        print(f"{src}:\n" + "\n".join("  " + line for line in describe(header, len(data)).splitlines()))
+        lines = describe(header, len(data)).splitlines()
+        lines.insert(2, f"weights         {describe_weights(header.weights_id)}")
+        print(f"{src}:\n" + "\n".join("  " + line for line in lines))
 
     return run_batch(inputs, [None] * len(inputs), job)
-
-
-def needed_ids(inputs: Iterable[Path]) -> None:
-    """Without a checkpoint: one line per input saying which weights it needs."""
-    for src in inputs:
-        try:
-            header, _ = container.parse(read_file(src))
-            fail(f"{src}: decompressing needs the weights it was made with ({header.weights_id.hex()}): "
-                 f"pass --checkpoint CK or set {CHECKPOINT_ENV}")
-        except (ToolError, OSError) as e:
-            fail(f"{src}: {describe_os_error(e) if isinstance(e, OSError) else e}")

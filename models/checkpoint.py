@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from utils import ToolError, sha256_file
+from utils import CHECKPOINT_SUFFIXES, NotARegularFile, ToolError, check_regular_file, sha256_file
 
+from .config import check_stored
 from .tcm import TCM
 
-#: Suffixes of checkpoint files, longest first.
-CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
 #: updates.py's release names: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``.
 RELEASE_NAME = re.compile(r"^(?P<stem>.+)-(?P<hash>[0-9a-f]{8})\.pth\.tar$")
 
@@ -83,8 +82,14 @@ def check_release_hash(path: str | os.PathLike) -> None:
 def read_checkpoint(path: str | os.PathLike, check_hash: bool = True) -> Any:
     """``torch.load`` with ``weights_only=True``, errors turned into one-line CheckpointErrors."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        check_regular_file(path)  # /dev/zero or a FIFO would be read forever
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except NotARegularFile as e:
+        raise CheckpointError(f"checkpoint {path} {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path} is an empty file, not a checkpoint")
     if check_hash:
@@ -116,6 +121,10 @@ def extract_state_dict(obj: Any) -> dict[str, Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError("checkpoint holds no state_dict of tensors")
+    try:
+        check_stored(obj)  # before the float32 copies below allocate what an entry only claims
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     out = {}
     for k, v in obj.items():
         k = k[len("module."):] if k.startswith("module.") else k

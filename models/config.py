@@ -12,7 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor
+
+#: Largest values a configuration may take (the published TCM-Large: N 128, M 320,
+#: hyper_channels 192, atten_dim 128, entropy_hidden 224/128, 5 slices, 2 blocks a stage).
+#: A checkpoint is read by building the model its shapes describe, before its entries
+#: can be compared: these keep a crafted file from making that model arbitrarily large.
+LIMITS = {"N": 512, "M": 1280, "num_slices": 64, "hyper_channels": 1024, "atten_dim": 1024,
+          "entropy_hidden": 1024, "blocks per stage": 16}
 
 
 #: Head size of the published hyper transforms' Swin blocks (window 4).
@@ -62,6 +70,13 @@ class TCMConfig:
             raise ValueError(f"hyper_channels={self.hyper_channels} must be positive")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate={self.drop_path_rate} must be in [0, 1)")
+        sizes = {"N": self.N, "M": self.M, "num_slices": self.num_slices, "hyper_channels": self.hyper_channels,
+                 "atten_dim": self.atten_dim, "entropy_hidden": max(self.entropy_hidden),
+                 "blocks per stage": max(self.config)}
+        for name, value in sizes.items():
+            if value > LIMITS[name]:
+                raise ValueError(f"{name}={value} is beyond the largest this implementation builds "
+                                 f"({LIMITS[name]}; TCM-Large has N=128)")
 
     @property
     def hyper_head_dim(self) -> int:
@@ -85,7 +100,11 @@ class TCMConfig:
         """The shape of the model these weights belong to; ValueError if they are not TCM's.
 
         ``drop_path_rate`` is not visible in weights and stays 0 (inference).
+        Entries that claim more elements than they store are refused first
+        (:func:`check_stored`), and the configuration is bounded (:data:`LIMITS`),
+        so nothing large is built for a small crafted file.
         """
+        check_stored(sd)
         try:
             N = sd["g_a.0.conv1.weight"].shape[0] // 2
             M = sd["h_a.0.conv1.weight"].shape[1]
@@ -125,6 +144,25 @@ class TCMConfig:
             raise ValueError(f"not a TCM checkpoint: missing {e.args[0]}") from None
         except (IndexError, ZeroDivisionError) as e:
             raise ValueError(f"not a TCM checkpoint: {e}") from None
+
+
+def check_stored(sd: Mapping[str, Any]) -> None:
+    """ValueError for an entry that is not a dense tensor holding every element it claims.
+
+    A tensor saved from ``torch.zeros(1).expand(8192, 8192)`` keeps one
+    element and claims 67 million: a few such entries in a file of kilobytes
+    describe a model of gigabytes, which building it, or converting the
+    entry to float32, would allocate.  Weights written by training never
+    share elements within one tensor.
+    """
+    for key, value in sd.items():
+        if not isinstance(value, Tensor) or value.layout != torch.strided:
+            raise ValueError(f"not a TCM checkpoint: {key} is not a dense tensor")
+        claimed = value.numel() * value.element_size()
+        stored = value.untyped_storage().nbytes()
+        if claimed > stored:
+            raise ValueError(f"not a TCM checkpoint: {key} claims {'x'.join(map(str, value.shape))} elements "
+                             f"({claimed} bytes) but stores {stored} bytes (a crafted file)")
 
 
 def _count(sd: Mapping[str, Any], pattern: str) -> int:

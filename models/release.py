@@ -14,6 +14,7 @@ import torch
 
 from utils import pad, write_bytes_atomic
 
+from .coder_inputs import CoderInputError
 from .coding_tables import canonical_gaussian_tables
 from .tcm import TCM
 
@@ -57,18 +58,23 @@ def synthetic_image(h: int = 160, w: int = 224) -> torch.Tensor:
 def round_trip_check(model: TCM) -> float:
     """Compress and decompress a synthetic image; return the max error vs the forward pass.
 
-    Raises RuntimeError if the decoded image has the wrong size or drifts.
+    Raises RuntimeError if the image cannot be coded (non-finite latents,
+    unusable tables: ``models.coder_inputs``), if the decoded image has the
+    wrong size, or if it drifts or is not a number (NaN weights in g_s).
     """
     x = synthetic_image()
     xp, _ = pad(x)
     with torch.no_grad():
         ref = model(xp)["x_hat"].clamp(0, 1)
-        enc = model.compress(xp)
-        dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+        try:
+            enc = model.compress(xp)
+            dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+        except CoderInputError as e:
+            raise RuntimeError(str(e)) from None
     if dec.shape != xp.shape:
         raise RuntimeError(f"decoded shape {tuple(dec.shape)} != {tuple(xp.shape)}")
     err = (dec - ref).abs().max().item()
-    if err > 1e-4:
+    if not err <= 1e-4:  # NaN fails too
         raise RuntimeError(f"decoded image differs from the forward pass by {err:.3g}")
     return err
 

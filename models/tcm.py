@@ -32,6 +32,7 @@ from torch import Tensor
 
 from layers import ConvTransBlock, SWAtten, use_gemm_convs
 
+from .coder_inputs import check_codable, check_finite, check_indexes, checked_tables
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
 
@@ -365,12 +366,14 @@ class TCM(CompressionModel):
         return updated
 
     def _cdf_tables(self) -> tuple[list, list, list]:
-        gc = self.gaussian_conditional
-        return (
-            gc.quantized_cdf.tolist(),
-            gc.cdf_length.reshape(-1).int().tolist(),
-            gc.offset.reshape(-1).int().tolist(),
-        )
+        """The Gaussian tables as the coder takes them, checked first (``models.coder_inputs``)."""
+        cdf, cdf_length, offset = checked_tables(self.gaussian_conditional, "Gaussian")
+        return cdf.tolist(), cdf_length.reshape(-1).int().tolist(), offset.reshape(-1).int().tolist()
+
+    def _checked_bottleneck(self, channels: int) -> None:
+        """Refuse bottleneck tables the coder cannot use for ``channels`` channels of z."""
+        cdf, _, _ = checked_tables(self.entropy_bottleneck, "hyperprior")
+        check_indexes(torch.arange(channels), cdf.shape[0], "the hyper-latent's channels")
 
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor) -> dict:
@@ -415,7 +418,12 @@ class TCM(CompressionModel):
         published float32 function.  Decode with the same ``portable``.
         """
         self.check_size(x)
+        cdf, cdf_lengths, offsets = self._cdf_tables()
         y, z = self.analyse(x, transform_dtype)
+        # Nothing that would crash or hang the C++ coder reaches it (models.coder_inputs).
+        self._checked_bottleneck(z.shape[1])
+        check_finite(y, "the latent y")
+        check_codable(z - self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1), "the hyper-latent z")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
         nets = self.portable_nets() if portable else None
@@ -425,6 +433,8 @@ class TCM(CompressionModel):
         gc = self.gaussian_conditional
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+            check_codable(y_slices[i] - mu, f"slice {i} of the latent y less its means")
+            check_finite(scale, f"the scales of slice {i}")
             q = gc.quantize(y_slices[i], "symbols", mu)
             likelihood = gc(y_slices[i], scale, mu, training=False)[1]
             return gc.dequantize(q, mu), (q.flatten(1), gc.build_indexes(scale).flatten(1), likelihood)
@@ -433,7 +443,7 @@ class TCM(CompressionModel):
         symbols, indexes, y_likelihoods = zip(*coded)
         y_symbols = torch.cat(symbols, dim=1).int().cpu()
         all_indexes = torch.cat(indexes, dim=1).int().cpu()
-        cdf, cdf_lengths, offsets = self._cdf_tables()
+        check_indexes(all_indexes, len(cdf), "the scales")
         y_strings = []
         for b in range(x.shape[0]):
             encoder = BufferedRansEncoder()
@@ -460,12 +470,14 @@ class TCM(CompressionModel):
         (g_s) need not be.
         """
         y_strings, z_strings = strings
+        cdf, cdf_lengths, offsets = self._cdf_tables()
+        self._checked_bottleneck(self.entropy_bottleneck.channels)
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        check_finite(z_hat, "the decoded hyper-latent z")
         nets = self.portable_nets() if portable else None
         if portable:
             z_hat = z_hat.to(PORTABLE_DTYPE)
         gc = self.gaussian_conditional
-        cdf, cdf_lengths, offsets = self._cdf_tables()
         decoders = []
         for s in y_strings:
             decoder = RansDecoder()
@@ -473,7 +485,10 @@ class TCM(CompressionModel):
             decoders.append(decoder)
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+            check_finite(mu, f"the means of slice {i}")
+            check_finite(scale, f"the scales of slice {i}")
             idx = gc.build_indexes(scale).int().cpu()
+            check_indexes(idx, len(cdf), "the scales")
             q = torch.stack([
                 torch.tensor(dec.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
                              dtype=torch.int32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -293,7 +294,7 @@ def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_pa
     out = tmp_path / "out"
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "codec.py"), "decompress", *map(str, files), str(out), "-c", str(ck)],
+        [sys.executable, str(ROOT / "codec.py"), "decompress", *map(str, files), str(out), "-c", str(ck), "-q"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     elapsed = time.monotonic() - start
@@ -318,3 +319,179 @@ def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_pa
     print(f"\nfuzz: {len(cases)} mutants in {elapsed:.1f} s: {stages.count('parse')} refused by the container "
           f"checks, {by_id} by the weights and tables ids, {stages.count('decoder')} decoded and refused "
           f"by a latent checksum or a stream that runs out")
+
+
+# ------------------------------------------------------------------ what a run reports
+def test_one_line_per_file_done_and_quiet(ck, tmp_path, capsys, small):
+    small[0].save(tmp_path / "a.png")
+    small[0].save(tmp_path / "b.png")
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "t"),
+                       "-c", str(ck)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for name, line in zip("ab", lines):
+        size = len(small[1])
+        assert line.startswith(f"{tmp_path / f'{name}.png'} -> {tmp_path / 't' / f'{name}.tcm'}: {size} bytes, "
+                               f"{8 * size / (30 * 20):.4f} bpp, ") and line.endswith(" s")
+    assert codec.main(["decompress", str(tmp_path / "t" / "a.tcm"), str(tmp_path / "a2.png"), "-c", str(ck)]) == 0
+    line, = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith(f"{tmp_path / 't' / 'a.tcm'} -> {tmp_path / 'a2.png'}: 30x20, ")
+    for argv in (["compress", str(tmp_path / "a.png"), str(tmp_path / "t" / "a.tcm")],
+                 ["decompress", str(tmp_path / "t" / "a.tcm"), str(tmp_path / "a2.png")]):
+        assert codec.main([*argv, "-c", str(ck), "-q"]) == 0
+        assert capsys.readouterr() == ("", "")
+
+
+def test_info_reads_headers_without_torch(tmp_path, small):
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "codec.py"), "info", str(tmp_path / "a.tcm")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "image size      30x20" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "PIL" in imported  # the listing is there
+    assert not {"torch", "compressai", "numpy"} & imported
+
+
+# ------------------------------------------------------------------ files that are not regular files
+def test_info_refuses_fifos_and_devices_at_once(tmp_path, small):
+    os.mkfifo(tmp_path / "fifo.tcm")
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    inputs = [tmp_path / "fifo.tcm", Path("/dev/zero"), tmp_path, tmp_path / "a.tcm"]
+    proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), "info", *map(str, inputs)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "image size      30x20" in proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        f"codec.py: error: {tmp_path / 'fifo.tcm'}: is a FIFO (named pipe), not a regular file",
+        "codec.py: error: /dev/zero: is a character device, not a regular file",
+        f"codec.py: error: {tmp_path}: is a folder, not a regular file",
+    ]
+
+
+@pytest.mark.slow
+def test_compress_and_decompress_refuse_fifos_and_devices(ck, tmp_path, small):
+    os.mkfifo(tmp_path / "fifo.png")
+    os.mkfifo(tmp_path / "fifo.tcm")
+    small[0].save(tmp_path / "a.png")
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    cases = {"compress": [tmp_path / "fifo.png", Path("/dev/zero"), tmp_path / "a.png"],
+             "decompress": [tmp_path / "fifo.tcm", Path("/dev/zero"), tmp_path / "a.tcm"]}
+    for command, inputs in cases.items():
+        out = tmp_path / f"out-{command}"
+        proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), command, *map(str, inputs), str(out),
+                               "-c", str(ck)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"codec.py: error: {inputs[0]}: is a FIFO (named pipe), not a regular file",
+            "codec.py: error: /dev/zero: is a character device, not a regular file",
+        ]
+        assert [p.name for p in out.iterdir()] == [f"a.{'tcm' if command == 'compress' else 'png'}"]
+    proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), "compress", str(tmp_path / "a.png"),
+                           str(tmp_path / "b.tcm"), "-c", "/dev/zero"], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        1, "codec.py: error: checkpoint /dev/zero is a character device, not a regular file")
+
+
+# ------------------------------------------------------------------ outputs that would destroy something
+def test_an_output_of_another_kind_is_replaced_only_with_force(ck, tmp_path, capsys, small):
+    small[0].save(tmp_path / "a.png")
+    small[0].save(tmp_path / "victim.png")
+    victim = (tmp_path / "victim.png").read_bytes()
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "victim.png"), "-c", str(ck)]) == 1
+    assert (tmp_path / "victim.png").read_bytes() == victim
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"codec.py: error: {tmp_path / 'a.png'}: output {tmp_path / 'victim.png'} exists and holds a PNG "
+                   "image, not a .tcm file: choose another name, or give -f/--force to replace it"]
+    # an earlier .tcm file is replaced as before; an image over a .tcm file is refused too
+    (tmp_path / "old.tcm").write_bytes(small[1])
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "old.tcm"), "-c", str(ck), "-q"]) == 0
+    (tmp_path / "x.png").write_bytes(small[1])  # a .tcm file, whatever its name says
+    assert codec.main(["decompress", str(tmp_path / "old.tcm"), str(tmp_path / "x.png"), "-c", str(ck)]) == 1
+    assert (tmp_path / "x.png").read_bytes() == small[1] and "holds a .tcm file, not a PNG image" in capsys.readouterr().err
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "victim.png"), "-c", str(ck), "-f"]) == 0
+    assert (tmp_path / "victim.png").read_bytes() == small[1]
+
+
+def test_no_input_is_ever_overwritten_force_or_not(ck, tmp_path, capsys, small):
+    small[0].save(tmp_path / "a.png")
+    ck_bytes = ck.read_bytes()
+    # the checkpoint named as the output
+    for force in ([], ["-f"]):
+        assert codec.main(["compress", str(tmp_path / "a.png"), str(ck), "-c", str(ck), *force]) == 1
+        assert ck.read_bytes() == ck_bytes
+        assert "is also an input" in capsys.readouterr().err
+    # another input of the batch: d/a.tcm decodes to d/b.png, itself an input
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.tcm").write_bytes(small[1])
+    (tmp_path / "d" / "b.png").write_bytes(b"an input of this batch")
+    (tmp_path / "d" / "a.tcm").write_bytes(small[1])
+    inputs = [tmp_path / "d" / "b.tcm", tmp_path / "d" / "b.png"]
+    for force in ([], ["-f"]):
+        assert codec.main(["decompress", *map(str, inputs), str(tmp_path / "d"), "-c", str(ck), *force]) == 1
+        assert (tmp_path / "d" / "b.png").read_bytes() == b"an input of this batch"
+        assert f"{inputs[0]}: output {inputs[1]} is also an input" in capsys.readouterr().err
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_at_the_next_start(ck, tmp_path, capsys, small):
+    small[0].save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    hour_ago = time.time() - 3600
+    stale = [out / ".a.tcm.k3j_9x0q.part", out / ".other.tcm.abcdefgh.part"]
+    kept = [out / ".b.tcm.0a1b2c3d.part",  # fresh: another process may be writing it
+            out / ".notes.txt.abcdefgh.part",  # not a .tcm output's
+            out / ".a.tcm.part", out / "a.tcm.abcdefgh.part"]  # not atomic_write's naming
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    for path in stale + kept[1:]:
+        os.utime(path, (hour_ago, hour_ago))
+    assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.tcm", *(p.name for p in kept)])
+    assert capsys.readouterr().err.strip() == f"note: removed 2 temporary file(s) left in {out} by an interrupted run"
+
+
+# ------------------------------------------------------------------ finding the weights a file names
+def test_decompress_finds_the_weights_in_a_weights_path_folder(ck, other_ck, tmp_path, monkeypatch, capsys, small):
+    from file_codec.weights import SHIPPED, WEIGHTS_PATH_ENV
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "mine.pth").write_bytes(ck.read_bytes())
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    monkeypatch.setenv(WEIGHTS_PATH_ENV, os.pathsep.join([str(tmp_path / "nothing here"), str(folder)]))
+    assert codec.main(["info", str(tmp_path / "a.tcm")]) == 0
+    assert "  weights         not checked (" in capsys.readouterr().out  # nothing loaded by info
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "a.png"), "-q"]) == 0
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "b.png"), "-c", str(ck), "-q"]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert codec.main(["info", str(tmp_path / "a.tcm")]) == 0
+    assert f"  weights         found: {folder / 'mine.pth'}\n" in capsys.readouterr().out
+    # explicit weights win: the other checkpoint is refused by id, not replaced by the one found
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "c.png"), "-c", str(other_ck)]) == 1
+    assert "made with weights" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
+    # weights nowhere: one line naming the id and every place looked in
+    (folder / "mine.pth").unlink()
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "d.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and Codec.load(ck).id_hex in err[0]
+    assert all(str(place) in err[0] for place in (SHIPPED, tmp_path / "nothing here", folder))
+    assert codec.main(["info", str(tmp_path / "a.tcm")]) == 0
+    assert f"  weights         not found in {SHIPPED}, " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_file_made_with_a_shipped_model_decodes_with_no_option(tmp_path, monkeypatch, small):
+    from file_codec.weights import SHIPPED, WEIGHTS_PATH_ENV
+
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    monkeypatch.delenv(WEIGHTS_PATH_ENV, raising=False)
+    shipped, = SHIPPED.glob("tcm-demo-mse-0.013-*.pth.tar")
+    small[0].save(tmp_path / "a.png")
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.tcm"), "-c", str(shipped), "-q"]) == 0
+    proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), "decompress", str(tmp_path / "a.tcm"),
+                           str(tmp_path / "b.png")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "b.png").size == small[0].size
+    proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), "info", str(tmp_path / "a.tcm")],
+                          capture_output=True, text=True, timeout=60)
+    assert f"  weights         found: {shipped}\n" in proc.stdout

@@ -268,6 +268,26 @@ def test_large_images_in_tiles_and_out_of_memory_in_one_line(tmp_path, trained, 
                                  "--tile 1024"]
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("option", ["--output", "--plot"])
+def test_an_output_naming_an_input_is_refused_before_any_image(tmp_path, trained, capsys, monkeypatch, option, force):
+    import evaluation.runner as runner
+
+    data = _two_images(tmp_path / "d")
+    ck = tmp_path / "mine.pth.tar"
+    ck.write_bytes(trained[0].read_bytes())
+    victim = ck if option == "--output" else data / "c.png"
+    before = victim.read_bytes()
+    calls = _counting(monkeypatch)
+    loaded = []
+    monkeypatch.setattr(runner, "load_checkpoints", lambda paths: loaded.append(paths))
+    rc, _, err = run_cli(capsys, "--checkpoint", ck, "--data", data, option, victim, *force)
+    assert rc == 1 and calls == [] and loaded == []
+    assert err.strip().splitlines() == [f"eval.py: error: {option} {victim} is also an input: writing it would "
+                                        "overwrite the input"]
+    assert victim.read_bytes() == before
+
+
 def test_a_comparison_that_cannot_be_made_is_a_note_and_every_output_is_written(tmp_path, trained, capsys):
     """An anchor whose PSNR falls at its highest rate: BD-rate null with the reason, results and plot written."""
     from tests.helpers import codec_checkpoint

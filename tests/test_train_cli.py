@@ -366,8 +366,6 @@ def test_stale_temporary_files_are_removed_and_test_dir_picks_the_best_epoch(dat
 
 @pytest.mark.slow
 def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
-    import utils
-
     saves = []
     real_save = torch.save
 
@@ -378,7 +376,7 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(da
             raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
         real_save(obj, f)
 
-    monkeypatch.setattr(utils.torch, "save", disk_fills_up)
+    monkeypatch.setattr(torch, "save", disk_fills_up)
     assert train.main(cli(data, tmp_path, "--epochs", "3", "--lambda", "0.01")) == 1
     latest = tmp_path / "mse_lambda_0.01" / LATEST
     err = capsys.readouterr().err.strip().splitlines()

@@ -82,3 +82,22 @@ def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(t
     assert "without folders" in capsys.readouterr().err
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("escaped*"))
 
+
+
+def test_nan_weights_fail_the_round_trip_and_no_file_is_kept(tmp_path, capsys):
+    # NaN in g_s: the decoded image is NaN, and "nan > 1e-4" is False: the check must not pass it.
+    ck = tmp_path / "ck.pth.tar"
+    model = _training_checkpoint(ck)
+    saved = torch.load(ck, weights_only=True)
+    saved["state_dict"]["module.g_s.0.subpel_conv.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(saved, ck)
+    assert updates.main([str(ck), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["updates.py: error: the release file does not decode correctly, not kept: "
+                   "decoded image differs from the forward pass by nan"]
+    assert list((tmp_path / "out").iterdir()) == []
+    with torch.no_grad():
+        model.g_s[0].subpel_conv[0].weight.fill_(float("nan"))
+    model.update(force=True)
+    with pytest.raises(RuntimeError, match="by nan"):
+        round_trip_check(model.eval())

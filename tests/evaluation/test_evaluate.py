@@ -33,3 +33,18 @@ def test_estimated_and_real_rates_agree_and_decoding_matches_the_encoder(trained
     # The decoded image is the forward's reconstruction up to float rounding.
     assert real["psnr-rgb"] == pytest.approx(est["psnr-rgb"], abs=0.01)
     assert real["encoding_time"] > 0 and real["decoding_time"] > 0
+
+
+def test_the_largest_decoder_difference_of_a_point_is_nan_if_any_is():
+    import math
+
+    from evaluation.evaluate import mean_point
+
+    row = {"bpp": 0.5, "bpp-real": 0.5, "bpp-estimated": 0.5, "psnr-rgb": 30.0, "matches-encoder": True,
+           "max-abs-diff": 0.0}
+    rows = [dict(row), dict(row, **{"max-abs-diff": float("nan"), "matches-encoder": False}),
+            dict(row, **{"max-abs-diff": 0.25})]
+    for order in (rows, rows[::-1], rows[1:] + rows[:1]):
+        point = mean_point(order)
+        assert math.isnan(point["max-abs-diff"]) and point["mismatches"] == 1
+    assert mean_point([rows[0], rows[2]])["max-abs-diff"] == 0.25

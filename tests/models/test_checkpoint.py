@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from models import CheckpointError, TCM, load_model, model_from_state_dict, tcm_small
-from tests.helpers import tiny_tcm
+from tests.helpers import ROOT, tiny_tcm
 
 LEGACY = {"matrices": "_matrix", "biases": "_bias", "factors": "_factor"}
 
@@ -146,3 +149,44 @@ def test_missing_file_and_foreign_content(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(CheckpointError, match="no state_dict"):
         load_model(path)
+
+
+def test_a_small_file_claiming_a_huge_model_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    # Every entry stride-0 (saved from torch.zeros(1).expand(...)), N = 4096: a file of kilobytes
+    # that describes gigabytes of weights.
+    entries = {}
+    for key, value in tiny_tcm().state_dict().items():
+        shape = list(value.shape)
+        if key in ("g_a.0.conv1.weight", "g_a.0.conv1.bias"):
+            shape[0] = 8192
+        entries[key] = torch.zeros(1, dtype=value.dtype).expand(shape) if value.numel() else value
+    path = tmp_path / "huge.pth.tar"
+    torch.save(entries, path)
+    assert os.path.getsize(path) < 1 << 20
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(TCM, "__init__", never)
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="claims .* but stores 4 bytes .a crafted file") as info:
+        load_model(path)
+    assert time.monotonic() - start < 5 and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="a crafted file"):  # the library entry point too
+        TCM.from_state_dict(torch.load(path, weights_only=True))
+
+
+@pytest.mark.slow
+def test_non_regular_checkpoint_files_are_refused_without_reading(tmp_path):
+    fifo = tmp_path / "ck.pth.tar"
+    os.mkfifo(fifo)
+    script = ("import sys\nfrom models import read_checkpoint, CheckpointError\n"
+              "for path in sys.argv[1:]:\n"
+              "    try:\n        read_checkpoint(path)\n    except CheckpointError as e:\n        print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", script, "/dev/zero", str(fifo), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines() == [
+        "checkpoint /dev/zero is a character device, not a regular file",
+        f"checkpoint {fifo} is a FIFO (named pipe), not a regular file",
+        f"checkpoint {tmp_path} is a folder, not a regular file",
+    ], proc.stderr[-2000:]

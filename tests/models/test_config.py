@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from models import TCM, TCMConfig, tcm_small
 from tests.helpers import tiny_tcm
@@ -50,6 +51,29 @@ def test_impossible_shapes_are_refused_naming_the_argument(changes, message):
 def test_weights_that_are_not_tcms_are_a_value_error():
     with pytest.raises(ValueError, match="not a TCM checkpoint"):
         TCMConfig.from_state_dict({"conv.weight": tiny_tcm().g_a[0].conv1.weight})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"N": 4096}, "N=4096 is beyond"),
+    ({"M": 4000, "num_slices": 5}, "M=4000 is beyond"),
+    ({"hyper_channels": 1 << 20}, "hyper_channels=1048576 is beyond"),
+    ({"entropy_hidden": (224, 5000)}, "entropy_hidden=5000 is beyond"),
+    ({"config": (2, 2, 100, 2, 2, 2)}, "blocks per stage=100 is beyond"),
+])
+def test_configurations_are_bounded(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TCMConfig(**changes)
+
+
+def test_weights_claiming_a_huge_model_are_refused_before_it_is_built(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    sd = tiny_tcm().state_dict()
+    sd["g_a.0.conv1.weight"] = torch.zeros(8192, 3, 3, 3)  # N = 4096, stored for real (0.9 MB)
+    monkeypatch.setattr(TCM, "__init__", never)
+    with pytest.raises(ValueError, match="N=4096 is beyond"):
+        TCM.from_state_dict(sd)
 
 
 def test_below_32_channels_the_hyper_transforms_use_one_head_of_n():

@@ -1,0 +1,41 @@
+"""What the codec's command line needs before a model is loaded: option defaults, their checks, the error type.
+
+Nothing here imports torch or CompressAI, so that ``codec.py info`` and
+``--help`` start at once (see README: start-up time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from utils import PAD_MULTIPLE, ToolError
+
+from .container import MAX_TILE
+
+#: Default tile side: images whose padded sides fit are coded in one piece.
+DEFAULT_TILE = 2048
+#: --precision names (``file_codec.codec.PRECISIONS`` maps them to dtypes).
+PRECISION_NAMES = ("fp32", "bf16")
+
+
+class CodecError(ToolError):
+    """A failure to code one input; the message is one line."""
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 transforms are fast."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def default_precision() -> str:
+    """bf16 where the CPU has it: the quality it costs is measured negligible (README: The file codec)."""
+    return "bf16" if native_bf16() else "fp32"
+
+
+def check_tile_side(tile: int) -> None:
+    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
+        raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}")
