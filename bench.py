@@ -25,7 +25,8 @@ import torch
 
 from evaluation.benchmark import MEASURES, VARIANTS, run_bench
 from evaluation.speed import CLOCKS
-from utils import ArgumentParser, keep_freed_memory, run_tool
+from utils.cli import ArgumentParser, run_tool
+from utils.process import keep_freed_memory
 
 PROG = "bench.py"
 

@@ -39,7 +39,8 @@ from file_codec import container
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
 from file_codec.settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision
 from file_codec.weights import WEIGHTS_PATH_ENV
-from utils import ArgumentParser, UsageError, keep_freed_memory, run_tool
+from utils.cli import ArgumentParser, UsageError, run_tool
+from utils.process import keep_freed_memory
 
 
 def tile_side(text: str) -> int:

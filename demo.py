@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datasets.samples import export_photos
 from evaluation.runner import FEW_OVERLAP
-from utils import ArgumentParser, ToolError, run_tool
+from utils.cli import ArgumentParser, ToolError, run_tool
 
 PROG = "demo.py"
 

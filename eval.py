@@ -27,7 +27,8 @@ from typing import Sequence
 
 from evaluation import baselines
 from evaluation.runner import run_evaluation
-from utils import ArgumentParser, keep_freed_memory, run_tool
+from utils.cli import ArgumentParser, run_tool
+from utils.process import keep_freed_memory
 
 PROG = "eval.py"
 

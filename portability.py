@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from utils import ROOT, ArgumentParser, UsageError, run_tool, write_text_atomic
+from utils import ROOT
+from utils.cli import ArgumentParser, UsageError, run_tool
+from utils.files import write_text_atomic
 
 PROG = "portability.py"
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_cost(args: argparse.Namespace, models: dict[str, str], images: list[Path]) -> int:
     from evaluation.portability import coding_cost
-    from utils import keep_freed_memory
+    from utils.process import keep_freed_memory
 
     keep_freed_memory()  # as codec.py runs
     variants = ["float32", "portable"] + (["float32-bf16", "portable-bf16"] if args.precision == "bf16" else [])

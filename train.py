@@ -28,7 +28,8 @@ from typing import Any, Sequence
 from models import TCMConfig
 from training.options import DEFAULT_LAMBDA, given_options
 from training.sweep import PROG, run_sweep
-from utils import ArgumentParser, keep_freed_memory, run_tool
+from utils.cli import ArgumentParser, run_tool
+from utils.process import keep_freed_memory
 
 
 def shown_default(value: Any) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from models import display_name, load_model, model_from_state_dict, read_checkpoint
 from models.release import round_trip_check, write_release
-from utils import ArgumentParser, ToolError, UsageError, run_tool
+from utils.cli import ArgumentParser, ToolError, UsageError, run_tool
 
 PROG = "updates.py"
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from utils import ToolError
+from utils.cli import ToolError
 
 from .images import ImageReadError, list_images, open_rgb, to_tensor
 

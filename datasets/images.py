@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils import NotARegularFile, ToolError, open_regular_file
+from utils.cli import ToolError
+from utils.files import NotARegularFile, open_regular_file
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 

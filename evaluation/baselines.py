@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, features
 
 from datasets import to_tensor
-from utils import ToolError, first_line
+from utils.cli import ToolError, first_line
 
-from .metrics import quality
+from metrics.quality import quality
 
 #: codec name -> (Pillow format, feature to check, display name)
 CODECS: dict[str, tuple[str, str, str]] = {

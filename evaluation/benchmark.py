@@ -16,7 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from utils import ROOT, ToolError, pad, write_text_atomic
+from utils import ROOT
+from utils.cli import ToolError
+from utils.files import write_text_atomic
+from utils.padding import pad
 
 from .speed import CLOCKS, PeakMemory, count_flops, matmul_rate, median_time
 

@@ -12,10 +12,12 @@ from PIL import Image
 
 from datasets import to_image, to_tensor
 from file_codec.container import tile_grid
-from utils import ToolError, crop, pad, synchronize
+from utils.cli import ToolError
+from utils.padding import crop, pad
+from utils.process import synchronize
 
-from .bitmaps import STRIDES, bit_map, channel_shares, latent_bits, mean_shares
-from .metrics import quality, quantize_8bit
+from metrics.bits import STRIDES, bit_map, channel_shares, latent_bits, mean_shares
+from metrics.quality import quality, quantize_8bit
 
 
 class OutOfMemory(ToolError):
@@ -42,7 +44,7 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
     images; times and sizes are the tiles' sums.  ``transform_dtype`` and
     ``portable`` are ``TCM.compress``'s (real mode).  The row also says where
     the bits went (``bits-y``, ``bits-z``, ``slice-share``, ``channel-share``:
-    ``evaluation.bitmaps``); ``outputs``, if given, receives the 8-bit
+    ``metrics.bits``); ``outputs``, if given, receives the 8-bit
     reconstruction (``x_hat``) and the bit-allocation maps of the padded
     image (``bits_y``, ``bits_z``, bits per pixel) with its ``padding``.
     """

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from utils import atomic_write
+from utils.files import atomic_write
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 

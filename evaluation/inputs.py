@@ -15,7 +15,8 @@ from PIL import Image
 from datasets import IMAGE_EXTENSIONS, ImageReadError, open_rgb
 from models import TCM, display_name, model_from_state_dict, read_checkpoint
 from models.checkpoint import CHECKPOINT_SUFFIXES, RELEASE_NAME
-from utils import ToolError, sha256_file
+from utils.cli import ToolError
+from utils.files import sha256_file
 
 #: train.py's checkpoint names in a run folder.
 RUN_CHECKPOINTS = {"best": "checkpoint_best.pth.tar", "latest": "checkpoint_latest.pth.tar"}

@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from utils import UsageError, atomic_write, check_writable
+from utils.cli import UsageError
+from utils.files import atomic_write, check_writable
 
-from .metrics import ms_ssim_db
+from metrics.quality import ms_ssim_db
 from .results import rd_points
 
 #: Codec names drawn dashed: the classical codecs (measured here or published).

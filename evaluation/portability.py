@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils import ROOT, ToolError
+from utils import ROOT
+from utils.cli import ToolError
 
 #: name -> settings of the decoding process (threads 0: torch's default).
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -218,7 +219,8 @@ def _worker(argv: Sequence[str]) -> int:
     apply_config(CONFIGS[args.config])
     from datasets import open_rgb
     from file_codec import Codec
-    from utils import first_line, write_bytes_atomic
+    from utils.cli import first_line
+    from utils.files import write_bytes_atomic
 
     codec = Codec.load(args.checkpoint, precision=args.precision)
     codec.portable = args.path == "portable"

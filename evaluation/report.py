@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote, unquote
 
-from utils import write_text_atomic
+from utils.files import write_text_atomic
 
 from .tables import point_rows
 from .visuals import Shown, Visuals

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from utils import ToolError, write_text_atomic
+from utils.cli import ToolError
+from utils.files import write_text_atomic
 
 
 class RDError(ToolError):

@@ -18,7 +18,9 @@ import torch
 from tqdm import tqdm
 
 from file_codec.codec import PRECISIONS
-from utils import UsageError, check_output, check_writable, kind_of_name, provenance
+from utils.cli import UsageError
+from utils.files import check_output, check_writable, kind_of_name
+from utils.provenance import provenance
 
 from . import baselines
 from .bd import bd_metrics
@@ -210,7 +212,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
             points.append({"checkpoint": ck.name, "lambda": ck.lmbda, "metric": ck.metric, "N": ck.model.N,
                            "sha256": ck.sha256, **mean_point(rows)})
             per_image[ck.name] = rows
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (utils.run_tool): say what is kept, then stop
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (utils.cli.run_tool): say what is kept, then stop
         store.close(finished=False)
         if store.path is not None:
             print(f"{PROG}: {store.added} new image rows ({len(store.done)} in all) are kept in {store.path}: "

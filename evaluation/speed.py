@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from utils import synchronize
+from utils.process import synchronize
 
 
 # ---------------------------------------------------------------- FLOPs

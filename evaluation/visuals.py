@@ -25,11 +25,11 @@ from typing import Any
 from PIL import Image
 
 from datasets import to_tensor
-from utils import atomic_write
+from utils.files import atomic_write
 
 from . import baselines
 from .figures import detail_box, enlarged_crop, save_bit_map, visual_figure
-from .metrics import psnr
+from metrics.quality import psnr
 
 
 def safe(name: str) -> str:

@@ -9,14 +9,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from compressai.ans import RansDecoder
 from PIL import Image
 from torch import Tensor
 
-from datasets import to_image, to_tensor
-from models import CheckpointError, load_model
-from models.tcm import PORTABLE_DTYPE
-from utils import PAD_MULTIPLE, PADDINGS, crop
+from utils.process import quiet_compressai_warnings
+
+quiet_compressai_warnings()  # before the first import of CompressAI
+
+from compressai.ans import RansDecoder  # noqa: E402
+
+from datasets import to_image, to_tensor  # noqa: E402
+from models import CheckpointError, load_model  # noqa: E402
+from models.tcm import PORTABLE_DTYPE  # noqa: E402
+from utils.padding import PADDINGS, PAD_MULTIPLE, crop
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header

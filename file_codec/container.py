@@ -11,7 +11,7 @@ first, at most 5 bytes)::
     entropy path 1 byte    how the means and scales were computed: 0 float32
                            (the published arithmetic), 1 float64 (portable:
                            decodes on other machines; ``TCM.portable_nets``)
-    padding      1 byte    what fills the padding: 0 zeros (``utils.pad``, the
+    padding      1 byte    what fills the padding: 0 zeros (``utils.padding.pad``, the
                            paper's), 1 the repeated edge pixels
                            (``utils.pad_replicate``)
     height       varint    original image size, 1..MAX_SIDE
@@ -57,7 +57,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from utils import PAD_MULTIPLE, ToolError
+from utils.cli import ToolError
+from utils.padding import PAD_MULTIPLE
 
 MAGIC = b"TCM\x89"
 VERSION = 3
@@ -115,7 +116,7 @@ class Header:
 
     @property
     def padding(self) -> tuple[int, int, int, int]:
-        """(left, right, top, bottom), as ``utils.crop`` takes it."""
+        """(left, right, top, bottom), as ``utils.padding.crop`` takes it."""
         hp, wp = self.padded_size
         return (self.pad_left, wp - self.width - self.pad_left, self.pad_top, hp - self.height - self.pad_top)
 
@@ -167,7 +168,7 @@ def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
     """Bounds of a header, before anything is allocated; raises ContainerError.
 
-    Every version's encoder padded centred (``utils.pad``), so the top and left
+    Every version's encoder padded centred (``utils.padding.pad``), so the top and left
     padding follow from the size: any other value is an edited header, which
     would decode to a shifted image.
     """

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from PIL import Image
 
-from utils import (ToolError, atomic_write, check_output, describe_os_error, first_line, open_regular_file,
-                   remove_stale_parts, write_bytes_atomic)
+from utils.cli import ToolError, describe_os_error, first_line
+from utils.files import atomic_write, check_output, open_regular_file, remove_stale_parts, write_bytes_atomic
 
 from . import container
 from .container import ContainerError, Header
@@ -138,7 +138,7 @@ def read_file(path: Path) -> bytes:
 
 
 def output_check(kind: Callable[[Path], str], inputs: Iterable[Path], force: bool) -> Callable[[Path, Path], None]:
-    """Refuse an output that is an input, or an existing file of another kind unless ``force`` (utils.check_output)."""
+    """Refuse an output that is an input, or an existing file of another kind unless ``force`` (utils.files.check_output)."""
     inputs = list(inputs)
 
     def check(src: Path, dst: Path) -> None:

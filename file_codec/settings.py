@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import PAD_MULTIPLE, ToolError
+from utils.cli import ToolError
+from utils.padding import PAD_MULTIPLE
 
 from .container import MAX_TILE
 

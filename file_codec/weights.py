@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from utils import CHECKPOINT_SUFFIXES, ROOT, ToolError, write_text_atomic
+from utils import ROOT
+from utils.cli import ToolError
+from utils.files import CHECKPOINT_SUFFIXES, write_text_atomic
 
 from .settings import CodecError
 

@@ -1,9 +1,13 @@
 """Building blocks of TCM (everything else comes from CompressAI and timm)."""
 
-from .gemm_conv import GemmConv2d, use_gemm_convs
-from .swatten import SWAtten
-from .swin import SwinBlock, SwinBlockPair
-from .tcm_block import ConvTransBlock
-from .window_attention import WindowAttention
+from utils.process import quiet_compressai_warnings
+
+quiet_compressai_warnings()  # before the first import of CompressAI
+
+from .gemm_conv import GemmConv2d, use_gemm_convs  # noqa: E402
+from .swatten import SWAtten  # noqa: E402
+from .swin import SwinBlock, SwinBlockPair  # noqa: E402
+from .tcm_block import ConvTransBlock  # noqa: E402
+from .window_attention import WindowAttention  # noqa: E402
 
 __all__ = ["ConvTransBlock", "GemmConv2d", "SWAtten", "SwinBlock", "SwinBlockPair", "WindowAttention", "use_gemm_convs"]

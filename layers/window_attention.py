@@ -132,7 +132,7 @@ class WindowAttention(nn.Module):
         if h % self.window or w % self.window:
             raise ValueError(
                 f"feature map {h}x{w} is not a multiple of the window {self.window}: pad the image "
-                "to a multiple of 128 first (utils.pad)"
+                "to a multiple of 128 first (utils.padding.pad)"
             )
 
     def window_order(self, h: int, w: int, device: torch.device) -> tuple[Tensor, list[tuple[int, int, Tensor | None]]]:

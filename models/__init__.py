@@ -1,8 +1,12 @@
 """TCM models, their configuration, presets and checkpoint loading."""
 
-from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torch.jit warning
+from utils.process import quiet_compressai_warnings
 
-from .checkpoint import (
+quiet_compressai_warnings()  # before the first import of CompressAI
+
+from utils.padding import PAD_MULTIPLE  # noqa: E402
+
+from .checkpoint import (  # noqa: E402
     CheckpointError,
     checkpoint_stem,
     display_name,
@@ -12,8 +16,8 @@ from .checkpoint import (
     read_checkpoint,
     release_stem,
 )
-from .config import TCMConfig
-from .tcm import TCM
+from .config import TCMConfig  # noqa: E402
+from .tcm import TCM  # noqa: E402
 
 #: Named presets of the paper: N for Small, Middle and Large.
 PRESETS = {"small": 64, "middle": 96, "large": 128}

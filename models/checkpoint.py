@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from utils import CHECKPOINT_SUFFIXES, NotARegularFile, ToolError, check_regular_file, sha256_file
+from utils.cli import ToolError
+from utils.files import CHECKPOINT_SUFFIXES, NotARegularFile, check_regular_file, sha256_file
 
-from .config import check_stored
+from .state_dict import weights_of
 from .tcm import TCM
 
 #: updates.py's release names: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``.
@@ -116,35 +117,19 @@ def _legacy_pickle(path: str) -> bool:
 
 
 def extract_state_dict(obj: Any) -> dict[str, Tensor]:
-    """The model weights inside a loaded checkpoint, with ``module.`` stripped, float32."""
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError("checkpoint holds no state_dict of tensors")
+    """The model weights inside a loaded checkpoint (``models.state_dict.weights_of``), as a CheckpointError."""
     try:
-        check_stored(obj)  # before the float32 copies below allocate what an entry only claims
+        return weights_of(obj)
     except ValueError as e:
-        raise CheckpointError(str(e)) from None
-    out = {}
-    for k, v in obj.items():
-        k = k[len("module."):] if k.startswith("module.") else k
-        if v.is_floating_point() and v.dtype != torch.float32:
-            v = v.float()  # narrower storage (float16, bfloat16, float8) of float32 weights
-        out[k] = v
-    return out
+        raise CheckpointError(f"checkpoint holds {e}" if str(e).startswith("no state_dict") else str(e)) from None
 
 
 def model_from_state_dict(checkpoint: Any) -> TCM:
-    """A TCM built from a loaded checkpoint (any accepted layout), weights loaded strictly."""
-    sd = extract_state_dict(checkpoint)
+    """:meth:`TCM.from_state_dict` with its ValueError as a CheckpointError (one line)."""
     try:
-        return TCM.from_state_dict(sd)
+        return TCM.from_state_dict(checkpoint)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    except RuntimeError as e:  # torch's size mismatch report: many lines
-        sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
-        shown = "; ".join(sizes[:2]) + (f" … (+{len(sizes) - 2})" if len(sizes) > 2 else "")
-        raise CheckpointError("checkpoint does not fit the model: " + (shown or str(e).splitlines()[0])) from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", update: bool = True) -> TCM:

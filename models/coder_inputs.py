@@ -16,7 +16,7 @@ import torch
 from compressai.entropy_models import EntropyModel
 from torch import Tensor
 
-from utils import ToolError
+from utils.cli import ToolError
 
 #: CompressAI's CDFs are 16-bit: each ends at this.
 CDF_TOTAL = 1 << 16

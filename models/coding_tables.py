@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-import utils  # noqa: F401  (quiets CompressAI's torch.jit warning before it loads)
-
 import torch
 from compressai.entropy_models import GaussianConditional
 from compressai.models.base import get_scale_table

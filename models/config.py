@@ -141,7 +141,10 @@ class TCMConfig:
                                 sd["cc_mean_transforms.0.2.weight"].shape[0]),
             )
         except KeyError as e:
-            raise ValueError(f"not a TCM checkpoint: missing {e.args[0]}") from None
+            keys = sorted(sd)
+            shown = ", ".join(keys[:4]) + (f" … (+{len(keys) - 4})" if len(keys) > 4 else "")
+            raise ValueError(f"not a TCM checkpoint: missing {e.args[0]} (found {len(keys)} entries: "
+                             f"{shown})") from None
         except (IndexError, ZeroDivisionError) as e:
             raise ValueError(f"not a TCM checkpoint: {e}") from None
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from utils import pad, write_bytes_atomic
+from utils.files import write_bytes_atomic
+from utils.padding import pad
 
 from .coder_inputs import CoderInputError
 from .coding_tables import canonical_gaussian_tables

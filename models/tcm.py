@@ -13,7 +13,7 @@ import copy
 import dataclasses
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from utils import PAD_MULTIPLE  # first: it quiets CompressAI's import-time torch.jit warning
+from utils.padding import PAD_MULTIPLE
 
 import torch
 import torch.nn as nn
@@ -35,6 +35,7 @@ from layers import ConvTransBlock, SWAtten, use_gemm_convs
 from .coder_inputs import check_codable, check_finite, check_indexes, checked_tables
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
+from .state_dict import weights_of
 
 # code_slice(i, mu, scale) -> (quantised slice, anything else the caller keeps for slice i):
 # the only thing forward, compress and decompress do differently inside the per-slice loop.
@@ -233,16 +234,24 @@ class TCM(CompressionModel):
         return cls(**dataclasses.asdict(config))
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Tensor]) -> "TCM":
+    def from_state_dict(cls, state_dict: Mapping[str, Any]) -> "TCM":
         """A model of the shape the weights give, with the weights loaded strictly.
 
-        ``state_dict`` holds the bare keys (no ``module.`` prefix; see
-        ``models.checkpoint`` for files).  Raises ValueError for weights that are
-        not TCM's or miss or add entries, and RuntimeError (torch's) for
-        weights whose shapes do not fit.
+        Takes what ``torch.load`` gives for any checkpoint ``load_model`` reads
+        (``models.state_dict``): a bare state dict or a training checkpoint's
+        dict, the authors' ``module.`` keys and 2023 entry names, half or
+        float8 storage.  The entropy tables are the file's; run ``update()``
+        where it has none.  A ValueError (one line) says what does not fit:
+        the entries missing and those found, or the shapes that differ.
         """
-        model = cls.from_config(TCMConfig.from_state_dict(state_dict))
-        missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
+        weights = weights_of(state_dict)
+        model = cls.from_config(TCMConfig.from_state_dict(weights))
+        try:
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+        except RuntimeError as e:  # torch's size-mismatch report: many lines
+            sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+            shown = "; ".join(sizes[:2]) + (f" … (+{len(sizes) - 2})" if len(sizes) > 2 else "")
+            raise ValueError("checkpoint does not fit the model: " + (shown or str(e).splitlines()[0])) from None
         if missing or unexpected:
             raise ValueError(f"checkpoint does not fit the model: missing keys [{_short(missing)}]; "
                              f"unexpected keys [{_short(unexpected)}]")
@@ -259,7 +268,7 @@ class TCM(CompressionModel):
         if h % PAD_MULTIPLE or w % PAD_MULTIPLE:
             raise ValueError(
                 f"image sides must be multiples of {PAD_MULTIPLE}, got {h}x{w}: "
-                f"pad with utils.pad(x, {PAD_MULTIPLE}) and crop the result with utils.crop"
+                f"pad with utils.padding.pad(x, {PAD_MULTIPLE}) and crop the result with utils.padding.crop"
             )
 
     def code_slices(self, z_hat: Tensor, code_slice: SliceCoder,

@@ -223,7 +223,7 @@ def test_outputs_are_checked_before_any_image(tmp_path, trained, capsys, monkeyp
 
 @pytest.mark.parametrize("error, status", [(KeyboardInterrupt, 130), ("Terminated", 143)])
 def test_an_interrupted_evaluation_continues_with_resume(tmp_path, trained, capsys, monkeypatch, error, status):
-    from utils import Terminated
+    from utils.cli import Terminated
 
     error = Terminated if error == "Terminated" else error
     data, out = _two_images(tmp_path / "d"), tmp_path / "r.json"

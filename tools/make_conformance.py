@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from file_codec import Codec, container  # noqa: E402
-from models import TCM, load_model  # noqa: E402
+from models import TCM  # noqa: E402
 from models.release import ENTROPY_PREFIXES, release_state_dict  # noqa: E402
-from utils import write_bytes_atomic  # noqa: E402
+from utils.files import write_bytes_atomic
 
 OUT = ROOT / "tests" / "data" / "conformance"
 MODEL = "model.pth.tar"

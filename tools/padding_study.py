@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from datasets import open_rgb, to_tensor  # noqa: E402
 from file_codec import Codec  # noqa: E402
-from utils import PADDINGS  # noqa: E402
+from utils.padding import PADDINGS
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from utils import first_line
+from utils.cli import first_line
 
 #: How allocators word a failed allocation: CUDA's caching allocator, torch's CPU allocator, errno 12.
 _OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils import write_text_atomic
+from utils.files import write_text_atomic
 
 from .distributed import Dist, all_sum
 

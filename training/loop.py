@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from datasets import PatchDataset
 from models import TCM, model_from_state_dict
-from utils import ToolError, copy_atomic, provenance, save_torch_atomic
+from utils.cli import ToolError
+from utils.files import copy_atomic, save_torch_atomic
+from utils.provenance import provenance
 
 from .distributed import Dist, all_gather, all_sum
 from .failures import out_of_memory_says
@@ -281,7 +283,7 @@ class Trainer:
         shard = Subset(self.test_set, list(range(d.rank, len(self.test_set), d.world)))
         loader = self._loader(shard, args.test_batch_size, None, epoch, drop_last=False)
         metrics = Metrics(self._keys())
-        from evaluation.metrics import psnr_from_mse
+        from metrics.quality import psnr_from_mse
 
         where = self._out_of_memory(f"while testing epoch {epoch}", args.test_batch_size, test=True)
         with batches(loader) as loaded, out_of_memory_says(where):
@@ -307,7 +309,7 @@ class Trainer:
         """TensorBoard pictures of the first test image (rank 0 only)."""
         if not self.d.main or self.log.writer is None:
             return
-        from evaluation.bitmaps import STRIDES, bit_map, latent_bits
+        from metrics.bits import STRIDES, bit_map, latent_bits
 
         self.net.eval()
         x = self.test_set[0].unsqueeze(0).to(self.d.device)

@@ -11,7 +11,8 @@ import math
 from typing import Any, Sequence
 
 from models import TCMConfig
-from utils import PAD_MULTIPLE, UsageError
+from utils.cli import UsageError
+from utils.padding import PAD_MULTIPLE
 
 DEFAULT_LAMBDA = 0.013
 #: Model-shape options (``--N``, ``--hyper-channels`` …) and the TCMConfig fields they set.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models import TCMConfig, extract_state_dict, read_checkpoint
-from utils import ToolError, UsageError
+from utils.cli import ToolError, UsageError
 
 from .options import DEFAULT_LAMBDA, check_options, restore_run_options, shape_overrides
 

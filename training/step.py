@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import utils  # noqa: F401  (quiets CompressAI's torch.jit warning before it loads)
-
 import torch
 import torch.nn as nn
 from compressai.losses import RateDistortionLoss
@@ -61,7 +59,7 @@ def autocast(amp: str | None):
 
 def distortion_figures(losses: dict[str, Tensor], metric: str) -> dict[str, float]:
     """MSE and PSNR, or MS-SSIM, of a loss dict: what the logs show beside loss and bpp."""
-    from evaluation.metrics import psnr_from_mse
+    from metrics.quality import psnr_from_mse
 
     if metric == "mse":
         mse = losses["mse_loss"].item()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import time
 
-from utils import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+from utils.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
 from .distributed import Dist, all_max
 

@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 from datasets import find_splits, list_images, readable_images
-from utils import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError,
-                   describe_os_error, remove_stale_parts, write_text_atomic)
+from utils.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError, describe_os_error
+from utils.files import remove_stale_parts, write_text_atomic
 
 from .distributed import Dist, setup_processes, teardown_processes
 from .failures import OutOfMemory, describe, is_out_of_memory

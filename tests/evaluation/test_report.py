@@ -175,7 +175,7 @@ def test_a_light_report_keeps_the_crops_lossless_and_the_full_views_small(tmp_pa
     from datasets import to_tensor
     from evaluation import baselines
     from evaluation.figures import enlarged_crop
-    from evaluation.metrics import psnr
+    from metrics.quality import psnr
     from evaluation.report import page_size, write_report
     from evaluation.results import results_document
     from evaluation import visuals

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from evaluation.runner import check_replaced_outputs
-from utils import ToolError
+from utils.cli import ToolError
 
 
 def args_for(tmp_path, **options) -> argparse.Namespace:

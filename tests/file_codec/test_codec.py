@@ -14,7 +14,7 @@ import file_codec.codec as codec_module
 from file_codec import Codec, CodecError, container, weights_id
 from file_codec.container import Header
 from tests.helpers import codec_checkpoint, noise_image, refix_crc, tiny_tcm
-from utils import PADDINGS, crop
+from utils.padding import PADDINGS, crop
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,37 @@ def test_non_regular_checkpoint_files_are_refused_without_reading(tmp_path):
         f"checkpoint {fifo} is a FIFO (named pipe), not a regular file",
         f"checkpoint {tmp_path} is a folder, not a regular file",
     ], proc.stderr[-2000:]
+
+
+def test_from_state_dict_takes_what_load_model_takes(tmp_path):
+    """The authors' own line: TCM.from_state_dict(torch.load(file)["state_dict"] or the whole dict)."""
+    torch.manual_seed(3)
+    model = tiny_tcm(seed=7).eval()
+    model.update(force=True)
+    ck = published_layout(model)  # module. prefix, 2023 bottleneck names, training state beside
+    path = tmp_path / "published.pth.tar"
+    torch.save(ck, path)
+    loaded = torch.load(path, weights_only=True)
+    expected = load_model(path)
+    x = torch.rand(1, 3, 128, 128)
+    for obj in (loaded, loaded["state_dict"]):
+        net = TCM.from_state_dict(obj).eval()
+        assert net.model_config == expected.model_config
+        got, want = net.state_dict(), expected.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+        with torch.no_grad():
+            assert torch.equal(net(x)["x_hat"], expected(x)["x_hat"])
+        assert net.compress(x)["strings"] == expected.compress(x)["strings"]
+
+
+def test_from_state_dict_says_what_is_missing_and_what_was_found():
+    foreign = {"module.encoder.conv.weight": torch.zeros(4, 3, 3, 3), "module.encoder.conv.bias": torch.zeros(4)}
+    with pytest.raises(ValueError, match=r"missing g_a\.0\.conv1\.weight \(found 2 entries: encoder\.conv\.bias, "
+                                         r"encoder\.conv\.weight\)"):
+        TCM.from_state_dict(foreign)
+    with pytest.raises(ValueError, match=r"no state_dict of tensors \(found a list\)"):
+        TCM.from_state_dict([1, 2])
+    sd = tiny_tcm().state_dict()
+    sd["g_s.0.conv.weight"] = torch.zeros(1, 1, 3, 3)
+    with pytest.raises(ValueError, match="checkpoint does not fit the model: size mismatch for g_s.0.conv.weight"):
+        TCM.from_state_dict(sd)

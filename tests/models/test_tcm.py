@@ -11,7 +11,7 @@ import torch
 from datasets import open_rgb, to_tensor
 from models import TCM, tcm, tcm_small
 from tests.helpers import KODAK, REFERENCE, require, tiny_tcm
-from utils import crop, pad
+from utils.padding import crop, pad
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published_state_dict.txt"
 SIZES = (64, 96, 128)
@@ -78,7 +78,7 @@ def test_forward_outputs_and_shapes():
 
 
 def test_unpadded_input_is_refused_with_a_pointer_to_pad():
-    with pytest.raises(ValueError, match="utils.pad"):
+    with pytest.raises(ValueError, match="utils.padding.pad"):
         tiny_tcm()(torch.rand(1, 3, 100, 128))
 
 

@@ -1,174 +1,24 @@
-"""Helpers shared by every part of the project: padding, safe writes, errors, exits, memory.
-
-The command-line tools follow one convention, kept here: a failure is one line
-``<tool>: error: <message>`` on stderr and an exit status of 2 for a wrong
-command line (argparse's own status), 1 for anything else the user can act on
-(missing or damaged files, bad data), 130 when interrupted and 143 when
-terminated (SIGTERM); tools with an extra status say so (eval.py: 3, a decoder
-that disagrees with its encoder).
-
-This module imports neither torch nor CompressAI at load time (the functions
-that need them import them when called), so that light commands such as
-``codec.py info`` start in a fraction of a second.
-"""
+"""Files written safely and read safely: atomic writes, stale temporaries, regular files, output kinds."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
 import re
 import shutil
-import signal
 import stat
-import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
-# CompressAI scripts helpers with torch.jit at import time and on first use, which
-# current torch flags as deprecated on every run of every tool.  This is the one
-# filter for it: the packages that import CompressAI import this module first.
-warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
-
-if TYPE_CHECKING:
-    import torch
-    from torch import Tensor
-
-#: Image sides must be multiples of this: TCM's 8x8 Swin windows on the 1/16 latent.
-PAD_MULTIPLE = 128
-
-Padding = tuple[int, int, int, int]
+from .cli import ToolError, first_line
 
 #: Suffixes of checkpoint files, longest first.
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
 
-#: Exit statuses shared by all tools.
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 128 + signal.SIGTERM
 
-
-# ----------------------------------------------------------------------- padding
-def pad(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
-    """Zero-pad an NCHW batch, centred, to the next multiple of ``p`` on each side.
-
-    TCM needs sides that are multiples of 128 (8x8 Swin windows on the 1/16
-    latent); this is the padding of the paper's evaluation.  Returns the padded
-    tensor and ``(left, right, top, bottom)`` for :func:`crop`.
-    """
-    import torch.nn.functional as F
-    from compressai.ops import compute_padding
-
-    h, w = x.shape[-2:]
-    padding, _ = compute_padding(h, w, min_div=p)
-    return F.pad(x, padding, mode="constant", value=0.0), padding
-
-
-def pad_replicate(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
-    """As :func:`pad` (centred, the same ``padding``), but repeating the edge rows and columns.
-
-    Zero padding puts a hard black edge beside the image that the transforms
-    spend bits on and that bleeds into the decoded border; repeated edges give
-    them nothing new to code (the file codec's padding: README, The file codec).
-    """
-    import torch.nn.functional as F
-    from compressai.ops import compute_padding
-
-    h, w = x.shape[-2:]
-    padding, _ = compute_padding(h, w, min_div=p)
-    return F.pad(x, padding, mode="replicate"), padding
-
-
-#: The paddings by name: "zero" is the paper's, "replicate" the file codec's.
-PADDINGS: dict[str, Callable[[Tensor, int], tuple[Tensor, Padding]]] = {"zero": pad, "replicate": pad_replicate}
-
-
-def crop(x: Tensor, padding: Padding) -> Tensor:
-    """Undo :func:`pad`."""
-    left, right, top, bottom = padding
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
-
-
-# ----------------------------------------------------------------------- errors and exits
-class ToolError(Exception):
-    """A failure the user can act on; the message is one readable line."""
-
-    exit_status = EXIT_FAILURE
-
-
-class UsageError(ToolError):
-    """A command line that cannot work as given (a bad option value or combination)."""
-
-    exit_status = EXIT_USAGE
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cluster's pre-emption, ``kill``): unwinds like Ctrl-C, so clean-ups run."""
-
-
-def first_line(text: object) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else ""
-
-
-def describe_os_error(e: OSError) -> str:
-    """``No space left on device: out.png`` rather than Python's ``[Errno 28] …`` form."""
-    what = e.strerror or first_line(e) or type(e).__name__
-    return f"{what}: {e.filename}" if e.filename else what
-
-
-def error_line(prog: str, message: object) -> str:
-    return f"{prog}: error: {first_line(message) if message else 'failed'}"
-
-
-def run_tool(prog: str, body: Callable[[], int]) -> int:
-    """Run a tool's ``main`` body under the shared convention (see the module docstring).
-
-    SIGTERM raises :class:`Terminated` while ``body`` runs, so temporary files
-    are removed on the way out exactly as for Ctrl-C.
-    """
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        return body()
-    except ToolError as e:
-        print(error_line(prog, e), file=sys.stderr, flush=True)
-        return e.exit_status
-    except OSError as e:
-        print(error_line(prog, describe_os_error(e)), file=sys.stderr, flush=True)
-        return EXIT_FAILURE
-    except MemoryError:
-        print(error_line(prog, "out of memory"), file=sys.stderr, flush=True)
-        return EXIT_FAILURE
-    except Terminated:
-        print(f"{prog}: terminated", file=sys.stderr, flush=True)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the shared one-line error: ``prog: error: message (see --help)``, status 2."""
-
-    def error(self, message: str) -> None:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {first_line(message)} (see --help)\n")
-
-
-# ----------------------------------------------------------------------- files
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -272,7 +122,6 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
             raise OSError(f"cannot write ({first_line(e)})") from None
 
 
-# ----------------------------------------------------------------------- inputs and outputs
 class NotARegularFile(ToolError):
     """A folder, FIFO, device or socket where a file is to be read or replaced.
 
@@ -436,96 +285,3 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------- provenance
-ROOT = Path(__file__).resolve().parent
-
-
-def project_commit() -> str | None:
-    """The checkout's commit (``+dirty`` with uncommitted changes), or None outside a git checkout."""
-    import subprocess
-
-    try:
-        run = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True,  # noqa: E731
-                                        timeout=10, check=True).stdout.strip()
-        commit = run("rev-parse", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def device_name(device: torch.device | str = "cpu") -> str:
-    """The card's or the processor's name, as a figure's reader needs it."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What produced a result: project commit, library versions, device and threads."""
-    import platform
-
-    import compressai
-    import torch
-
-    return {
-        "commit": project_commit(),
-        "torch": str(torch.__version__),
-        "compressai": str(compressai.__version__),
-        "python": platform.python_version(),
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-    }
-
-
-# ----------------------------------------------------------------------- devices
-def synchronize(device: torch.device) -> None:
-    """Wait for the device, so that a clock around its work measures the work."""
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed memory for reuse instead of returning it.
-
-    By default every large tensor is a fresh ``mmap`` whose pages fault in on
-    first touch and go back to the kernel when it is freed: a forward pass of
-    TCM on a Kodak image paid about 600 000 page faults (a sixth of its CPU
-    time), and a training step of TCM-S (batch 8 of 256x256) spent a third of
-    its CPU time in the kernel.  Here large blocks come from the heap instead of
-    ``mmap`` (``M_MMAP_MAX`` 0: raising ``M_MMAP_THRESHOLD`` alone stops at
-    32 MiB, below a training activation) and the heap is never trimmed, so a
-    second pass reuses the first pass's memory.  The process keeps its peak
-    memory until exit.  The command-line tools call this at start; it is a
-    no-op (False) off glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold, m_mmap_max = -1, -2, -3, -4
-    ok = mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
-    ok &= mallopt(m_mmap_max, 0)  # and above it: heap, not mmap
-    ok &= mallopt(m_trim_threshold, (1 << 31) - 1)  # a C int: the largest
-    ok &= mallopt(m_top_pad, 256 << 20)
-    return bool(ok)

@@ -1,4 +1,4 @@
-"""PSNR, MS-SSIM and 8-bit rounding (evaluation/metrics.py)."""
+"""PSNR, MS-SSIM and 8-bit rounding (metrics/quality.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evaluation.metrics import ms_ssim, psnr, quality, quantize_8bit
+from metrics.quality import ms_ssim, psnr, quality, quantize_8bit
 
 
 def test_metrics():

@@ -1,4 +1,4 @@
-"""Image quality and rate figures: PSNR, MS-SSIM (also in dB), 8-bit rounding, bits of likelihoods."""
+"""Image quality: PSNR, MS-SSIM (also in dB), 8-bit rounding."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from typing import Iterable
 
 import torch
 from torch import Tensor
-
-
-def bits(likelihoods: dict[str, Tensor]) -> float:
-    """Estimated size in bits: the sum of -log2 of the likelihoods."""
-    return float(sum(torch.log2(lik).sum().neg().item() for lik in likelihoods.values()))
 
 
 def psnr_from_mse(mse: float) -> float:
