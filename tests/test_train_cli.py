@@ -22,8 +22,7 @@ import train
 from datasets import PatchDataset, find_splits
 from models import load_model
 from tests.helpers import BSDS, ROOT, require
-from training import BEST, LATEST, Dist, Plan, Trainer, plan_runs, train_step
-from training.options import given_options
+from training import BEST, LATEST, Dist, Plan, Trainer, TrainingConfig, train_step
 
 TINY = ["--N", "32", "--M", "80", "--hyper-channels", "32", "--atten-dim", "32", "--entropy-hidden", "32", "32"]
 
@@ -70,7 +69,7 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     train_paths, test_paths, _ = find_splits(require(BSDS))
     args = train.build_parser().parse_args(
         ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
-    trainer = Trainer(args, Plan(0.013, tmp_path / "run"), Dist(), train_paths, test_paths)
+    trainer = Trainer(TrainingConfig.from_args(args), Plan(0.013, tmp_path / "run"), Dist(), train_paths, test_paths)
     assert trainer.net.N == 64
     x = PatchDataset(train_paths[:1], (128, 128), train=True)[0].unsqueeze(0)
 
@@ -120,20 +119,6 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     # the first epoch's state really was what the second one started from
     assert runs["first_epoch"]["history"] == b["history"][:1]
     assert all(h["train_step_seconds"] > 0 for h in b["history"])
-
-
-def test_bare_resume_takes_the_run_options_from_the_checkpoint(data: Path, tmp_path: Path):
-    """`--checkpoint` alone goes on with the run's patches, steps, epochs and seed, not the defaults."""
-    assert train.main(cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01", "--lr_epoch", "1",
-                          "--seed", "5")) == 0
-    first = tmp_path / "mse_lambda_0.01" / LATEST
-    argv = ["-d", str(data), "--checkpoint", str(first), "--epochs", "3"]
-    parser = train.build_parser()
-    args = parser.parse_args(argv)
-    plan_runs(args, given_options(parser, argv))
-    assert args.patch_size == (128, 128) and args.batch_size == 1 and args.steps_per_epoch == 1
-    assert args.max_test_images == 1 and args.lr_epoch == [1] and args.seed == 5
-    assert args.epochs == 3  # given again: the command line wins
 
 
 @pytest.mark.slow
