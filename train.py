@@ -26,6 +26,7 @@ import sys
 from typing import Any, Sequence
 
 from models import TCMConfig
+from training.config import TrainingConfig
 from training.options import DEFAULT_LAMBDA, given_options
 from training.sweep import PROG, run_sweep
 from utils.cli import ArgumentParser, run_tool
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
-    return run_tool(PROG, lambda: run_sweep(args, given_options(parser, argv)))
+    return run_tool(PROG, lambda: run_sweep(TrainingConfig.from_args(args), given_options(parser, argv)))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ import train
 from datasets import PatchDataset, find_splits
 from models import load_model
 from tests.helpers import BSDS, ROOT, require
-from training import BEST, LATEST, Dist, Plan, Trainer, plan_runs, train_step
-from training.options import given_options
+from training import BEST, LATEST, Dist, Plan, Trainer, TrainingConfig, train_step
 
 TINY = ["--N", "32", "--M", "80", "--hyper-channels", "32", "--atten-dim", "32", "--entropy-hidden", "32", "32"]
 
@@ -70,7 +69,7 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     train_paths, test_paths, _ = find_splits(require(BSDS))
     args = train.build_parser().parse_args(
         ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
-    trainer = Trainer(args, Plan(0.013, tmp_path / "run"), Dist(), train_paths, test_paths)
+    trainer = Trainer(TrainingConfig.from_args(args), Plan(0.013, tmp_path / "run"), Dist(), train_paths, test_paths)
     assert trainer.net.N == 64
     x = PatchDataset(train_paths[:1], (128, 128), train=True)[0].unsqueeze(0)
 
@@ -120,20 +119,6 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(runs):
     # the first epoch's state really was what the second one started from
     assert runs["first_epoch"]["history"] == b["history"][:1]
     assert all(h["train_step_seconds"] > 0 for h in b["history"])
-
-
-def test_bare_resume_takes_the_run_options_from_the_checkpoint(data: Path, tmp_path: Path):
-    """`--checkpoint` alone goes on with the run's patches, steps, epochs and seed, not the defaults."""
-    assert train.main(cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01", "--lr_epoch", "1",
-                          "--seed", "5")) == 0
-    first = tmp_path / "mse_lambda_0.01" / LATEST
-    argv = ["-d", str(data), "--checkpoint", str(first), "--epochs", "3"]
-    parser = train.build_parser()
-    args = parser.parse_args(argv)
-    plan_runs(args, given_options(parser, argv))
-    assert args.patch_size == (128, 128) and args.batch_size == 1 and args.steps_per_epoch == 1
-    assert args.max_test_images == 1 and args.lr_epoch == [1] and args.seed == 5
-    assert args.epochs == 3  # given again: the command line wins
 
 
 @pytest.mark.slow
@@ -215,6 +200,7 @@ def test_sweep_on_a_plain_folder_with_a_corrupt_image(tmp_path: Path, capsys):
     assert train.main(cli(folder, save, "--lambda", "0.05", "--epochs", "1")) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert train.main(cli(folder, save, "--lambda", "0.05", "--epochs", "2", "--resume")) == 0
+    assert "mse_lambda_0.05: resumed at epoch 1 (global step 1)" in capsys.readouterr().out.splitlines()
     assert torch.load(save / "mse_lambda_0.05" / LATEST, weights_only=True)["epoch"] == 1
 
 
@@ -252,23 +238,6 @@ def test_bad_options_are_one_line_errors(data: Path, tmp_path: Path, capsys, ext
 def test_a_missing_checkpoint_is_a_failure_not_a_usage_error(data: Path, tmp_path: Path, capsys):
     assert train.main(cli(data, tmp_path, "--checkpoint", "nope.pth.tar")) == 1
     assert capsys.readouterr().err.strip() == "train.py: error: checkpoint not found: nope.pth.tar"
-
-
-@pytest.mark.slow
-def test_weights_and_options_must_agree(runs, data: Path, tmp_path: Path, capsys):
-    release = tmp_path / "weights.pth.tar"
-    torch.save(torch.load(runs["whole"] / LATEST, weights_only=True)["state_dict"], release)
-    assert train.main(cli(data, tmp_path, "--checkpoint", str(release))) == 2
-    assert "--pretrained" in capsys.readouterr().err
-    argv = cli(data, tmp_path, "--pretrained", str(release))
-    argv[argv.index("--N") + 1] = "64"
-    assert train.main(argv) == 2
-    assert "--N 64 disagrees" in capsys.readouterr().err
-    ck = runs["split"] / LATEST
-    assert train.main(cli(data, tmp_path, "--checkpoint", str(ck), "--lambda", "0.05")) == 2
-    assert "--pretrained" in capsys.readouterr().err
-    assert train.main(cli(data, runs["whole"].parent, "--checkpoint", str(ck))) == 2  # would overwrite
-    assert "already holds another run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -540,31 +509,3 @@ def test_help_gives_every_default(monkeypatch):
         value = getattr(TCMConfig, name)
         shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
         assert f"(default: {shown})" in entries[f"--{name.replace('_', '-')}"]
-
-
-@pytest.mark.slow
-def test_a_resumed_sweep_says_what_each_run_does(data: Path, tmp_path: Path, monkeypatch, capsys):
-    """One run finished, one stopped mid-epoch, one not started: one line each."""
-    from training.stop import StopRequest
-
-    assert train.main(cli(data, tmp_path, "--lambda", "0.01", "--epochs", "1")) == 0
-    polls = []
-
-    def budget_before_the_second_step(self):
-        polls.append(1)
-        return "budget" if len(polls) == 2 else None
-
-    monkeypatch.setattr(StopRequest, "local_reason", budget_before_the_second_step)
-    def two_steps(*extra: str) -> list[str]:
-        argv = cli(data, tmp_path, "--epochs", "1", *extra)
-        argv[argv.index("--steps-per-epoch") + 1] = "2"
-        return argv
-
-    assert train.main(two_steps("--lambda", "0.02", "--max-minutes", "60")) == 0
-    monkeypatch.undo()
-    capsys.readouterr()
-    assert train.main(two_steps("--lambda", "0.01", "0.02", "0.03", "--resume")) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert "mse_lambda_0.01: already finished (1 of 1 epochs)" in out
-    assert "mse_lambda_0.02: resumed at epoch 0 step 1 (global step 1)" in out
-    assert "mse_lambda_0.03: starts afresh" in out

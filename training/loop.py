@@ -9,11 +9,8 @@ budget) saves how far into the epoch it got and resumes at the next batch.
 
 from __future__ import annotations
 
-import argparse
-import bisect
 import math
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,11 +25,12 @@ from utils.cli import ToolError
 from utils.files import copy_atomic, save_torch_atomic
 from utils.provenance import provenance
 
+from .config import TrainingConfig
 from .distributed import Dist, all_gather, all_sum
 from .failures import out_of_memory_says
 from .logs import Metrics, RunLog
-from .options import model_config, plain_options
 from .runs import BEST, LATEST, Plan
+from .schedule import apply_schedule_options, lr_scheduler
 from .state import rng_state, seed_all, set_rng_state
 from .step import (NonFiniteLoss, Optimization, autocast, distortion_figures, float_outputs, keep_entropy_models_fp32,
                    train_step)
@@ -68,31 +66,31 @@ class SkipFirst(Sampler):
 class Trainer:
     """One lambda: model, optimizers, data, logs and checkpoints."""
 
-    def __init__(self, args: argparse.Namespace, plan: Plan, d: Dist, train_paths: list, test_paths: list,
+    def __init__(self, config: TrainingConfig, plan: Plan, d: Dist, train_paths: list, test_paths: list,
                  stop: StopRequest | None = None):
-        self.args, self.plan, self.d = args, plan, d
+        self.config, self.plan, self.d = config, plan, d
         self.lmbda, self.run_dir = plan.lmbda, plan.run_dir
         self.name = plan.run_dir.name
         self.stop = stop or StopRequest()
-        seed_all(args.seed)
+        seed_all(config.seed)
         source = plan.resume if plan.resume is not None else plan.weights
-        self.net = model_from_state_dict(source) if source is not None else TCM.from_config(model_config(args))
-        self.config = self.net.model_config.as_dict()
+        self.net = model_from_state_dict(source) if source is not None else TCM.from_config(config.model_config())
+        self.model_config = self.net.model_config.as_dict()
         self.net.to(d.device)
-        if args.amp:
+        if config.amp:
             keep_entropy_models_fp32(self.net)
         model: nn.Module = self.net
         if d.on:
-            model = nn.parallel.DistributedDataParallel(self.net, device_ids=[d.local_rank] if args.cuda else None)
+            model = nn.parallel.DistributedDataParallel(self.net, device_ids=[d.local_rank] if config.cuda else None)
         self.opt = Optimization.paper_recipe(
-            self.net, self.lmbda, args.metric, args.learning_rate, args.aux_learning_rate,
-            clip_max_norm=args.clip_max_norm, amp=args.amp, dist=d, model=model)
+            self.net, self.lmbda, config.metric, config.learning_rate, config.aux_learning_rate,
+            clip_max_norm=config.clip_max_norm, amp=config.amp, dist=d, model=model)
         self.optimizer, self.aux_optimizer = self.opt.optimizer, self.opt.aux_optimizer
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=args.lr_epoch, gamma=0.1)
+        self.scheduler = lr_scheduler(self.optimizer, config)
 
-        self.train_set = PatchDataset(train_paths, args.patch_size, train=True, seed=args.seed)
-        tests = test_paths[: args.max_test_images] if args.max_test_images else test_paths
-        self.test_set = PatchDataset(tests, args.patch_size, train=False, seed=args.seed)
+        self.train_set = PatchDataset(train_paths, config.patch_size, train=True, seed=config.seed)
+        tests = test_paths[: config.max_test_images] if config.max_test_images else test_paths
+        self.test_set = PatchDataset(tests, config.patch_size, train=False, seed=config.seed)
 
         self.start_epoch, self.global_step = 0, 0
         self.best_loss: float = math.inf
@@ -103,8 +101,8 @@ class Trainer:
         if plan.resume is not None:
             self._restore(plan.resume)
         elif d.rank:  # distinct quantisation noise per process; weights come from rank 0
-            seed_all(args.seed + 7919 * d.rank)
-        self.log = RunLog(self.run_dir, self.name, args.metric, d, self.global_step, not args.no_progress)
+            seed_all(config.seed + 7919 * d.rank)
+        self.log = RunLog(self.run_dir, self.name, config.metric, d, self.global_step, not config.no_progress)
 
     @property
     def model(self) -> nn.Module:
@@ -134,34 +132,12 @@ class Trainer:
                 self.start_epoch = int(self.partial["epoch"])
         except (KeyError, ValueError, TypeError) as e:
             raise ToolError(f"the checkpoint's training state does not fit this run: {e}") from None
-        self._apply_schedule_options()
+        apply_schedule_options(self.optimizer, self.aux_optimizer, self.scheduler, self.config)
         states = ck.get("rng", [])
         if len(states) == self.d.world:
             set_rng_state(states[self.d.rank])
         else:
-            seed_all(self.args.seed + 7919 * self.d.rank + self.start_epoch)
-
-    def _apply_schedule_options(self) -> None:
-        """Learning rates and milestones of the command line win over the restored state.
-
-        A resumed run takes the checkpoint's own options unless they are given
-        again (``restore_run_options``); given again, ``-lr``, ``--lr_epoch`` and
-        ``--aux-learning-rate`` set the schedule from here on: the rate is the
-        new base rate divided by 10 for each new milestone already passed.
-        """
-        args, sched = self.args, self.scheduler
-        new_base = [args.learning_rate] * len(self.optimizer.param_groups)
-        new_milestones = Counter(args.lr_epoch)
-        if list(sched.base_lrs) != new_base or Counter(sched.milestones) != new_milestones:
-            sched.base_lrs = new_base
-            sched.milestones = new_milestones
-            drops = bisect.bisect_right(sorted(new_milestones.elements()), sched.last_epoch)
-            for group in self.optimizer.param_groups:
-                group["initial_lr"] = args.learning_rate
-                group["lr"] = args.learning_rate * sched.gamma**drops
-            sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
-        for group in self.aux_optimizer.param_groups:
-            group["lr"] = args.aux_learning_rate
+            seed_all(self.config.seed + 7919 * self.d.rank + self.start_epoch)
 
     def checkpoint(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, Any]:
         """The training checkpoint: weights, optimizers, schedule, history, options, provenance, RNG."""
@@ -179,9 +155,9 @@ class Trainer:
             "best": self.best,
             "history": self.history,
             "lambda": self.lmbda,
-            "metric": self.args.metric,
-            "model_config": self.config,
-            "args": plain_options(self.args, lmbda=self.lmbda),
+            "metric": self.config.metric,
+            "model_config": self.model_config,
+            "args": self.config.to_stored(lmbda=self.lmbda),
             "provenance": provenance(self.d.device),
         }
 
@@ -189,12 +165,12 @@ class Trainer:
         rng = all_gather(self.d, rng_state())  # collective: every process takes part
         if not self.d.main:
             return
-        if self.args.save:
+        if self.config.save:
             latest = self.run_dir / LATEST
             save_torch_atomic({**self.checkpoint(epoch, partial), "rng": rng}, latest)
             if is_best:
                 copy_atomic(latest, self.run_dir / BEST)
-            if partial is None and self.args.save_every and (epoch + 1) % self.args.save_every == 0:
+            if partial is None and self.config.save_every and (epoch + 1) % self.config.save_every == 0:
                 copy_atomic(latest, self.run_dir / f"checkpoint_epoch{epoch:03d}.pth.tar")
         self.log.write_history(self.history)
 
@@ -205,35 +181,35 @@ class Trainer:
     # ------------------------------------------------------------- epochs
     def _loader(self, dataset, batch: int, sampler, epoch: int, drop_last: bool) -> DataLoader:
         g = torch.Generator()
-        g.manual_seed(self.args.seed * 100003 + epoch)
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.args.num_workers,
-                          generator=g, drop_last=drop_last, pin_memory=self.args.cuda,
+        g.manual_seed(self.config.seed * 100003 + epoch)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.config.num_workers,
+                          generator=g, drop_last=drop_last, pin_memory=self.config.cuda,
                           worker_init_fn=worker_init)
 
     def _out_of_memory(self, when: str, batch: int, test: bool = False) -> str:
         """What to say if a pass runs out of memory: where, with what, and what to make smaller."""
-        h, w = self.args.patch_size
+        h, w = self.config.patch_size
         per = " per process" if self.d.on else ""
         option = "--test-batch-size" if test else "--batch-size"
         return (f"{self.name}: out of memory {when} on {self.d.device} with batches of {batch} {h}x{w} "
                 f"patches{per}: try a smaller {option} or --patch-size")
 
     def _keys(self, *extra: str) -> list[str]:
-        quality = ["mse", "psnr"] if self.args.metric == "mse" else ["ms_ssim"]
+        quality = ["mse", "psnr"] if self.config.metric == "mse" else ["ms_ssim"]
         return ["loss", "bpp", *quality, *extra]
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch (from where a stopped run left it); raises Stopped or Diverged."""
-        args, d = self.args, self.d
+        config, d = self.config, self.d
         self.model.train()
         self.train_set.set_epoch(epoch)
-        sampler = DistributedSampler(self.train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=args.seed)
+        sampler = DistributedSampler(self.train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.seed)
         sampler.set_epoch(epoch)
-        batch = args.batch_size // d.world
+        batch = config.batch_size // d.world
         full = len(sampler) // batch  # batches of one pass (drop_last)
-        steps = full if not args.steps_per_epoch else min(full, args.steps_per_epoch)
-        if epoch == self.start_epoch and args.steps_per_epoch > full:
-            self.log.say(f"{self.name}: --steps-per-epoch {args.steps_per_epoch} is more than the {full} batches "
+        steps = full if not config.steps_per_epoch else min(full, config.steps_per_epoch)
+        if epoch == self.start_epoch and config.steps_per_epoch > full:
+            self.log.say(f"{self.name}: --steps-per-epoch {config.steps_per_epoch} is more than the {full} batches "
                          f"of the training set: an epoch is {full} steps")
         metrics = Metrics(self._keys("aux"))
         step_seconds: list[float] = []
@@ -261,7 +237,7 @@ class Trainer:
                     figures = train_step(self.opt, x)
                 except NonFiniteLoss as e:
                     raise Diverged(f"{self.name}: training {e} at epoch {epoch} step {i}") from None
-                if args.cuda:
+                if config.cuda:
                     torch.cuda.synchronize(d.device)
                 step_seconds.append(time.perf_counter() - t0)
                 self.global_step += 1
@@ -278,23 +254,23 @@ class Trainer:
 
     @torch.no_grad()
     def test_epoch(self, epoch: int) -> dict[str, float]:
-        args, d = self.args, self.d
+        config, d = self.config, self.d
         self.net.eval()
         shard = Subset(self.test_set, list(range(d.rank, len(self.test_set), d.world)))
-        loader = self._loader(shard, args.test_batch_size, None, epoch, drop_last=False)
+        loader = self._loader(shard, config.test_batch_size, None, epoch, drop_last=False)
         metrics = Metrics(self._keys())
         from metrics.quality import psnr_from_mse
 
-        where = self._out_of_memory(f"while testing epoch {epoch}", args.test_batch_size, test=True)
+        where = self._out_of_memory(f"while testing epoch {epoch}", config.test_batch_size, test=True)
         with batches(loader) as loaded, out_of_memory_says(where):
             for x in loaded:
                 x = x.to(d.device, non_blocking=True)
-                with autocast(args.amp):
+                with autocast(config.amp):
                     out = float_outputs(self.net(x))
                 losses = self.criterion(out, x)
                 values = {"loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
-                          **distortion_figures(losses, args.metric)}
-                if args.metric == "mse":  # PSNR per image, of the clamped reconstruction
+                          **distortion_figures(losses, config.metric)}
+                if config.metric == "mse":  # PSNR per image, of the clamped reconstruction
                     mse = (out["x_hat"].clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
                     values["psnr"] = sum(psnr_from_mse(m) for m in mse.tolist()) / x.shape[0]
                 metrics.add(x.shape[0], **values)
@@ -320,7 +296,7 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs; the best epoch's figures.  Raises Stopped or Diverged."""
-        for epoch in range(self.start_epoch, self.args.epochs):
+        for epoch in range(self.start_epoch, self.config.epochs):
             train = self.train_epoch(epoch)
             test = self.test_epoch(epoch)
             self.scheduler.step()
@@ -332,9 +308,9 @@ class Trainer:
                                  **{f"test_{k}": v for k, v in test.items()}})
             self.save(epoch, is_best)
             self.log.epoch(epoch, self.global_step, train, test)
-            if self.args.image_every and (epoch + 1) % self.args.image_every == 0:
+            if self.config.image_every and (epoch + 1) % self.config.image_every == 0:
                 self.log_pictures(epoch)
-            if epoch + 1 < self.args.epochs and (reason := self.stop.should_stop(self.d)) is not None:
+            if epoch + 1 < self.config.epochs and (reason := self.stop.should_stop(self.d)) is not None:
                 raise Stopped(reason, f"the end of epoch {epoch}")  # the epoch's checkpoint resumes it
         return {"lambda": self.lmbda, "run": self.name, "status": "done", **self.best}
 

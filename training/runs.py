@@ -7,28 +7,30 @@ time may train into it (:class:`RunLock`).
 
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from models import TCMConfig, extract_state_dict, read_checkpoint
 from utils.cli import ToolError, UsageError
 
-from .options import DEFAULT_LAMBDA, check_options, restore_run_options, shape_overrides
+from .config import TrainingConfig
+from .options import DEFAULT_LAMBDA
 
 LATEST, BEST = "checkpoint_latest.pth.tar", "checkpoint_best.pth.tar"
 LOCK = ".lock"
 
 
 def run_name(metric: str, lmbda: float) -> str:
+    """The run folder's name: the distortion and the lambda to 6 significant digits."""
     return f"{metric}_lambda_{lmbda:g}"
 
 
-def check_distinct_run_names(metric: str, lambdas: list[float]) -> None:
+def check_distinct_run_names(metric: str, lambdas: Sequence[float]) -> None:
     """Refuse lambdas so close that their runs would share a folder (names keep 6 significant digits)."""
     seen: dict[str, float] = {}
     for lam in lambdas:
@@ -39,7 +41,7 @@ def check_distinct_run_names(metric: str, lambdas: list[float]) -> None:
         seen[name] = lam
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """What one run of the sweep starts from."""
 
@@ -114,66 +116,67 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
     return ck
 
 
-def check_shape(args: argparse.Namespace, sd: dict, source: str) -> None:
+def check_shape(config: TrainingConfig, sd: dict, source: str) -> None:
     """Explicit model-shape options must agree with the weights they are loaded into."""
     try:
-        config = TCMConfig.from_state_dict(sd)
+        shape = TCMConfig.from_state_dict(sd)
     except ValueError as e:
         raise ToolError(f"{source}: {e}") from None
-    for k, v in shape_overrides(args).items():
-        if getattr(config, k) != v:
+    for k, v in config.shape_overrides().items():
+        if getattr(shape, k) != v:
             shown = " ".join(map(str, v)) if isinstance(v, tuple) else v
-            raise UsageError(f"--{k.replace('_', '-')} {shown} disagrees with {source} ({getattr(config, k)})")
+            raise UsageError(f"--{k.replace('_', '-')} {shown} disagrees with {source} ({getattr(shape, k)})")
 
 
-def plan_runs(args: argparse.Namespace, given: set[str] | None = None) -> list[Plan]:
-    """One Plan per lambda, refusing to overwrite a run that is not being resumed.
+def plan_runs(config: TrainingConfig, given: set[str] | None = None) -> tuple[TrainingConfig, list[Plan]]:
+    """The sweep's config and one Plan per lambda, refusing to overwrite a run that is not being resumed.
 
     A run resumed with ``--checkpoint`` takes the checkpoint's options (patch
-    size, epochs, schedule, seed, ...) where ``given`` does not name them.
+    size, epochs, schedule, seed, ...) where ``given`` does not name them: the
+    config returned is then the merged one, and ``config`` is left as it was.
     """
-    root = Path(args.save_path) if args.save_path else None
-    if args.checkpoint:
-        ck = load_training_checkpoint(args.checkpoint)
+    root = Path(config.save_path) if config.save_path else None
+    if config.checkpoint:
+        ck = load_training_checkpoint(config.checkpoint)
         if given is not None and isinstance(ck.get("args"), dict):
-            restore_run_options(args, ck["args"], given)
-            check_options(args)
-        lam, metric = float(ck.get("lambda", 0.0)), ck.get("metric", args.metric)
-        if args.lmbda is not None and ck.get("lambda") is not None and args.lmbda[0] != lam:
-            raise UsageError(f"--lambda {args.lmbda[0]:g} differs from the checkpoint's {lam:g}: "
+            config = config.resumed_from(ck["args"], given)
+            config.check()
+        lam, metric = float(ck.get("lambda", 0.0)), ck.get("metric", config.metric)
+        if config.lmbda is not None and ck.get("lambda") is not None and config.lmbda[0] != lam:
+            raise UsageError(f"--lambda {config.lmbda[0]:g} differs from the checkpoint's {lam:g}: "
                              "use --pretrained to move to another lambda")
-        if metric != args.metric:
-            raise UsageError(f"--type {args.metric} differs from the checkpoint's {metric}")
-        if args.lmbda is not None:
-            lam = args.lmbda[0]
+        if metric != config.metric:
+            raise UsageError(f"--type {config.metric} differs from the checkpoint's {metric}")
+        if config.lmbda is not None:
+            lam = config.lmbda[0]
         if not lam > 0:
-            raise UsageError(f"{args.checkpoint} does not record its lambda: pass --lambda")
-        check_shape(args, extract_state_dict(ck), args.checkpoint)
-        run_dir = root / run_name(args.metric, lam) if root else Path(args.checkpoint).resolve().parent
+            raise UsageError(f"{config.checkpoint} does not record its lambda: pass --lambda")
+        check_shape(config, extract_state_dict(ck), config.checkpoint)
+        run_dir = root / run_name(config.metric, lam) if root else Path(config.checkpoint).resolve().parent
         latest = run_dir / LATEST
-        if latest.exists() and not latest.samefile(args.checkpoint):
+        if latest.exists() and not latest.samefile(config.checkpoint):
             raise UsageError(f"{run_dir} already holds another run: choose another --save_path")
-        return [Plan(lam, run_dir, resume=ck)]
+        return config, [Plan(lam, run_dir, resume=ck)]
 
     weights = None
-    if args.pretrained:
-        weights = extract_state_dict(read_checkpoint(args.pretrained))
-        check_shape(args, weights, args.pretrained)
+    if config.pretrained:
+        weights = extract_state_dict(read_checkpoint(config.pretrained))
+        check_shape(config, weights, config.pretrained)
     root = root or Path("runs")
-    lambdas = args.lmbda or [DEFAULT_LAMBDA]
-    check_distinct_run_names(args.metric, lambdas)
+    lambdas = config.lmbda or (DEFAULT_LAMBDA,)
+    check_distinct_run_names(config.metric, lambdas)
     plans = []
     for lam in lambdas:
-        run_dir = root / run_name(args.metric, lam)
+        run_dir = root / run_name(config.metric, lam)
         latest = run_dir / LATEST
         if latest.exists():
-            if not args.resume:
+            if not config.resume:
                 raise UsageError(f"{run_dir} already holds a run: resume it with --checkpoint {latest} "
                                  "(or --resume), or choose another --save_path")
             ck = load_training_checkpoint(latest)
-            if ck.get("metric", args.metric) != args.metric:
+            if ck.get("metric", config.metric) != config.metric:
                 raise UsageError(f"{latest} was trained with --type {ck.get('metric')}")
             plans.append(Plan(lam, run_dir, resume=ck))
         else:
             plans.append(Plan(lam, run_dir, weights=weights))
-    return plans
+    return config, plans

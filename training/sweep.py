@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -11,10 +10,10 @@ from datasets import find_splits, list_images, readable_images
 from utils.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError, describe_os_error
 from utils.files import remove_stale_parts, write_text_atomic
 
+from .config import TrainingConfig
 from .distributed import Dist, setup_processes, teardown_processes
 from .failures import OutOfMemory, describe, is_out_of_memory
 from .loop import Diverged, Stopped, Trainer
-from .options import check_options
 from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
 
@@ -33,20 +32,20 @@ def format_table(rows: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
-def find_data(args: argparse.Namespace) -> tuple[list[Path], list[Path], str]:
+def find_data(config: TrainingConfig) -> tuple[list[Path], list[Path], str]:
     """Training and test images: the dataset's splits, the test split from ``--test-dir`` if given."""
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # one warning per unreadable file, even in a second sweep
-        train_paths, test_paths, layout = find_splits(args.dataset, args.test_fraction, args.seed)
-        if args.test_dir:
-            if not Path(args.test_dir).is_dir():
-                raise ToolError(f"--test-dir {args.test_dir}: no such folder")
-            test_paths = readable_images(list_images(args.test_dir))
+        train_paths, test_paths, layout = find_splits(config.dataset, config.test_fraction, config.seed)
+        if config.test_dir:
+            if not Path(config.test_dir).is_dir():
+                raise ToolError(f"--test-dir {config.test_dir}: no such folder")
+            test_paths = readable_images(list_images(config.test_dir))
             if not test_paths:
-                raise ToolError(f"--test-dir {args.test_dir}: no readable images")
-            layout += f", tested on {args.test_dir}"
-    if len(train_paths) < args.batch_size:
-        raise UsageError(f"{len(train_paths)} training images, fewer than --batch-size {args.batch_size}")
+                raise ToolError(f"--test-dir {config.test_dir}: no readable images")
+            layout += f", tested on {config.test_dir}"
+    if len(train_paths) < config.batch_size:
+        raise UsageError(f"{len(train_paths)} training images, fewer than --batch-size {config.batch_size}")
     return train_paths, test_paths, layout
 
 
@@ -62,28 +61,31 @@ def error(d: Dist | None, message: str) -> None:
         print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
-def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
-    """Train every planned run; the exit status (see ``utils``: 0, 1, 2, 130, 143)."""
-    check_options(args)
-    plans = plan_runs(args, given)
+def run_sweep(config: TrainingConfig, given: set[str]) -> int:
+    """Train every planned run; the exit status (see ``utils.cli``: 0, 1, 2, 130, 143).
+
+    ``given`` names the options the command line gave: a resumed run takes the others from its checkpoint.
+    """
+    config.check()
+    config, plans = plan_runs(config, given)
     d = None
     locks: list[RunLock] = []
-    stop = StopRequest(args.max_minutes).install()
+    stop = StopRequest(config.max_minutes).install()
     try:
-        d = setup_processes(args.cuda, getattr(args, "tf32", True))
-        if args.batch_size % d.world:
-            raise UsageError(f"--batch-size {args.batch_size} is not divisible by the {d.world} processes")
-        train_paths, test_paths, layout = find_data(args)
+        d = setup_processes(config.cuda, config.tf32)
+        if config.batch_size % d.world:
+            raise UsageError(f"--batch-size {config.batch_size} is not divisible by the {d.world} processes")
+        train_paths, test_paths, layout = find_data(config)
         if d.main:
             for plan in plans:  # every run of the sweep, before the first step of any
                 locks.append(RunLock(plan.run_dir).acquire())
                 remove_stale_parts(plan.run_dir)  # left by a process killed while saving
             print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
-                  f"from {args.dataset}; {d.world} process(es) on {d.device}", flush=True)
-            if args.resume or args.checkpoint:
+                  f"from {config.dataset}; {d.world} process(es) on {d.device}", flush=True)
+            if config.resume or config.checkpoint:
                 for plan in plans:
-                    print(describe_start(plan, args.epochs), flush=True)
-        return _train_all(args, plans, d, train_paths, test_paths, stop)
+                    print(describe_start(plan, config.epochs), flush=True)
+        return _train_all(config, plans, d, train_paths, test_paths, stop)
     except (ToolError, OSError):
         raise
     except Exception as e:  # building a model, reading the data: one line too
@@ -95,12 +97,13 @@ def run_sweep(args: argparse.Namespace, given: set[str]) -> int:
         teardown_processes(d)
 
 
-def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: StopRequest) -> int:
+def _train_all(config: TrainingConfig, plans: list[Plan], d: Dist, train_paths: list[Path],
+               test_paths: list[Path], stop: StopRequest) -> int:
     rows, status = [], 0
     for k, plan in enumerate(plans):
-        trainer = Trainer(args, plan, d, train_paths, test_paths, stop)
+        trainer = Trainer(config, plan, d, train_paths, test_paths, stop)
         latest = plan.run_dir / LATEST
-        resume = f"resume with --checkpoint {latest}" if args.save else "nothing was saved (--no-save)"
+        resume = f"resume with --checkpoint {latest}" if config.save else "nothing was saved (--no-save)"
         try:
             rows.append(trainer.fit())
         except Diverged as e:
@@ -109,7 +112,7 @@ def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: 
             error(d, f"{e}: run stopped{keep}")
             rows.append({"lambda": plan.lmbda, "run": plan.run_dir.name, "status": "diverged", **trainer.best})
         except Stopped as e:
-            why = f"time budget of {args.max_minutes:g} min reached" if e.reason == "budget" else e.reason
+            why = f"time budget of {config.max_minutes:g} min reached" if e.reason == "budget" else e.reason
             if d.main:
                 print(f"{PROG}: {plan.run_dir.name}: {why} at {e.where}; {resume}"
                       + (" (or --resume for the whole sweep)" if len(plans) > 1 else ""), file=sys.stderr, flush=True)
@@ -136,9 +139,9 @@ def _train_all(args, plans: list[Plan], d: Dist, train_paths, test_paths, stop: 
         finally:
             trainer.close()
     if d.main:
-        table = format_table(rows, args.metric)
+        table = format_table(rows, config.metric)
         print(table, flush=True)
-        if args.save and len(rows) > 1:
+        if config.save and len(rows) > 1:
             write_text_atomic(plans[0].run_dir.parent / "sweep_summary.txt", table + "\n")
     return status
 
