@@ -1,7 +1,7 @@
 """What the codec's command line needs before a model is loaded: option defaults, their checks, the error type.
 
 Nothing here imports torch or CompressAI, so that ``codec.py info`` and
-``--help`` start at once (see README: start-up time).
+``--help`` start at once (docs/speed.md, Start-up).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ REFERENCE = SHARED / "reference"
 def require(path: Path) -> Path:
     """Skip the calling test, with a reason, where ../shared is absent (a user's clone)."""
     if not path.exists():
-        pytest.skip(f"{path} not found: this test reads the workplace's ../shared data")
+        pytest.skip(f"{path} not found: this test reads data kept outside the repository (../shared)")
     return path
 
 

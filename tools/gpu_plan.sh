@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU session's plan (issue 13), in two calls on the lent machine, from the repository root:
+# A short plan for a machine with one GPU, in two calls from the repository root:
 #
 #   tools/gpu_plan.sh smoke              # wheels, the CUDA tests and a quick CUDA benchmark (~3 min)
 #   tools/gpu_plan.sh train MINUTES      # three lambdas trained in parallel on the one GPU, then released
 #
-# Before the first call, on this machine: ../shared/device/wheels.sh (the wheels go to .whl/),
-# and tools/gpu_plan.sh data (copies BSDS500's training photographs to data/, which git ignores);
-# carry .whl and data in both calls.  Everything that must come back is written under $OUT
+# Before the first call: where the GPU machine has no package index, put the requirements'
+# wheels in .whl/ (pip download -r requirements.txt -d .whl; smoke installs them), and run
+# tools/gpu_plan.sh data (copies BSDS500's training photographs to data/, which git ignores);
+# copy .whl and data along with the checkout.  Everything to keep is written under $OUT
 # (release files of at most 8 MB, logs, the benchmark's JSON).
 #
 # Rehearse on the CPU: BATCH=4 PY=.venv/bin/python OUT=out/rehearsal tools/gpu_plan.sh train 1 --cpu

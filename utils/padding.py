@@ -37,7 +37,7 @@ def pad_replicate(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
 
     Zero padding puts a hard black edge beside the image that the transforms
     spend bits on and that bleeds into the decoded border; repeated edges give
-    them nothing new to code (the file codec's padding: README, The file codec).
+    them nothing new to code (the file codec's padding: docs/format.md, Padding).
     """
     import torch.nn.functional as F
 
