@@ -34,7 +34,7 @@ def native_bfloat16() -> bool:
 
 
 def default_transforms() -> str:
-    """bfloat16 where the CPU has it: the quality it costs is measured negligible (README: The file codec)."""
+    """bfloat16 where the CPU has it: the quality it costs is measured negligible (docs/portability.md)."""
     return "bfloat16" if native_bfloat16() else "float32"
 
 
