@@ -90,6 +90,8 @@ def run_measure(args: argparse.Namespace) -> dict:
     rate = matmul_rate(device, args.quick, clock)
     reps = args.repeats
     out: dict = {"measure": args.worker, "matmul_gflops": rate}
+    if args.worker in ("compress", "decompress"):
+        out["coding"] = str(args.coding[0])
     strings_file = Path(args.strings_file)
 
     # Timed runs come first: ru_maxrss only grows, so nothing may run before them.
