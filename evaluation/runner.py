@@ -226,10 +226,11 @@ def run_evaluation(args: argparse.Namespace) -> int:
     mode = "real bitstreams" if args.real else "rates estimated from likelihoods"
     if args.real:
         mode += f", coding {coding(args)}"
+    coded = str(coding(args)) if args.real else None  # estimated rates code nothing
     doc = results_document(
-        args.name, f"TCM on {data}, {mode}, {len(images)} images", points,
+        args.name, f"TCM on {data}, {mode}, {len(images)} images", points, coding=coded,
         checkpoints=[ck.describe() for ck in checkpoints], per_image=per_image,
-        provenance={**provenance(device), "tile": args.tile, "coding": str(coding(args)) if args.real else None},
+        provenance={**provenance(device), "tile": args.tile, "coding": coded},
     )
     base_docs = run_baselines(images, args)
     skipped = {codec: b["skipped"] for codec, b in zip(args.baselines, base_docs) if b.get("skipped")}

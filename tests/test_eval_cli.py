@@ -189,6 +189,7 @@ def test_coding_says_how_real_codes_and_the_results_say_it_too(tmp_path, trained
         docs[" ".join(argv)] = json.loads(out.read_text())
     assert [d["provenance"]["coding"] for d in docs.values()] == [None, "float32/float32", "float64/bfloat16",
                                                                   "float32/float32"]
+    assert [d["coding"] for d in docs.values()] == [d["provenance"]["coding"] for d in docs.values()]
     assert "coding float64/bfloat16" in docs["--real --coding float64/bfloat16"]["description"]
     assert docs["--real"]["results"] == docs["--real --coding float32/float32"]["results"] | {
         k: docs["--real"]["results"][k] for k in ("encoding_time", "decoding_time")}  # the default is the paper's
