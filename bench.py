@@ -12,7 +12,7 @@ rANS coder's work does, a little.
     python bench.py                       # TCM-S and TCM-L on kodim01 (or a synthetic image)
     python bench.py --model s --quick     # a smoke run: 256x256, batch 2, one repeat
     python bench.py --json bench.json     # also write the table
-    python bench.py --model s --measures compress,decompress --variants fp32,bf16,portable-bf16
+    python bench.py --model s --measures compress,decompress --coding float32/float32 float32/bfloat16 float64/bfloat16
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from evaluation.benchmark import MEASURES, VARIANTS, run_bench
+from evaluation.benchmark import MEASURES, run_bench
 from evaluation.speed import CLOCKS
+from models.coding import CodingMode, coding_argument
 from utils.cli import ArgumentParser, run_tool
 from utils.process import keep_freed_memory
 
@@ -44,10 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="wall time, or process CPU time (use with --threads 1 on a loaded machine)")
     p.add_argument("--quick", action="store_true", help="256x256 crop, batch 2, one repeat")
     p.add_argument("--cuda", action="store_true", help="measure on the GPU")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="coding variants of compress/decompress: transforms in fp32 or bf16, the published "
-                        "or the portable (float64) entropy path (default: %(default)s)")
-    p.add_argument("--variant", choices=list(VARIANTS), default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--coding", nargs="+", type=coding_argument, default=CodingMode.all(), metavar="MODE",
+                   help="coding modes of compress/decompress, ENTROPY/TRANSFORMS (models.coding; default: all "
+                        f"four, {' '.join(map(str, CodingMode.all()))})")
     p.add_argument("--compile", action="store_true", help="torch.compile g_a, h_a, g_s")
     p.add_argument("--measures", default=",".join(MEASURES),
                    help=f"comma-separated subset of {','.join(MEASURES)} (decompress needs compress)")
@@ -56,9 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strings-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.measures = [m.strip() for m in args.measures.split(",") if m.strip()]
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if not args.variants or any(v not in VARIANTS for v in args.variants):
-        p.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    args.coding = list(dict.fromkeys(args.coding))  # each mode once, in the order given
     bad = [m for m in args.measures if m not in MEASURES]
     if bad or not args.measures:
         p.error(f"--measures: choose from {', '.join(MEASURES)}")

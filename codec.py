@@ -1,7 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
-    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--precision fp32|bf16] [-f] [-q]
-    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--precision fp32|bf16] [--max-pixels N] [-f] [-q]
+    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--transforms T] [-f] [-q]
+    python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--transforms T] [--max-pixels N] [-f] [-q]
     python codec.py info FILE [FILE ...]
 
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
@@ -18,9 +18,10 @@ would go) only with ``-f``.  The file layout is documented in
 ``file_codec/container.py``.
 
 Files decode on any machine: the means and scales the coder uses are computed
-in float64 (the portable path, format version 2 and later); the transforms run in
-``--precision`` (bf16 by default where the CPU has native bfloat16), which
-encoder and decoder need not share.  ``--checkpoint`` defaults to the
+in float64 (the coding mode's entropy arithmetic, recorded in the file, format
+version 2 and later); the transforms run in ``--transforms`` (float32 or
+bfloat16; bfloat16 by default where the CPU has it natively), which encoder
+and decoder need not share (``models.coding``).  ``--checkpoint`` defaults to the
 environment variable ``TCM_CHECKPOINT``.  Without either, decompress finds
 the weights a file names in ``pretrained/`` and the folders of
 ``TCM_WEIGHTS_PATH`` (``file_codec/weights.py``); ``info`` says where.
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from file_codec import container
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
-from file_codec.settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision
+from file_codec.settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.process import keep_freed_memory
@@ -68,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     default_ck = os.environ.get(CHECKPOINT_ENV)
-    precision = dict(choices=list(PRECISION_NAMES), default=default_precision(),
-                     help="precision of the transforms (default here: %(default)s; bf16 where the CPU has it); "
-                          "files decode with either")
+    transforms = dict(choices=list(TRANSFORMS), default=default_transforms(),
+                      help="arithmetic of the transforms (default here: %(default)s; bfloat16 where the CPU has it "
+                           "natively); files decode with either")
     force = dict(action="store_true",
                  help="replace an existing output that holds something else (an input is never replaced)")
     quiet = dict(action="store_true", help="no line per file done (failures are still reported)")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
     c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
-    c.add_argument("--precision", **precision)
+    c.add_argument("--transforms", **transforms)
     c.add_argument("-f", "--force", **force)
     c.add_argument("-q", "--quiet", **quiet)
     d = sub.add_parser("decompress", help=".tcm files -> images")
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--checkpoint", "-c", default=default_ck,
                    help=f"weights (default: ${CHECKPOINT_ENV}; without either, the weights each file names are "
                         f"looked for in pretrained/ and the folders of ${WEIGHTS_PATH_ENV})")
-    d.add_argument("--precision", **precision)
+    d.add_argument("--transforms", **transforms)
     d.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
                    help="refuse files claiming more pixels than this, before decoding them: a guard against "
                         "decompression bombs (default %(default)s)")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
 
         def load(checkpoint: str | Path) -> Codec:
-            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.precision, **limits)
+            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.transforms, **limits)
 
         options = dict(force=args.force, quiet=args.quiet,
                        also_read=[Path(args.checkpoint)] if args.checkpoint else [])

@@ -3,9 +3,9 @@
 1. writes scikit-image's sample photographs (shipped inside the package) to
    ``demo_out/photos/`` as PNG;
 2. evaluates the shipped trained models (``pretrained/``) on them with real
-   bitstreams (the codec's portable entropy path), measures Pillow's JPEG and
-   WebP on the same photographs, and writes the results JSON, BD-rates, the RD
-   plot and a report page (``eval.py --report``);
+   bitstreams (``--coding float64/float32``: the codec's entropy arithmetic),
+   measures Pillow's JPEG and WebP on the same photographs, and writes the
+   results JSON, BD-rates, the RD plot and a report page (``eval.py --report``);
 3. compresses one photograph to a ``.tcm`` file and back (``codec.py``);
 4. prints where everything went.
 
@@ -64,7 +64,8 @@ def run_demo(out: Path) -> int:
     models = shipped_models()
 
     results, plot, report = out / "results.json", out / "rd.png", out / "report"
-    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos), "--real", "--portable",
+    run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos),
+         "--real", "--coding", "float64/float32",
          "--baselines", "jpeg", "webp", "--baseline-qualities", *BASELINE_QUALITIES, "--name", "TCM-demo",
          "--output", str(results), "--plot", str(plot), "--report", str(report)])
 

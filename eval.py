@@ -1,6 +1,6 @@
 """Evaluate TCM checkpoints on an image folder: rates, PSNR / MS-SSIM, times, RD curves.
 
-    python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real]
+    python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real [--coding ENTROPY/TRANSFORMS]]
                    [--output results.json] [--plot rd.png] [--anchor FILE ...]
                    [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose] [-f]
                    [--report DIR [--report-format light|full]]
@@ -9,8 +9,10 @@ A checkpoint argument may be a folder: a train.py run, a sweep of runs (one
 point per run), or a folder of release files.  Without ``--real`` the rate
 is estimated from the likelihoods of the model's forward pass (the paper's
 evaluation); with ``--real`` each image is entropy-coded and decoded, and the
-rate is the bitstream's.  Images are padded (centred, zeros) to multiples of
-128 and the reconstruction cropped back; rates are over the original pixels.
+rate is the bitstream's, coded in ``--coding`` (default float32/float32, the
+published function; ``models.coding``).  Images are padded (centred, zeros)
+to multiples of 128 and the reconstruction cropped back; rates are over the
+original pixels.
 
 No output may be one of the files the run reads (checkpoints, images,
 anchors); an existing output holding something else than what would be
@@ -27,6 +29,7 @@ from typing import Sequence
 
 from evaluation import baselines
 from evaluation.runner import run_evaluation
+from models.coding import CodingMode, coding_argument
 from utils.cli import ArgumentParser, run_tool
 from utils.process import keep_freed_memory
 
@@ -52,10 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-qualities", nargs="+", type=int, default=list(baselines.DEFAULT_QUALITIES),
                    metavar="Q", help="quality sweep of the baselines (default: %(default)s)")
     p.add_argument("--name", default="TCM", help="name of the evaluated curve (default: %(default)s)")
-    p.add_argument("--portable", action="store_true",
-                   help="with --real: code as codec.py does, means and scales in float64 (decodes anywhere)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="with --real: precision of the transforms (default: %(default)s, the paper's)")
+    p.add_argument("--coding", type=coding_argument, default=None, metavar="ENTROPY/TRANSFORMS",
+                   help=f"with --real: the coding mode, one of {', '.join(map(str, CodingMode.all()))} "
+                        f"(default: {CodingMode.PUBLISHED}, the paper's function; codec.py writes float64 entropy)")
     p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
                    help="code each image in tiles of this side, as codec.py does (for images too large at once)")
     p.add_argument("--save-recon", metavar="DIR",

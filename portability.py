@@ -1,16 +1,18 @@
 """Cross-configuration decoding: files encoded in one configuration, decoded in others.
 
-    python portability.py --checkpoint CK [CK ...] [--random s] [--data DIR] [--limit N]
-    python portability.py --checkpoint CK [CK ...] --cost [--precision bf16]
+    python portability.py --checkpoint CK [CK ...] [--random s] [--data DIR] [--limit N] [--coding MODE ...]
+    python portability.py --checkpoint CK [CK ...] --cost [--coding MODE ...]
 
-For each model, the images are encoded in the default configuration with the
-published float32 entropy path and with the portable (float64) one, and each
-file is decoded in other processes under every configuration of
-``evaluation.portability.CONFIGS`` (1 thread, oneDNN off, NCHW, all three, and
-the same configuration in another process).  The table counts the files that
-fail to decode (latent checksum mismatch).  ``--random s`` adds TCM-S with
-random weights (seed 0).  ``--cost`` times instead what the portable path
-costs (``evaluation.portability.coding_cost``).  Default data: Kodak from
+For each model, the images are encoded in the default configuration in each
+``--coding`` mode (``models.coding``; default float32/float32, the published
+function, and float64/float32, the file codec's entropy arithmetic), and each
+file is decoded, with the mode's transforms, in other processes under every
+configuration of ``evaluation.portability.CONFIGS`` (1 thread, oneDNN off,
+NCHW, all three, and the same configuration in another process).  The table
+counts the files that fail to decode (latent checksum mismatch).
+``--random s`` adds TCM-S with random weights (seed 0).  ``--cost`` times
+instead what each mode costs against the first
+(``evaluation.portability.coding_cost``).  Default data: Kodak from
 ../shared, or the built-in photographs.
 """
 
@@ -32,17 +34,24 @@ KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from evaluation.portability import DEFAULT_MODES
+    from models.coding import coding_argument
+
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", nargs="*", default=[], help="models to check (e.g. pretrained/*.pth.tar)")
     p.add_argument("--random", nargs="*", default=[], metavar="PRESET", help="also random-weight presets (s, m, l)")
     p.add_argument("--data", default=None, help="image folder (default: Kodak, or the built-in photographs)")
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="transforms of both sides")
+    p.add_argument("--coding", nargs="+", type=coding_argument, default=list(DEFAULT_MODES), metavar="MODE",
+                   help="coding modes, ENTROPY/TRANSFORMS: files are encoded in each and decoded with its "
+                        f"transforms (default: {' '.join(map(str, DEFAULT_MODES))})")
     p.add_argument("--cost", action="store_true",
-                   help="instead: time encoding and decoding with the float32 and the portable path (and, "
-                        "with --precision bf16, bf16 transforms) interleaved per image, in this process")
+                   help="instead: time encoding and decoding in each --coding mode, interleaved per image, in this "
+                        "process, against the first mode")
     p.add_argument("--json", help="write the table here too")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.coding = list(dict.fromkeys(args.coding))  # each mode once, in the order given
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,19 +84,18 @@ def run(args: argparse.Namespace) -> int:
         if args.cost:
             return print_cost(args, models, images)
         results = {"images": len(images), "data": str(args.data or (KODAK if KODAK.is_dir() else "built-in")),
-                   "precision": args.precision, "models": {}}
+                   "coding": [str(m) for m in args.coding], "models": {}}
         for name, ck in models.items():
             start = time.monotonic()
-            table = mismatch_table(ck, images, work / name.replace(" ", "-"), precision=args.precision)
+            table = mismatch_table(ck, images, work / name.replace(" ", "-"), modes=args.coding)
             results["models"][name] = table
             print(f"  {name}: {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
-    print(f"Files that fail to decode, of {len(images)} encoded in the default configuration "
-          f"({args.precision} transforms):")
+    print(f"Files that fail to decode, of {len(images)} encoded in the default configuration:")
     width = max(len("model"), *map(len, results["models"]))
-    print(f"{'model':{width}} {'path':9} " + " ".join(f"{c:>{max(len(c), 6)}}" for c in CONFIGS))
+    print(f"{'model':{width}} {'coding':16} " + " ".join(f"{c:>{max(len(c), 6)}}" for c in CONFIGS))
     for name, table in results["models"].items():
-        for path, row in table.items():
-            print(f"{name:{width}} {path:9} " + " ".join(f"{row[c]:>{max(len(c), 6)}}" for c in CONFIGS))
+        for mode, row in table.items():
+            print(f"{name:{width}} {mode:16} " + " ".join(f"{row[c]:>{max(len(c), 6)}}" for c in CONFIGS))
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0
@@ -98,17 +106,16 @@ def print_cost(args: argparse.Namespace, models: dict[str, str], images: list[Pa
     from utils.process import keep_freed_memory
 
     keep_freed_memory()  # as codec.py runs
-    variants = ["float32", "portable"] + (["float32-bf16", "portable-bf16"] if args.precision == "bf16" else [])
-    results = {"images": len(images), "variants": variants, "models": {}}
-    print(f"Seconds per image, mean of {len(images)}, variants interleaved per image "
-          "(cost: against the float32 path with fp32 transforms):")
-    print(f"{'model':38} {'variant':14} {'encode':>7} {'decode':>7} {'cost':>17}")
+    results = {"images": len(images), "coding": [str(m) for m in args.coding], "models": {}}
+    print(f"Seconds per image, mean of {len(images)}, modes interleaved per image "
+          f"(cost: against {args.coding[0]}):")
+    print(f"{'model':38} {'coding':16} {'encode':>7} {'decode':>7} {'cost':>17}")
     for name, ck in models.items():
-        cost = results["models"][name] = coding_cost(ck, images, variants)
-        base = cost["float32"]
-        for v, t in cost.items():
+        cost = results["models"][name] = coding_cost(ck, images, args.coding)
+        base = cost[str(args.coding[0])]
+        for mode, t in cost.items():
             rel = " / ".join(f"{100 * (t[w] / base[w] - 1):+6.1f}%" for w in ("encode", "decode"))
-            print(f"{name[:38]:38} {v:14} {t['encode']:7.3f} {t['decode']:7.3f} {rel:>17}")
+            print(f"{name[:38]:38} {mode:16} {t['encode']:7.3f} {t['decode']:7.3f} {rel:>17}")
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0

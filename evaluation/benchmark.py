@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from models.coding import Coder, CodingMode
 from utils import ROOT
 from utils.cli import ToolError
 from utils.files import write_text_atomic
@@ -47,11 +48,6 @@ def build_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
         for name in ("g_a", "h_a", "g_s"):  # transforms that never feed the coding parameters
             setattr(net, name, torch.compile(getattr(net, name), dynamic=False))
     return net
-
-
-#: Coding variants of compress and decompress: (transform dtype, portable entropy path).
-VARIANTS = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False),
-            "portable-fp32": (torch.float32, True), "portable-bf16": (torch.bfloat16, True)}
 
 
 def load_image(args: argparse.Namespace) -> torch.Tensor:
@@ -94,6 +90,8 @@ def run_measure(args: argparse.Namespace) -> dict:
     rate = matmul_rate(device, args.quick, clock)
     reps = args.repeats
     out: dict = {"measure": args.worker, "matmul_gflops": rate}
+    if args.worker in ("compress", "decompress"):
+        out["coding"] = str(args.coding[0])
     strings_file = Path(args.strings_file)
 
     # Timed runs come first: ru_maxrss only grows, so nothing may run before them.
@@ -112,10 +110,10 @@ def run_measure(args: argparse.Namespace) -> dict:
             out[f"flops_{name}"] = count_flops(lambda: mod(inp))
         out["flops"] = count_flops(lambda: net(x))
     elif args.worker == "compress":
-        dtype, portable = VARIANTS[args.variant]
-        compress = lambda: net.compress(x, transform_dtype=dtype, portable=portable)  # noqa: E731
         with torch.inference_mode():
-            with PeakMemory(device) as mem:
+            with PeakMemory(device) as mem:  # the coder's copies of the networks count, as they did when made lazily
+                coder = Coder(net, args.coding[0])
+                compress = lambda: coder.compress(x)  # noqa: E731
                 out["time"] = median_time(compress, reps, device, args.warmup, clock)
             enc = compress()
         out["flops"] = count_flops(compress)
@@ -125,12 +123,12 @@ def run_measure(args: argparse.Namespace) -> dict:
         }))
         out["bytes"] = sum(len(s) for s in y_strings + z_strings)
     elif args.worker == "decompress":
-        dtype, portable = VARIANTS[args.variant]
         enc = json.loads(strings_file.read_text())
         strings = [[bytes.fromhex(s) for s in enc["y"]], [bytes.fromhex(s) for s in enc["z"]]]
-        decompress = lambda: net.decompress(strings, enc["shape"], transform_dtype=dtype, portable=portable)  # noqa: E731
         with torch.inference_mode():
             with PeakMemory(device) as mem:
+                coder = Coder(net, args.coding[0])
+                decompress = lambda: coder.decompress(strings, enc["shape"])  # noqa: E731
                 out["time"] = median_time(decompress, reps, device, args.warmup, clock)
         out["flops"] = count_flops(decompress)
     else:
@@ -159,11 +157,11 @@ def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device:
 
 # ---------------------------------------------------------------- table
 def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str,
-                variant: str = "fp32") -> list[str]:
+                mode: CodingMode = CodingMode.PUBLISHED) -> list[str]:
     argv = [sys.executable, str(ROOT / "bench.py"), "--worker", measure, "--model", model,
             "--repeats", str(args.repeats), "--clock", args.clock, "--threads", str(args.threads or 0),
             "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file,
-            "--variant", variant]
+            "--coding", str(mode)]
     for flag in ("quick", "cuda", "compile"):
         if getattr(args, flag):
             argv.append(f"--{flag}")
@@ -182,9 +180,9 @@ def run_worker(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def row_name(measure: str, variant: str) -> str:
-    """``compress`` for the published float32 variant, ``compress bf16`` etc. for the others."""
-    return measure if variant == "fp32" or measure in ("forward", "train") else f"{measure} {variant}"
+def row_name(measure: str, mode: CodingMode) -> str:
+    """``compress`` for the published function, ``compress float64/bfloat16`` etc. for the other modes."""
+    return measure if mode == CodingMode.PUBLISHED or measure in ("forward", "train") else f"{measure} {mode}"
 
 
 def summarise(rows: dict[str, dict]) -> dict:
@@ -192,15 +190,15 @@ def summarise(rows: dict[str, dict]) -> dict:
     for r in rows.values():
         r["gflops_per_s"] = r["flops"] / r["time"] / 1e9
         r["share"] = r["gflops_per_s"] / r["matmul_gflops"]
-    variants = {}
-    for v in VARIANTS:
-        c, d = rows.get(row_name("compress", v)), rows.get(row_name("decompress", v))
+    modes = {}
+    for mode in CodingMode.all():
+        c, d = rows.get(row_name("compress", mode)), rows.get(row_name("decompress", mode))
         if c and d and "compress" in rows and "decompress" in rows:
-            variants[v] = {"compress_s": c["time"], "decompress_s": d["time"],
-                           "fp32_over_compress": rows["compress"]["time"] / c["time"],
-                           "fp32_over_decompress": rows["decompress"]["time"] / d["time"]}
+            modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"],
+                                "compress_speedup": rows["compress"]["time"] / c["time"],
+                                "decompress_speedup": rows["decompress"]["time"] / d["time"]}
     if not {"forward", "compress", "decompress"} <= rows.keys():
-        return {"variants": variants} if variants else {}
+        return {"coding": modes} if modes else {}
     fwd = rows["forward"]
     fwd_entropy = fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"] - fwd["time_g_s"]
     return {
@@ -208,23 +206,23 @@ def summarise(rows: dict[str, dict]) -> dict:
         "decompress_over_forward_parts": rows["decompress"]["time"] / (fwd["time"] - fwd["time_g_a"] - fwd["time_h_a"]),
         "forward_split_s": {"g_a": fwd["time_g_a"], "h_a": fwd["time_h_a"], "entropy_model": fwd_entropy,
                             "g_s": fwd["time_g_s"]},
-        "variants": variants,
+        "coding": modes,
     }
 
 
 def print_table(results: dict, header: str) -> None:
     print(header)
-    print(f"{'model':6} {'measure':25} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
+    print(f"{'model':6} {'measure':27} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
           f"{'matmul':>7} {'share':>6} {'peak MiB':>9}")
     for model, res in results["models"].items():
         for m, r in res["rows"].items():
-            print(f"{model:6} {m:25} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
+            print(f"{model:6} {m:27} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
                   f"{r['matmul_gflops']:7.1f} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
         s = res["summary"]
-        for v, f in s.get("variants", {}).items():
-            if v != "fp32":
-                print(f"{model:6} {v}: compress {f['fp32_over_compress']:.2f}x, decompress "
-                      f"{f['fp32_over_decompress']:.2f}x as fast as the published float32 path")
+        for mode, f in s.get("coding", {}).items():
+            if mode != str(CodingMode.PUBLISHED):
+                print(f"{model:6} {mode}: compress {f['compress_speedup']:.2f}x, decompress "
+                      f"{f['decompress_speedup']:.2f}x as fast as the published {CodingMode.PUBLISHED}")
         if "forward_split_s" not in s:
             continue
         split = ", ".join(f"{k} {v:.3f}" for k, v in s["forward_split_s"].items())
@@ -250,7 +248,7 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
             raise BenchError(str(e)) from None
     results = {"device": "cuda" if args.cuda else "cpu", "threads": args.threads or torch.get_num_threads(),
                "clock": args.clock,
-               "torch": str(torch.__version__), "variants": args.variants, "compile": args.compile,
+               "torch": str(torch.__version__), "coding": [str(m) for m in args.coding], "compile": args.compile,
                "command": " ".join(["python bench.py", *(argv if argv is not None else sys.argv[1:])]),
                "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,9 +256,10 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
             strings_file = os.path.join(tmp, f"{m}.json")
             rows = {}
             for measure in [m for m in MEASURES if m in args.measures]:
-                for variant in (args.variants if measure in ("compress", "decompress") else ["fp32"]):
-                    name = row_name(measure, variant)
-                    argv_v = worker_argv(args, m, measure, f"{strings_file}.{variant}", variant)
+                for k, mode in enumerate(args.coding if measure in ("compress", "decompress")
+                                         else [CodingMode.PUBLISHED]):
+                    name = row_name(measure, mode)
+                    argv_v = worker_argv(args, m, measure, f"{strings_file}.{k}", mode)
                     rows[name] = run_worker(argv_v)
                     print(f"  {m} {name}: {rows[name]['time']:.3f} s", file=sys.stderr, flush=True)
             results["models"][m] = {"rows": rows, "summary": summarise(rows)}

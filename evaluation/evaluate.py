@@ -12,6 +12,7 @@ from PIL import Image
 
 from datasets import to_image, to_tensor
 from file_codec.container import tile_grid
+from models.coding import Coder
 from utils.cli import ToolError
 from utils.padding import crop, pad
 from utils.process import synchronize
@@ -31,8 +32,7 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 @torch.no_grad()
 def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, tile: int | None = None,
-                   transform_dtype: torch.dtype = torch.float32, portable: bool = False,
-                   outputs: dict[str, Any] | None = None) -> dict[str, Any]:
+                   coder: Coder | None = None, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rates, qualities and times of one image.
 
     The image is zero-padded, centred, to multiples of 128 and the result
@@ -41,15 +41,16 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
     decompress; the decoded image is checked against the encoder's own
     reconstruction ``g_s(y_hat)`` (``matches-encoder``).  With ``tile``, the
     padded image is coded in tiles of that side, as ``codec.py`` codes large
-    images; times and sizes are the tiles' sums.  ``transform_dtype`` and
-    ``portable`` are ``TCM.compress``'s (real mode).  The row also says where
+    images; times and sizes are the tiles' sums.  ``coder`` (a
+    ``models.coding.Coder`` of ``model``) codes in real mode; the default is
+    the published function, ``TCM.compress``.  The row also says where
     the bits went (``bits-y``, ``bits-z``, ``slice-share``, ``channel-share``:
     ``metrics.bits``); ``outputs``, if given, receives the 8-bit
     reconstruction (``x_hat``) and the bit-allocation maps of the padded
     image (``bits_y``, ``bits_z``, bits per pixel) with its ``padding``.
     """
     try:
-        return _evaluate(model, img, device, real, tile, transform_dtype, portable, outputs)
+        return _evaluate(model, img, device, real, tile, coder or Coder(model), outputs)
     except (RuntimeError, MemoryError) as e:
         if not _is_out_of_memory(e):
             raise
@@ -59,7 +60,7 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
 
 
 def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: int | None,
-              transform_dtype: torch.dtype, portable: bool, outputs: dict[str, Any] | None) -> dict[str, Any]:
+              coder: Coder, outputs: dict[str, Any] | None) -> dict[str, Any]:
     x = to_tensor(img).to(device)
     h, w = x.shape[-2:]
     pixels = h * w
@@ -88,11 +89,10 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
             x_hat_p[..., t : t + th, l : l + tw] = out["x_hat"].clamp(0, 1)
             likelihoods = out["likelihoods"]
         else:
-            enc = model.compress(part, transform_dtype=transform_dtype, portable=portable)
+            enc = coder.compress(part)
             synchronize(device)
             t1 = time.perf_counter()
-            dec = model.decompress(enc["strings"], enc["shape"], transform_dtype=transform_dtype,
-                                   portable=portable)["x_hat"]
+            dec = coder.decompress(enc["strings"], enc["shape"])["x_hat"]
             synchronize(device)
             times["encoding_time"] += t1 - t0
             times["decoding_time"] += time.perf_counter() - t1
@@ -103,7 +103,7 @@ def _evaluate(model, img: Image.Image, device: torch.device, real: bool, tile: i
                 x_hat_p[..., t : t + th, l : l + tw] = dec
             # What the encoder committed to: its own y_hat through g_s. A correct
             # decoder, recovering the same symbols, gives the same image.
-            reference_p[..., t : t + th, l : l + tw] = model.synthesize(enc["y_hat"], transform_dtype)
+            reference_p[..., t : t + th, l : l + tw] = coder.synthesize(enc["y_hat"])
         for k, stride in STRIDES.items():
             bits = latent_bits(likelihoods[k].cpu())
             totals[k] += float(bits.sum())

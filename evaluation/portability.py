@@ -13,13 +13,17 @@ small images.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+from layers.config import KernelPolicy, get_kernel_policy, set_kernel_policy
+from models.coding import Coder, CodingMode, coding_argument
 from utils import ROOT
 from utils.cli import ToolError
 
@@ -31,35 +35,48 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "nchw": {"layout": "nchw"},
     "1-thread-onednn-off-nchw": {"threads": 1, "mkldnn": False, "layout": "nchw"},
 }
-PATHS = ("float32", "portable")
+#: The modes checked by default: the published function and the file codec's entropy arithmetic.
+DEFAULT_MODES = (CodingMode.PUBLISHED, CodingMode.PORTABLE)
 
 
-def apply_config(config: dict[str, Any]) -> None:
+def kernel_policy_of(config: dict[str, Any]) -> KernelPolicy:
+    """The kernel policy (``layers.config``) a configuration runs: NCHW convolutions for "nchw"."""
+    return KernelPolicy(channels_last=config.get("layout", "channels-last") != "nchw")
+
+
+@contextlib.contextmanager
+def configuration(config: dict[str, Any]) -> Iterator[None]:
+    """Run a block of code in ``config`` (threads, oneDNN, kernel policy); the previous settings after."""
     import torch
 
-    from models.tcm import set_inference_layout
-
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
-    torch.backends.mkldnn.enabled = bool(config.get("mkldnn", True))
-    set_inference_layout(config.get("layout", "channels-last") != "nchw")
+    threads, mkldnn, policy = torch.get_num_threads(), torch.backends.mkldnn.enabled, get_kernel_policy()
+    try:
+        if config.get("threads"):
+            torch.set_num_threads(int(config["threads"]))
+        torch.backends.mkldnn.enabled = bool(config.get("mkldnn", True))
+        set_kernel_policy(kernel_policy_of(config))
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = mkldnn
+        set_kernel_policy(policy)
 
 
 def _worker_command(action: str, checkpoint: str, config: str, files: Sequence[str], out: str | None,
-                    precision: str, path: str) -> list[str]:
+                    coding: CodingMode) -> list[str]:
     command = [sys.executable, "-m", "evaluation.portability", action, "--checkpoint", str(checkpoint),
-               "--config", config, "--precision", precision, "--path", path, *map(str, files)]
+               "--config", config, "--coding", str(coding), *map(str, files)]
     return command + (["--out", str(out)] if out else [])
 
 
 def run_worker(action: str, checkpoint: str, config: str, files: Sequence[str], out: str | None = None,
-               precision: str = "fp32", path: str = "portable", threads_env: int | None = None) -> dict[str, str]:
+               coding: CodingMode = CodingMode.PORTABLE, threads_env: int | None = None) -> dict[str, str]:
     """Run one worker process; file -> "ok" or the failure's one line."""
     env = dict(os.environ)
     threads = CONFIGS[config].get("threads") or threads_env
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    done = subprocess.run(_worker_command(action, checkpoint, config, files, out, precision, path),
+    done = subprocess.run(_worker_command(action, checkpoint, config, files, out, coding),
                           capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -67,65 +84,73 @@ def run_worker(action: str, checkpoint: str, config: str, files: Sequence[str], 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def encode(checkpoint: str, images: Sequence[Path], out: Path, precision: str = "fp32", path: str = "portable",
+def encode(checkpoint: str, images: Sequence[Path], out: Path, coding: CodingMode = CodingMode.PORTABLE,
            config: str = "same") -> list[Path]:
-    """Encode ``images`` into ``out`` in a worker; the files written."""
+    """Encode ``images`` into ``out`` in a worker, in ``coding``; the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    result = run_worker("encode", checkpoint, config, [str(p) for p in images], str(out), precision, path)
+    result = run_worker("encode", checkpoint, config, [str(p) for p in images], str(out), coding)
     failed = {k: v for k, v in result.items() if v != "ok"}
     if failed:
         raise ToolError(f"encoding failed: {failed}")
     return [out / (Path(p).stem + ".tcm") for p in images]
 
 
-def decode(checkpoint: str, files: Sequence[Path], config: str, precision: str = "fp32") -> dict[str, str]:
-    """Decode ``files`` in a worker of ``config``: file -> "ok" or why not."""
-    return run_worker("decode", checkpoint, config, [str(f) for f in files], None, precision)
+def decode(checkpoint: str, files: Sequence[Path], config: str,
+           coding: CodingMode = CodingMode.PORTABLE) -> dict[str, str]:
+    """Decode ``files`` in a worker of ``config`` with ``coding``'s transforms (the entropy arithmetic is
+    each file's): file -> "ok" or why not."""
+    return run_worker("decode", checkpoint, config, [str(f) for f in files], None, coding)
 
 
 def mismatch_table(checkpoint: str, images: Sequence[Path], work: Path, configs: Sequence[str] = tuple(CONFIGS),
-                   precision: str = "fp32", paths: Sequence[str] = PATHS) -> dict[str, dict[str, int]]:
-    """path -> config -> files that failed to decode, for ``images`` encoded in the default configuration."""
+                   modes: Sequence[CodingMode] = DEFAULT_MODES) -> dict[str, dict[str, int]]:
+    """mode -> config -> files that failed to decode, for ``images`` encoded in the default configuration
+    in each mode and decoded with its transforms."""
     table: dict[str, dict[str, int]] = {}
-    for path in paths:
-        files = encode(checkpoint, images, work / path, precision, path)
-        table[path] = {}
+    for k, mode in enumerate(modes):
+        files = encode(checkpoint, images, work / f"mode-{k}", mode)
+        table[str(mode)] = {}
         for config in configs:
-            results = decode(checkpoint, files, config, precision)
-            table[path][config] = sum(v != "ok" for v in results.values())
+            results = decode(checkpoint, files, config, mode)
+            table[str(mode)][config] = sum(v != "ok" for v in results.values())
     return table
 
 
 # ------------------------------------------------------------------ how close decisions come to flipping
-def _decoder_parameters(net, strings: list, shape, portable: bool) -> tuple[list, list]:
-    """The means and scales a decoder computes for these strings, slice by slice."""
+def decoder_parameters(coder: Coder, encoded: dict) -> tuple[list, list]:
+    """The means and scales, slice by slice (float64, on the CPU), that a decoder of ``coder``'s mode
+    computes for ``encoded`` (``compress``'s result, one image).
+
+    A decoder that recovers the coded symbols computes exactly these: the
+    per-slice step is ``TCM.code_slices``', given the symbols instead of the
+    rANS streams, so no coder runs.
+    """
     import torch
 
-    gc = net.gaussian_conditional
+    net = coder.net
+    y_symbols = encoded["symbols"]["y"]  # (images, M*h*w): slice after slice
+    per_slice = y_symbols.shape[1] // net.num_slices
     means, scales = [], []
-    build_indexes, dequantize = gc.build_indexes, gc.dequantize
 
-    def record_scales(scale):
-        scales.append(scale.detach().to(torch.float64).cpu().clone())
-        return build_indexes(scale)
-
-    def record_means(q, mu, *a, **kw):
+    def record(i: int, mu, scale):
         means.append(mu.detach().to(torch.float64).cpu().clone())
-        return dequantize(q, mu, *a, **kw)
+        scales.append(scale.detach().to(torch.float64).cpu().clone())
+        q = y_symbols[:, i * per_slice : (i + 1) * per_slice].reshape(mu.shape).to(mu.device)
+        return net.gaussian_conditional.dequantize(q, mu), None
 
-    gc.build_indexes, gc.dequantize = record_scales, record_means
-    try:
-        net.decompress(strings, shape, portable=portable)
-    finally:
-        del gc.build_indexes, gc.dequantize
+    with torch.no_grad():
+        z_hat = net.entropy_bottleneck.decompress(encoded["strings"][1], encoded["shape"])
+        coder.code_slices(z_hat, record)
     return means, scales
 
 
-def boundary_margins(net, x, configs: Sequence[str], portable: bool) -> dict[str, Any]:
+def boundary_margins(net, x, configs: Sequence[str], entropy: str = "float32") -> dict[str, Any]:
     """How far the decoder's scales move between configurations, and how close they sit to table boundaries.
 
-    Decodes the same strings under each configuration (in this process) and
-    compares the means and scales with those of the default configuration.
+    Encodes ``x`` (one image) in the default configuration with the
+    ``entropy`` arithmetic, then computes the decoder's means and scales
+    (:func:`decoder_parameters`) under each configuration, in this process
+    (:func:`configuration`), and compares them with the default's.
     A scale picks its coding table by comparison with the 63 inner boundaries
     of the scale table; it flips when a configuration moves it across one.
     ``per_image_flips`` estimates the expected number of flips per image as
@@ -135,9 +160,10 @@ def boundary_margins(net, x, configs: Sequence[str], portable: bool) -> dict[str
     """
     import torch
 
-    apply_config({})
-    enc = net.compress(x, portable=portable)
-    ref_means, ref_scales = _decoder_parameters(net, enc["strings"], enc["shape"], portable)
+    coder = Coder(net, CodingMode(entropy, "float32"))
+    with configuration(CONFIGS["same"]):
+        encoded = coder.compress(x)
+        ref_means, ref_scales = decoder_parameters(coder, encoded)
     scales = torch.cat([s.flatten() for s in ref_scales])
     table = net.gaussian_conditional.scale_table.to(torch.float64)
     # A scale below the lower bound (the table's first entry) is clamped to it: only the raw
@@ -147,11 +173,8 @@ def boundary_margins(net, x, configs: Sequence[str], portable: bool) -> dict[str
     below = int((distance < threshold).sum())
     out: dict[str, Any] = {"elements": scales.numel(), "share_within_1e-3": below / scales.numel(), "configs": {}}
     for config in configs:
-        apply_config(CONFIGS[config])
-        try:
-            means, cfg_scales = _decoder_parameters(net, enc["strings"], enc["shape"], portable)
-        finally:
-            apply_config({"threads": torch.get_num_threads()})
+        with configuration(CONFIGS[config]):
+            means, cfg_scales = decoder_parameters(coder, encoded)
         rel = max(((a - b).abs() / b.abs().clamp_min(1e-12)).max().item() for a, b in zip(cfg_scales, ref_scales))
         mu = max((a - b).abs().max().item() for a, b in zip(means, ref_means))
         flips = scales.numel() * (below / scales.numel()) * (rel / threshold)
@@ -160,49 +183,41 @@ def boundary_margins(net, x, configs: Sequence[str], portable: bool) -> dict[str
 
 
 # ------------------------------------------------------------------ what portability costs
-#: Coding variants of the cost measure: (entropy path, transforms' precision).
-COST_VARIANTS: dict[str, tuple[str, str]] = {
-    "float32": ("float32", "fp32"), "portable": ("portable", "fp32"),
-    "float32-bf16": ("float32", "bf16"), "portable-bf16": ("portable", "bf16"),
-}
+def coding_cost(checkpoint: str, images: Sequence[Path], modes: Sequence[CodingMode]) -> dict[str, dict[str, float]]:
+    """Mean seconds per image to encode and to decode a ``.tcm`` file in each mode, with
+    ``file_codec.Codec`` in this process.
 
-
-def coding_cost(checkpoint: str, images: Sequence[Path], variants: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean seconds per image to encode and to decode a ``.tcm`` file, per variant of
-    :data:`COST_VARIANTS`, with ``file_codec.Codec`` in this process.
-
-    Every image runs every variant back to back (in alternating order), so that
+    Every image runs every mode back to back (in alternating order), so that
     the drift of a shared machine falls on all of them alike: figures from one
     call compare, figures from separate runs minutes apart do not.  One untimed
-    pass over the first image warms each variant up (the float64 and bfloat16
-    copies of the networks are made then).
+    pass over the first image warms each mode up (its coder's float64 and
+    bfloat16 copies of the networks are made then).
     """
     import time
 
     from datasets import open_rgb
     from file_codec import Codec
 
-    codec = Codec.load(checkpoint)
-    totals = {v: {"encode": 0.0, "decode": 0.0} for v in variants}
+    loaded = Codec.load(checkpoint)
+    codecs = {mode: dataclasses.replace(loaded, entropy=mode.entropy, transforms=mode.transforms) for mode in modes}
+    totals = {mode: {"encode": 0.0, "decode": 0.0} for mode in codecs}
 
-    def run(variant: str, image) -> tuple[float, float]:
-        path, codec.precision = COST_VARIANTS[variant]
-        codec.portable = path == "portable"
+    def run(mode: CodingMode, image) -> tuple[float, float]:
         t0 = time.perf_counter()
-        data = codec.encode(image)
+        data = codecs[mode].encode(image)
         t1 = time.perf_counter()
-        codec.decode(data)
+        codecs[mode].decode(data)
         return t1 - t0, time.perf_counter() - t1
 
     pictures = [open_rgb(f, warn_alpha=False) for f in images]
-    for v in variants:
-        run(v, pictures[0])
+    for mode in codecs:
+        run(mode, pictures[0])
     for k, image in enumerate(pictures):
-        for v in (variants if k % 2 == 0 else list(reversed(variants))):
-            enc, dec = run(v, image)
-            totals[v]["encode"] += enc
-            totals[v]["decode"] += dec
-    return {v: {what: t / len(pictures) for what, t in times.items()} for v, times in totals.items()}
+        for mode in (list(codecs) if k % 2 == 0 else list(reversed(codecs))):
+            enc, dec = run(mode, image)
+            totals[mode]["encode"] += enc
+            totals[mode]["decode"] += dec
+    return {str(mode): {what: t / len(pictures) for what, t in times.items()} for mode, times in totals.items()}
 
 
 # ------------------------------------------------------------------ the worker process
@@ -212,28 +227,28 @@ def _worker(argv: Sequence[str]) -> int:
     p.add_argument("files", nargs="+")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--config", choices=list(CONFIGS), default="same")
-    p.add_argument("--precision", default="fp32")
-    p.add_argument("--path", choices=PATHS, default="portable")
+    p.add_argument("--coding", type=coding_argument, default=CodingMode.PORTABLE,
+                   help="encode: the mode files are written in; decode: its transforms (the entropy is each file's)")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    apply_config(CONFIGS[args.config])
     from datasets import open_rgb
     from file_codec import Codec
     from utils.cli import first_line
     from utils.files import write_bytes_atomic
 
-    codec = Codec.load(args.checkpoint, precision=args.precision)
-    codec.portable = args.path == "portable"
-    results = {}
-    for f in args.files:
-        try:
-            if args.action == "encode":
-                write_bytes_atomic(Path(args.out) / (Path(f).stem + ".tcm"), codec.encode(open_rgb(f, warn_alpha=False)))
-            else:
-                codec.decode(Path(f).read_bytes())
-            results[f] = "ok"
-        except Exception as e:  # noqa: BLE001 - every failure is a result here
-            results[f] = f"{type(e).__name__}: {first_line(e)}"
+    with configuration(CONFIGS[args.config]):  # this process's whole work
+        codec = Codec.load(args.checkpoint, transforms=args.coding.transforms, entropy=args.coding.entropy)
+        results = {}
+        for f in args.files:
+            try:
+                if args.action == "encode":
+                    write_bytes_atomic(Path(args.out) / (Path(f).stem + ".tcm"),
+                                       codec.encode(open_rgb(f, warn_alpha=False)))
+                else:
+                    codec.decode(Path(f).read_bytes())
+                results[f] = "ok"
+            except Exception as e:  # noqa: BLE001 - every failure is a result here
+                results[f] = f"{type(e).__name__}: {first_line(e)}"
     print(json.dumps(results))
     return 0
 

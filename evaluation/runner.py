@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from file_codec.codec import PRECISIONS
+from models.coding import Coder, CodingMode
 from utils.cli import UsageError
 from utils.files import check_output, check_writable, kind_of_name
 from utils.provenance import provenance
@@ -66,8 +66,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_writable(Path(args.save_recon) / "probe.png", "reconstructions folder")
     if args.tile is not None and (args.tile < 128 or args.tile % 128):
         raise UsageError(f"--tile {args.tile}: a multiple of 128")
-    if (args.portable or args.precision != "fp32") and not args.real:
-        raise UsageError("--portable and --precision are how --real codes: give --real too")
+    if args.coding is not None and not args.real:
+        raise UsageError("--coding is how --real codes: give --real too")
 
 
 def input_files(args: argparse.Namespace, checkpoints: list[Path]) -> list[Path]:
@@ -111,18 +111,22 @@ def bd_note(fig: dict[str, Any]) -> str:
     return line
 
 
-def coding_mode(args: argparse.Namespace) -> str:
-    """How rates are obtained: ``estimated``, ``real``, or ``real-[portable-]<precision>``."""
-    mode = "real" if args.real else "estimated"
-    if args.real and (args.portable or args.precision != "fp32"):
-        mode += f"-{'portable-' if args.portable else ''}{args.precision}"
-    return mode
+def coding(args: argparse.Namespace) -> CodingMode:
+    """How ``--real`` codes: ``--coding``, by default the published function."""
+    return args.coding or CodingMode.PUBLISHED
+
+
+def rate_mode(args: argparse.Namespace) -> str:
+    """How rates are obtained: ``estimated``, ``real`` (the published function) or ``real <coding mode>``."""
+    if not args.real:
+        return "estimated"
+    return "real" if coding(args) == CodingMode.PUBLISHED else f"real {coding(args)}"
 
 
 def row_keys(ck: Checkpoint, images: list, digests: dict[str, str], device: torch.device,
              args: argparse.Namespace) -> list[Key]:
     """The resume key of each image's row for this checkpoint (``evaluation.progress.row_key``)."""
-    return [row_key(ck.sha256, coding_mode(args), args.tile or 0, device.type, name, digests[name])
+    return [row_key(ck.sha256, rate_mode(args), args.tile or 0, device.type, name, digests[name])
             for name, _ in images]
 
 
@@ -130,6 +134,7 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, resume_keys: list[Key], de
                         args: argparse.Namespace, store: RowStore, visuals: Visuals) -> list[dict[str, Any]]:
     """Every image through one checkpoint, resumed rows reused, each new row kept at once."""
     model = ck.model.to(device)
+    coder = Coder(model, coding(args)) if args.real else None
     rows = []
     if args.verbose:  # the columns of this mode, known before the first image
         width = max(len(n) for n, _ in images)
@@ -142,8 +147,7 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, resume_keys: list[Key], de
             row = store.get(key)
             if row is None:
                 outputs: dict[str, Any] | None = {} if visuals.active else None
-                row = {"image": image_name, **evaluate_image(model, img, device, args.real, args.tile,
-                                                             PRECISIONS[args.precision], args.portable, outputs)}
+                row = {"image": image_name, **evaluate_image(model, img, device, args.real, args.tile, coder, outputs)}
                 if outputs:
                     visuals.add_model(ck.name, image_name, img, row, outputs)
                 store.add(key, row)
@@ -221,12 +225,12 @@ def run_evaluation(args: argparse.Namespace) -> int:
 
     mode = "real bitstreams" if args.real else "rates estimated from likelihoods"
     if args.real:
-        mode += f" ({'portable float64' if args.portable else 'published float32'} entropy path, " \
-                f"{args.precision} transforms)"
+        mode += f", coding {coding(args)}"
+    coded = str(coding(args)) if args.real else None  # estimated rates code nothing
     doc = results_document(
-        args.name, f"TCM on {data}, {mode}, {len(images)} images", points,
+        args.name, f"TCM on {data}, {mode}, {len(images)} images", points, coding=coded,
         checkpoints=[ck.describe() for ck in checkpoints], per_image=per_image,
-        provenance={**provenance(device), "tile": args.tile, "portable": args.portable, "precision": args.precision},
+        provenance={**provenance(device), "tile": args.tile, "coding": coded},
     )
     base_docs = run_baselines(images, args)
     skipped = {codec: b["skipped"] for codec, b in zip(args.baselines, base_docs) if b.get("skipped")}

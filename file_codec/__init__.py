@@ -12,13 +12,13 @@ from typing import Any
 
 from . import container
 from .container import ContainerError, Header
-from .settings import DEFAULT_TILE, CodecError, check_tile_side, default_precision
+from .settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
 
-_FROM_CODEC = ("PRECISIONS", "Codec", "decode_tile", "encode_tile", "tables_id", "weights_id")
+_FROM_CODEC = ("Codec", "decode_tile", "encode_tile", "tables_id", "weights_id")
 
 __all__ = [
-    "DEFAULT_TILE", "PRECISIONS", "Codec", "CodecError", "ContainerError", "Header", "check_tile_side",
-    "container", "decode_tile", "default_precision", "encode_tile", "tables_id", "weights_id",
+    "DEFAULT_TILE", "TRANSFORMS", "Codec", "CodecError", "ContainerError", "Header", "check_tile_side",
+    "container", "decode_tile", "default_transforms", "encode_tile", "tables_id", "weights_id",
 ]
 
 

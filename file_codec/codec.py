@@ -20,12 +20,12 @@ from compressai.ans import RansDecoder  # noqa: E402
 
 from datasets import to_image, to_tensor  # noqa: E402
 from models import CheckpointError, load_model  # noqa: E402
-from models.tcm import PORTABLE_DTYPE  # noqa: E402
+from models.coding import Coder, CodingMode  # noqa: E402
 from utils.padding import PADDINGS, PAD_MULTIPLE, crop
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-from .settings import DEFAULT_TILE, PRECISION_NAMES, CodecError, check_tile_side, default_precision  # noqa: F401
+from .settings import DEFAULT_TILE, CodecError, check_tile_side
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -58,10 +58,6 @@ def tables_id(net: torch.nn.Module) -> bytes:
             h.update(f"{name}|{tuple(t.shape)}|".encode())
             h.update(t.numpy().astype("<i4").tobytes())
     return h.digest()[: container.TABLES_ID_BYTES]
-
-
-#: --precision names of the transform dtypes.
-PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16)))
 
 
 # ------------------------------------------------------------ entropy coding of one tile
@@ -97,13 +93,12 @@ def check_stream(stream: bytes, name: str) -> None:
                          "(whole 32-bit words, at least 8 bytes)")
 
 
-def encode_tile(net, x: Tensor, transform_dtype: torch.dtype = torch.float32,
-                portable: bool = True) -> tuple[bytes, bytes, bytes]:
+def encode_tile(coder: Coder, x: Tensor) -> tuple[bytes, bytes, bytes]:
     """(z stream, y stream, symbol bytes) of a (1, 3, H, W) tile, sides multiples of 128.
 
-    The streams are ``TCM.compress``'s; its symbols are kept for the latent checksum.
+    The streams are the coder's ``compress``'s; its symbols are kept for the latent checksum.
     """
-    out = net.compress(x, transform_dtype=transform_dtype, portable=portable)
+    out = coder.compress(x)
     (y_stream,), (z_stream,) = out["strings"]
     return z_stream, y_stream, _symbol_bytes(out["symbols"])
 
@@ -118,9 +113,8 @@ def _decode_z(net, z_stream: bytes, z_shape: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def decode_latents(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
-                   portable: bool = True) -> tuple[Tensor, bytes]:
-    """(y_hat, symbol bytes) of one tile: ``TCM.decompress``'s entropy decoding, without the synthesis.
+def decode_latents(coder: Coder, z_stream: bytes, y_stream: bytes, height: int, width: int) -> tuple[Tensor, bytes]:
+    """(y_hat, symbol bytes) of one tile: the coder's entropy decoding (``TCM.entropy_decode``'s), bounded.
 
     Each stream is decoded twice, followed by either fill of :data:`_FILLS`, and
     decoding stops at the first slice where the two disagree: a stream shorter
@@ -129,11 +123,9 @@ def decode_latents(net, z_stream: bytes, y_stream: bytes, height: int, width: in
     """
     check_stream(z_stream, "z")
     check_stream(y_stream, "y")
+    net = coder.net
     z_hat = _decode_z(net, z_stream, (height // 64, width // 64))
     z_symbols = net._z_symbols(z_hat)
-    nets = net.portable_nets() if portable else None
-    if portable:
-        z_hat = z_hat.to(PORTABLE_DTYPE)
     gc = net.gaussian_conditional
     cdf, cdf_lengths, offsets = net._cdf_tables()
     n_symbols = net.M * (height // 16) * (width // 16)
@@ -143,7 +135,7 @@ def decode_latents(net, z_stream: bytes, y_stream: bytes, height: int, width: in
         decoders[-1].set_stream(_bounded(y_stream, n_symbols, fill))
 
     def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        idx = gc.build_indexes(scale).int().cpu().reshape(-1).tolist()
+        idx = net.slice_indexes(i, mu, scale, len(cdf)).reshape(-1).tolist()
         first, second = (d.decode_stream(idx, cdf, cdf_lengths, offsets) for d in decoders)
         if first != second:
             raise CodecError(f"its y stream ends before its symbols do, in slice {i + 1} of {net.num_slices} "
@@ -151,23 +143,22 @@ def decode_latents(net, z_stream: bytes, y_stream: bytes, height: int, width: in
         q = torch.tensor(first, dtype=torch.int32).reshape(1, -1)
         return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
 
-    y_hat, y_symbols = net.code_slices(z_hat, code_slice, nets)
+    y_hat, y_symbols = coder.code_slices(z_hat, code_slice)
     return y_hat, _symbol_bytes({"z": z_symbols, "y": torch.cat(y_symbols, dim=1)})
 
 
 @torch.no_grad()
-def decode_tile(net, z_stream: bytes, y_stream: bytes, height: int, width: int,
-                transform_dtype: torch.dtype = torch.float32, portable: bool = True,
+def decode_tile(coder: Coder, z_stream: bytes, y_stream: bytes, height: int, width: int,
                 check: Callable[[bytes], None] | None = None) -> tuple[Tensor, bytes]:
     """(x_hat in [0, 1], symbol bytes) of one tile from its two streams (:func:`decode_latents`).
 
     ``check`` sees the symbol bytes before the synthesis, a tile's costliest
     part, runs; it raises to stop there.
     """
-    y_hat, symbols = decode_latents(net, z_stream, y_stream, height, width, portable)
+    y_hat, symbols = decode_latents(coder, z_stream, y_stream, height, width)
     if check is not None:
         check(symbols)
-    return net.synthesize(y_hat, transform_dtype), symbols
+    return coder.synthesize(y_hat), symbols
 
 
 # ------------------------------------------------------------ images <-> bytes
@@ -182,29 +173,36 @@ LATENT_MISMATCH = ("latent checksum mismatch: the decoded latents differ from th
 class Codec:
     """A loaded model, its ids, and how it codes.
 
-    Files are written in format version 3 with the portable (float64) entropy
-    path, so that they decode on other machines, and padded with repeated edges
-    (``padding``; zeros leave a dark frame along the decoded borders: README,
-    The file codec); ``version=2`` writes the previous format (zero padding,
-    one latent checksum).  ``precision`` is the transforms' (g_a, h_a when
-    encoding, g_s when decoding) and may differ between encoder and decoder.
-    Version-1 files decode with the float32 path they were written with.
-    Decoding refuses a file claiming more than ``max_pixels`` pixels.
+    Files are written in format version 3 with the float64 entropy
+    arithmetic (``entropy``; ``models.coding``), so that they decode on other
+    machines, and padded with repeated edges (``padding``; zeros leave a dark
+    frame along the decoded borders: README, The file codec); ``version=2``
+    writes the previous format (zero padding, one latent checksum).
+    ``transforms`` is the transforms' arithmetic (g_a, h_a when encoding, g_s
+    when decoding) and may differ between encoder and decoder; a file decodes
+    in the entropy arithmetic its header names (version 1: float32).  The
+    codec's coders (``models.coding.Coder``, one per entropy arithmetic) copy
+    the networks they run in another dtype at first use: change the model's
+    weights afterwards, and they refuse to code.  Decoding refuses a file
+    claiming more than ``max_pixels`` pixels.
     """
 
     net: torch.nn.Module
     weights_id: bytes
     tile: int = DEFAULT_TILE
-    precision: str = "fp32"
+    transforms: str = "float32"
     tables_id: bytes = field(default=b"")
-    portable: bool = True  # False writes the float32 path (for comparisons; such files decode only alike)
+    entropy: str = "float64"  # "float32" writes the published function (for comparisons; such files decode only alike)
     version: int = container.VERSION
     padding: str = ""  # a utils.PADDINGS name; default: "replicate" (version 3), "zero" (version 2)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    _coders: dict[CodingMode, Coder] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise CodecError(f"precision {self.precision!r}: choose from {', '.join(PRECISIONS)}")
+        try:
+            CodingMode(self.entropy, self.transforms)
+        except ValueError as e:
+            raise CodecError(str(e)) from None
         if self.version not in (2, 3):
             raise CodecError(f"writes format versions 2 and 3, not {self.version}")
         self.padding = self.padding or ("replicate" if self.version >= 3 else "zero")
@@ -215,22 +213,25 @@ class Codec:
         self.tables_id = self.tables_id or tables_id(self.net)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, precision: str = "fp32",
+    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, transforms: str = "float32",
              **options) -> "Codec":
         """The checkpoint's model; ``options`` are the other fields (``version``, ``max_pixels``, ...)."""
         try:
             net = load_model(checkpoint)
         except CheckpointError as e:
             raise CodecError(str(e)) from None
-        return cls(net, weights_id(net), tile, precision, **options)
+        return cls(net, weights_id(net), tile, transforms, **options)
 
     @property
     def id_hex(self) -> str:
         return self.weights_id.hex()
 
-    @property
-    def transform_dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
+    def coder(self, entropy: str) -> Coder:
+        """The model's coder in the ``entropy`` arithmetic and this codec's transforms, made on first use."""
+        mode = CodingMode(entropy, self.transforms)
+        if mode not in self._coders:
+            self._coders[mode] = Coder(self.net, mode)
+        return self._coders[mode]
 
     def encode(self, image: Image.Image) -> bytes:
         """The ``.tcm`` bytes of an RGB image."""
@@ -241,12 +242,11 @@ class Codec:
         x, (left, _, top, _) = PADDINGS[self.padding](to_tensor(image), PAD_MULTIPLE)
         header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
                         tables_id=self.tables_id,
-                        entropy_path=container.PATH_FLOAT64 if self.portable else container.PATH_FLOAT32,
-                        padding_mode=PADDING_CODES[self.padding])
+                        entropy=self.entropy, padding_mode=PADDING_CODES[self.padding])
+        coder = self.coder(self.entropy)
         streams, crc = [], 0
         for k, (t, l, th, tw) in enumerate(header.tiles()):
-            z, y, symbols = encode_tile(self.net, x[..., t : t + th, l : l + tw], self.transform_dtype,
-                                        self.portable)
+            z, y, symbols = encode_tile(coder, x[..., t : t + th, l : l + tw])
             streams.append((z, y))
             if header.version >= 3:
                 header.tile_crcs.append(container.tile_crc(header, k, symbols))
@@ -301,6 +301,7 @@ class Codec:
                 check_stream(y, "y")
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
+        coder = self.coder(header.entropy)
         canvas = torch.empty(1, 3, *header.padded_size)
         crc = 0
         for k, ((t, l, th, tw), (z, y)) in enumerate(zip(tiles, streams)):
@@ -310,8 +311,7 @@ class Codec:
                     raise CodecError(LATENT_MISMATCH)
 
             try:
-                x_hat, symbols = decode_tile(self.net, z, y, th, tw, self.transform_dtype, header.portable,
-                                             check if header.version >= 3 else None)
+                x_hat, symbols = decode_tile(coder, z, y, th, tw, check if header.version >= 3 else None)
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
             canvas[..., t : t + th, l : l + tw] = x_hat

@@ -8,9 +8,10 @@ first, at most 5 bytes)::
     weights id   6 bytes   first bytes of the sha256 of the model's parameters
     tables id    4 bytes   first bytes of the sha256 of its coding tables (the
                            bottleneck's and the Gaussian CDFs the coder used)
-    entropy path 1 byte    how the means and scales were computed: 0 float32
-                           (the published arithmetic), 1 float64 (portable:
-                           decodes on other machines; ``TCM.portable_nets``)
+    entropy path 1 byte    the arithmetic of the means and scales (the coding
+                           mode's entropy, ``models.coding``): 0 float32 (the
+                           published function), 1 float64 (decodes on other
+                           machines)
     padding      1 byte    what fills the padding: 0 zeros (``utils.padding.pad``, the
                            paper's), 1 the repeated edge pixels
                            (``utils.pad_replicate``)
@@ -65,9 +66,12 @@ VERSION = 3
 VERSIONS = (1, 2, 3)
 ID_BYTES = 6
 TABLES_ID_BYTES = 4
-#: Entropy paths (the byte after the tables id).
-PATH_FLOAT32, PATH_FLOAT64 = 0, 1
-PATH_NAMES = {PATH_FLOAT32: "float32 (published)", PATH_FLOAT64: "float64 (portable)"}
+#: The entropy path byte (after the tables id) of each entropy arithmetic (``models.coding.CodingMode.entropy``):
+#: the only place where the byte and the name meet.
+ENTROPY_BYTES = {"float32": 0, "float64": 1}
+ENTROPY_NAMES = {code: name for name, code in ENTROPY_BYTES.items()}
+#: What ``codec.py info`` says of each.
+ENTROPY_NOTES = {"float32": "the published function", "float64": "decodes on other machines"}
 #: Paddings (version 3's byte after the entropy path; versions 1 and 2: zeros), by ``utils.PADDINGS`` name.
 PAD_ZERO, PAD_REPLICATE = 0, 1
 PADDING_NAMES = {PAD_ZERO: "zero", PAD_REPLICATE: "replicate"}
@@ -102,13 +106,9 @@ class Header:
     latent_crc: int = 0  # versions 1 and 2
     version: int = VERSION
     tables_id: bytes = b""  # version 2 and later
-    entropy_path: int = PATH_FLOAT32  # version 1: always float32
+    entropy: str = "float32"  # the means' and scales' arithmetic (an ENTROPY_BYTES name); version 1: float32
     padding_mode: int = PAD_ZERO  # version 3; before: always zeros
     tile_crcs: list[int] = field(default_factory=list)  # version 3: one per tile (see tile_crc)
-
-    @property
-    def portable(self) -> bool:
-        return self.entropy_path == PATH_FLOAT64
 
     @property
     def padded_size(self) -> tuple[int, int]:
@@ -189,7 +189,7 @@ def fixed_part(header: Header) -> bytes:
     """The header's bytes before the first stream length: everything but the tiles' entries."""
     head = bytearray(_FIXED.pack(MAGIC, header.version, header.weights_id))
     if header.version >= 2:
-        head += _V2.pack(header.tables_id, header.entropy_path)
+        head += _V2.pack(header.tables_id, ENTROPY_BYTES[header.entropy])
     if header.version >= 3:
         head.append(header.padding_mode)
     head += put_varint(header.height) + put_varint(header.width)
@@ -220,7 +220,7 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
         raise ValueError("empty stream")
     if header.version not in VERSIONS:
         raise ValueError(f"unknown version {header.version}")
-    if header.version >= 2 and (len(header.tables_id) != TABLES_ID_BYTES or header.entropy_path not in PATH_NAMES):
+    if header.version >= 2 and (len(header.tables_id) != TABLES_ID_BYTES or header.entropy not in ENTROPY_BYTES):
         raise ValueError("a version-2 header needs a 4-byte tables id and a known entropy path")
     if header.version >= 3 and (header.padding_mode not in PADDING_NAMES or len(header.tile_crcs) != n_tiles):
         raise ValueError("a version-3 header needs a known padding and one crc per tile")
@@ -257,13 +257,13 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
         raise ContainerError(f"format version {version} is {newer} version; this codec reads versions "
                              f"{', '.join(map(str, VERSIONS))}")
     pos = _FIXED.size
-    tables_id, path, padding_mode = b"", PATH_FLOAT32, PAD_ZERO
+    tables_id, path, padding_mode = b"", ENTROPY_BYTES["float32"], PAD_ZERO
     if version >= 2:
         if pos + _V2.size > len(data):
             raise ContainerError("truncated header")
         tables_id, path = _V2.unpack_from(data, pos)
         pos += _V2.size
-        if path not in PATH_NAMES:
+        if path not in ENTROPY_NAMES:
             raise ContainerError(f"corrupt header: unknown entropy path {path}")
     if version >= 3:
         if pos >= len(data):
@@ -280,7 +280,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     pos += 3
     check_geometry(height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE)
     header = Header(weights_id, height, width, pad_top, pad_left, tile_units * PAD_MULTIPLE,
-                    version=version, tables_id=tables_id, entropy_path=path, padding_mode=padding_mode)
+                    version=version, tables_id=tables_id, entropy=ENTROPY_NAMES[path], padding_mode=padding_mode)
     n_tiles = math.ceil(padded(height) / header.tile) * math.ceil(padded(width) / header.tile)
     per_tile = 2 + (_CRC.size if version >= 3 else 0)  # each length takes at least one byte
     if pos + per_tile * n_tiles + _CRC.size * (1 if version >= 3 else 2) > len(data):

@@ -203,7 +203,7 @@ def describe(header: Header, file_size: int) -> str:
         f"format version  {header.version}",
         f"weights id      {header.weights_id.hex()}",
         *([f"tables id       {header.tables_id.hex()}"] if header.version >= 2 else []),
-        f"entropy path    {container.PATH_NAMES[header.entropy_path]}",
+        f"entropy path    {header.entropy} ({container.ENTROPY_NOTES[header.entropy]})",
         f"image size      {header.width}x{header.height}" + over_limit,
         f"padding         {container.PADDING_NAMES[header.padding_mode]}: left {left}, right {right}, top {top}, "
         f"bottom {bottom} (coded {wp}x{hp})",

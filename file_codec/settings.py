@@ -15,16 +15,17 @@ from .container import MAX_TILE
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
-#: --precision names (``file_codec.codec.PRECISIONS`` maps them to dtypes).
-PRECISION_NAMES = ("fp32", "bf16")
+#: The transforms' arithmetics a codec runs (``models.coding.CodingMode.TRANSFORMS``, named here without loading
+#: torch; tests/file_codec checks that the two agree).
+TRANSFORMS = ("float32", "bfloat16")
 
 
 class CodecError(ToolError):
     """A failure to code one input; the message is one line."""
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 transforms are fast."""
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bfloat16 transforms are fast."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -32,9 +33,9 @@ def native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def default_precision() -> str:
-    """bf16 where the CPU has it: the quality it costs is measured negligible (README: The file codec)."""
-    return "bf16" if native_bf16() else "fp32"
+def default_transforms() -> str:
+    """bfloat16 where the CPU has it: the quality it costs is measured negligible (docs/portability.md)."""
+    return "bfloat16" if native_bfloat16() else "float32"
 
 
 def check_tile_side(tile: int) -> None:

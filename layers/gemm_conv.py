@@ -1,4 +1,4 @@
-"""Stride-1 convolutions as one matrix product per kernel tap (the float64 portable path).
+"""Stride-1 convolutions as one matrix product per kernel tap (the float64 entropy arithmetic).
 
 torch has no oneDNN kernel for float64: its CPU convolution unfolds the input
 and multiplies with the weights in the slow orientation, and channels-last
@@ -11,7 +11,8 @@ convolutions of 16-128 channels run 1.5-1.9x faster than channels-last
 ``F.conv2d`` (the shipped models' entropy networks); the largest (576 -> 224,
 TCM-S) run at the float64 matrix-product rate either way.  The sums are the
 same, in another order: in float64 that moves results by ~1e-16 relative,
-which the portable path is built to tolerate (``models.tcm.TCM.portable_nets``).
+which the float64 entropy arithmetic is built to tolerate (``models.coding.Coder``).
+Where it runs is the kernel policy's choice (``layers.config``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import get_kernel_policy
+
 
 class GemmConv2d(nn.Conv2d):
-    """A ``Conv2d`` whose float64 CPU forward is per-tap matrix products (same parameters)."""
+    """A ``Conv2d`` whose float64 CPU forward is per-tap matrix products (same parameters; ``layers.config``)."""
 
     def _uses_gemm(self, x: Tensor) -> bool:
         k = self.kernel_size[0]
-        return (x.dtype == torch.float64 and x.device.type == "cpu" and x.dim() == 4
+        return (get_kernel_policy().gemm_convolution(x.dtype, x.device) and x.dim() == 4
                 and self.kernel_size == (k, k) and k % 2 == 1 and self.padding == (k // 2, k // 2)
                 and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
                 and self.padding_mode == "zeros")

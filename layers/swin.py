@@ -7,6 +7,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 from torch import Tensor
 
+from .config import get_kernel_policy
 from .window_attention import WindowAttention
 
 #: Inference runs a Swin block over chunks of about this many activations
@@ -29,17 +30,11 @@ class SwinBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def uses_window_chunks(self, device: torch.device | None = None) -> bool:
-        """Inference on the CPU (no autograd, no random drop-path) takes the chunked path.
-
-        The chunks are sized for CPU caches; on a GPU one batched call per mask
-        block keeps the kernels large.  The choice depends on the grad mode and
-        the device only, so compress and decompress on one device always
-        compute the same function.
-        """
-        if device is not None and device.type != "cpu":
-            return False
-        return not torch.is_grad_enabled() and (not self.training or isinstance(self.drop_path, nn.Identity))
+    def uses_window_chunks(self, device: torch.device) -> bool:
+        """Whether a call on ``device`` runs chunk by chunk of windows: the kernel policy's answer
+        (``layers.config``) for the grad mode and whether drop-path is random now."""
+        random_drop_path = self.training and not isinstance(self.drop_path, nn.Identity)
+        return get_kernel_policy().chunks_windows(device, torch.is_grad_enabled(), random_drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.uses_window_chunks(x.device):

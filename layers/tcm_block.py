@@ -29,9 +29,9 @@ class ConvTransBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv_x, trans_x = torch.split(self.conv1_1(x), (self.conv_dim, self.trans_dim), dim=1)
-        if self.trans_block.uses_window_chunks(x.device):
-            # Inference: both branches write straight into the buffer conv1_2
-            # reads, instead of into tensors that a cat then copies.
+        if self.trans_block.uses_window_chunks(x.device):  # the kernel policy's choice (layers.config)
+            # Chunked inference: both branches write straight into the buffer
+            # conv1_2 reads, instead of into tensors that a cat then copies.
             both = torch.empty_like(x)
             torch.add(self.conv_block(conv_x), conv_x, out=both[:, : self.conv_dim])
             self.trans_block.forward_windows(trans_x.permute(0, 2, 3, 1),

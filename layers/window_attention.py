@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from timm.layers import gen_relative_position_index, trunc_normal_
 from torch import Tensor
 
+from .config import MATMUL, SOFTMAX, get_kernel_policy
+
 
 def shift_masks(window: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Additive masks (L, L) for windows in the last row, last column and the corner.
@@ -152,20 +154,18 @@ class WindowAttention(nn.Module):
     def attend(self, windows: Tensor, attn_mask: Tensor) -> Tensor:
         """Attention inside each window: (n, L, c) tokens in, (n, L, c) out.
 
-        ``attn_mask`` is one of :meth:`attention_masks`, shared by all ``n`` windows.
+        ``attn_mask`` is one of :meth:`attention_masks`, shared by all ``n`` windows.  The kernel
+        is the kernel policy's (``layers.config``).
         """
         n, L, c = windows.shape
         qkv = self.embedding_layer(windows).view(n, L, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, L, hd), views
         attn_mask = attn_mask.to(q.dtype)  # q may be bfloat16 under autocast
-        if torch.is_grad_enabled() and attn_mask.requires_grad:
-            # The fused CPU kernel has no gradient for a learned bias, and SDPA's
-            # fallback checks every mask for fully masked rows: plain softmax attention.
+        kernel = get_kernel_policy().attention_kernel(q.dtype, q.device,
+                                                      torch.is_grad_enabled() and attn_mask.requires_grad)
+        if kernel == SOFTMAX:
             o = torch.softmax(torch.matmul(q * self.scale, k.transpose(-2, -1)) + attn_mask, dim=-1) @ v
-        elif q.dtype == torch.bfloat16 and q.device.type == "cpu":
-            # The fused CPU kernel is slow on 64-token windows in bfloat16 (slower than in
-            # float32); batched matmuls with the bias added by baddbmm run 2-2.7x faster than
-            # float32 SDPA (TCM-S window shapes; the bf16 transforms, models.tcm.TCM.analyse).
+        elif kernel == MATMUL:
             o = self._attend_bmm(q, k, v, attn_mask)
         else:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)

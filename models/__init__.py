@@ -16,6 +16,7 @@ from .checkpoint import (  # noqa: E402
     read_checkpoint,
     release_stem,
 )
+from .coding import Coder, CodingMode  # noqa: E402
 from .config import TCMConfig  # noqa: E402
 from .tcm import TCM  # noqa: E402
 
@@ -50,7 +51,7 @@ def tcm_large(**kwargs) -> TCM:
 
 
 __all__ = [
-    "PAD_MULTIPLE", "PRESETS", "TCM", "TCMConfig", "CheckpointError", "checkpoint_stem", "display_name", "extract_state_dict",
+    "PAD_MULTIPLE", "PRESETS", "TCM", "TCMConfig", "CheckpointError", "Coder", "CodingMode", "checkpoint_stem", "display_name", "extract_state_dict",
     "load_model", "model_from_state_dict", "preset_name", "read_checkpoint", "release_stem", "tcm", "tcm_large",
     "tcm_middle", "tcm_small",
 ]

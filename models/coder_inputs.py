@@ -6,8 +6,10 @@ release file stores no Gaussian tables until ``update()`` installs them), and
 a symbol near the int32 limits, which is what NaN, infinite or huge latents
 become, makes its escape coding shift by 32 bits and loop forever (a hang
 that ignores SIGTERM, since the coder holds the interpreter).  Python code
-must not be able to do either, so :meth:`models.TCM.compress` and
-``decompress`` check here and raise :class:`CoderInputError` instead.
+must not be able to do either, so every coding path (``TCM.entropy_encode``
+and ``entropy_decode``, which ``TCM.compress``/``decompress`` and
+``models.coding.Coder`` run, and the file codec's decoder) checks here and
+raises :class:`CoderInputError` instead.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ CDF_TOTAL = 1 << 16
 #: in 4-bit groups and loops forever on one of 2**28 or more; real latents stay in the hundreds.
 MAX_SYMBOL = 1 << 24
 
-_UPDATE_HINT = ("build them with model.update() (models.load_model does; a half-precision release file "
+_UPDATE_HINT = ("build them with model.update() (models.load_model does; a float16 release file "
                 "stores the Gaussian tables empty)")
 
 

@@ -4,14 +4,15 @@ Analysis/synthesis transforms are stacks of TCM blocks; the entropy model is
 channel-wise autoregressive over ``num_slices`` slices, each conditioned on the
 hyperprior and the previously decoded slices through SWAtten.  Module names
 match the authors' checkpoints so that they load with ``strict=True``.
+``compress``/``decompress`` are the published float32 function;
+``models.coding`` codes in the other arithmetics through the same per-slice
+step (:meth:`TCM.code_slices`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from utils.padding import PAD_MULTIPLE
 
@@ -30,7 +31,8 @@ from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor
 
-from layers import ConvTransBlock, SWAtten, use_gemm_convs
+from layers import ConvTransBlock, SWAtten
+from layers.config import inference_layout
 
 from .coder_inputs import check_codable, check_finite, check_indexes, checked_tables
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
@@ -44,71 +46,8 @@ SliceCoder = Callable[[int, Tensor, Tensor], tuple[Tensor, Any]]
 #: The networks between the decoded hyperprior z_hat and the coder's means and scales.
 ENTROPY_PARAMETER_NETS = ("h_mean_s", "h_scale_s", "atten_mean", "atten_scale", "cc_mean_transforms",
                           "cc_scale_transforms", "lrp_transforms")
-#: The arithmetic of the portable path (see TCM.portable_nets).
-PORTABLE_DTYPE = torch.float64
-#: Precisions the analysis and synthesis transforms may run in.
-TRANSFORM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-#: The analysis and synthesis transforms (the networks whose precision may differ between encoder and decoder).
+#: The analysis and synthesis transforms (the networks whose arithmetic may differ between encoder and decoder).
 TRANSFORM_NETS = ("g_a", "h_a", "g_s")
-
-
-class CastCopy(nn.Module):
-    """Copies of some of a model's networks in another dtype (the portable path, bf16 transforms)."""
-
-    def __init__(self, source: nn.Module, names: Sequence[str], dtype: torch.dtype):
-        super().__init__()
-        # Ordinary tensors (not inference tensors, whatever mode the caller is in), never trained.
-        with torch.inference_mode(False), torch.no_grad():
-            for name in names:
-                setattr(self, name, copy.deepcopy(getattr(source, name)).to(dtype))
-        self.requires_grad_(False)
-        self.eval()
-
-
-def _check_transform_dtype(dtype: torch.dtype) -> None:
-    if dtype not in TRANSFORM_DTYPES:
-        raise ValueError(f"transform_dtype must be one of {', '.join(map(str, TRANSFORM_DTYPES))}, not {dtype}")
-
-
-@contextlib.contextmanager
-def transforms_in(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
-    """Autocast to ``dtype`` (float16 transforms; nothing changes for float32 and bfloat16)."""
-    _check_transform_dtype(dtype)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype == torch.float16):
-        yield
-
-
-#: Whether inference runs its convolutions channels-last (see inference_layout).
-_CHANNELS_LAST = [True]
-
-
-def set_inference_layout(channels_last: bool) -> None:
-    """Choose the inference layout (channels-last by default: faster with oneDNN).
-
-    For measurements and cross-configuration checks: the portable path's
-    files decode under either.
-    """
-    _CHANNELS_LAST[0] = bool(channels_last)
-
-
-def inference_layout(x: Tensor) -> Tensor:
-    """The layout the convolutions run in: channels-last without autograd.
-
-    oneDNN's CPU convolutions work in channels-last; fed NCHW they convert on
-    every call (3x3 convs at 64 channels run 1.7x faster given channels-last).
-    With autograd the layout is left alone: torch 2.14's CPU backward of
-    CompressAI's ``ResidualBlockWithStride`` crashes on channels-last input.
-    The layout also picks the convolution algorithm, and so the last bits of
-    the result: the entropy model normalises each of its inputs with this, so
-    that encoder and decoder in one configuration compute identical parameters.
-    """
-    if torch.is_grad_enabled():
-        return x
-    if not _CHANNELS_LAST[0] or x.dtype == PORTABLE_DTYPE:  # no oneDNN kernels in float64: NCHW is faster
-        return x.contiguous()
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _short(keys: Sequence[str], n: int = 5) -> str:
@@ -280,7 +219,8 @@ class TCM(CompressionModel):
         the slice: it returns the dequantised slice and whatever else its caller
         keeps, listed per slice in the result), then latent residual prediction.
         Forward (training included), compress and decompress all run through here;
-        ``nets`` (default: this model) may be :meth:`portable_nets`.
+        ``nets`` (default: this model) may be copies of :data:`ENTROPY_PARAMETER_NETS`
+        in another dtype (``models.coding.Coder``), ``z_hat`` then in theirs.
         """
         nets = self if nets is None else nets
         z_hat = inference_layout(z_hat)
@@ -301,64 +241,16 @@ class TCM(CompressionModel):
             results.append(result)
         return inference_layout(torch.cat(y_hat_slices, dim=1)), results
 
-    def _cast_copy(self, names: Sequence[str], dtype: torch.dtype,
-                   prepare: Callable[[nn.Module], Any] | None = None) -> CastCopy:
-        """``names`` in ``dtype``, copied once (then given to ``prepare``) and kept while the
-        weights stay (rebuilt after an in-place change, an optimizer step, or a move)."""
-        params = [p for name in names for p in getattr(self, name).parameters()]
-        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
-        cache = self.__dict__.setdefault("_cast_copies", {})  # not submodules: no state_dict entries
-        cached = cache.get((tuple(names), dtype))
-        if cached is None or cached[0] != key:
-            copied = CastCopy(self, names, dtype)
-            if prepare is not None:
-                with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, as CastCopy's
-                    prepare(copied)
-            cached = cache[(tuple(names), dtype)] = (key, copied)
-        return cached[1]
-
-    def analyse(self, x: Tensor, transform_dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """(y, z) = (g_a(x), h_a(g_a(x))) in float32, computed in ``transform_dtype``.
-
-        bfloat16 runs copies of the transforms held in bfloat16 (faster on CPUs
-        with AVX512-BF16 than autocast, which converts the weights on every
-        call); float16 runs under autocast.
-        """
-        _check_transform_dtype(transform_dtype)
-        x = inference_layout(x)
-        if transform_dtype == torch.bfloat16:
-            nets = self._cast_copy(TRANSFORM_NETS, transform_dtype)
-            y = nets.g_a(x.to(transform_dtype))
-            return y.float(), nets.h_a(y).float()
-        with transforms_in(transform_dtype, x.device):
-            y = self.g_a(x)
-            z = self.h_a(y)
+    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, z) = (g_a(x), h_a(g_a(x))) in float32 (the published transforms)."""
+        y = self.g_a(inference_layout(x))
+        z = self.h_a(y)
         return y.float(), z.float()
 
-    def synthesize(self, y_hat: Tensor, transform_dtype: torch.dtype = torch.float32) -> Tensor:
-        """g_s(y_hat) in float32, computed in ``transform_dtype`` (see :meth:`analyse`), clamped to [0, 1]."""
-        _check_transform_dtype(transform_dtype)
-        y_hat = inference_layout(y_hat.float())
-        if transform_dtype == torch.bfloat16:
-            x_hat = self._cast_copy(TRANSFORM_NETS, transform_dtype).g_s(y_hat.to(transform_dtype))
-        else:
-            with transforms_in(transform_dtype, y_hat.device):
-                x_hat = self.g_s(y_hat)
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """g_s(y_hat) in float32 (the published transform), clamped to [0, 1]."""
+        x_hat = self.g_s(inference_layout(y_hat.float()))
         return x_hat.float().clamp_(0, 1).contiguous()
-
-    def portable_nets(self) -> CastCopy:
-        """The entropy-parameter networks in float64, upcast once and kept while the weights stay.
-
-        The portable path computes the coder's means and scales with these, so
-        that the summation order of another machine, thread count or library
-        (which moves float32 results by ~1e-7) moves them by ~1e-16 only: a
-        scale then lands on the other side of a table boundary, or a decoded
-        latent drifts, about a billion times less often.  The copy is rebuilt
-        when a parameter is changed in place (an optimizer step) or moved.  Its
-        convolutions are :class:`layers.GemmConv2d` (torch has no fast float64
-        convolution on the CPU).
-        """
-        return self._cast_copy(ENTROPY_PARAMETER_NETS, PORTABLE_DTYPE, prepare=use_gemm_convs)
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
         """CompressAI's ``update``, with the paper's Gaussian tables taken from the stored copy.
@@ -411,33 +303,49 @@ class TCM(CompressionModel):
         return torch.round(z_hat - medians).int().flatten(1).cpu()
 
     @torch.no_grad()
-    def compress(self, x: Tensor, transform_dtype: torch.dtype = torch.float32, portable: bool = False) -> dict:
+    def compress(self, x: Tensor) -> dict:
         """Entropy-code a padded batch: ``{"strings": [y_strings, z_strings], "shape"}``.
 
-        Each image's five slices go into one rANS stream (the published layout).
-        Beside CompressAI's keys it returns what the encoder committed to, for
-        tools that verify or checksum a decoder: ``y_hat`` (the latent the
-        decoder must rebuild), ``symbols`` ({"y", "z"}: the coded integers, one
-        row per image) and ``likelihoods`` ({"y", "z"} of those symbols).
-
-        ``transform_dtype`` runs g_a and h_a in that precision (bfloat16:
-        faster on CPUs and GPUs that have it; :meth:`analyse`); ``portable`` computes the means and
-        scales in float64 (:meth:`portable_nets`), so that a decoder on
-        another machine derives the same coder inputs.  The defaults are the
-        published float32 function.  Decode with the same ``portable``.
+        The published float32 function (``models.coding.Coder`` codes in the
+        other arithmetics).  Each image's five slices go into one rANS stream
+        (the published layout).  Beside CompressAI's keys it returns what the
+        encoder committed to, for tools that verify or checksum a decoder:
+        ``y_hat`` (the latent the decoder must rebuild), ``symbols`` ({"y",
+        "z"}: the coded integers, one row per image) and ``likelihoods``
+        ({"y", "z"} of those symbols).
         """
         self.check_size(x)
+        y, z = self.analyse(x)
+        return self.entropy_encode(y, z)
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape) -> dict:
+        """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1].
+
+        Also returns the decoded ``symbols`` ({"y", "z"}), which equal the
+        encoder's exactly when encoder and decoder computed the same entropy
+        parameters.
+        """
+        y_hat, symbols = self.entropy_decode(strings, shape)
+        return {"x_hat": self.synthesize(y_hat), "symbols": symbols}
+
+    @torch.no_grad()
+    def entropy_encode(self, y: Tensor, z: Tensor, nets: nn.Module | None = None) -> dict:
+        """:meth:`compress`'s result for the analysed latents ``y`` and ``z`` (float32).
+
+        ``nets`` are the entropy-parameter networks (:meth:`code_slices`); the
+        latents are cast to their dtype.  Nothing that would crash or hang the
+        C++ coder reaches it (``models.coder_inputs``).
+        """
         cdf, cdf_lengths, offsets = self._cdf_tables()
-        y, z = self.analyse(x, transform_dtype)
-        # Nothing that would crash or hang the C++ coder reaches it (models.coder_inputs).
         self._checked_bottleneck(z.shape[1])
         check_finite(y, "the latent y")
         check_codable(z - self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1), "the hyper-latent z")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)
-        nets = self.portable_nets() if portable else None
-        if portable:
-            y, z_hat = y.to(PORTABLE_DTYPE), z_hat.to(PORTABLE_DTYPE)
+        if nets is not None:
+            dtype = _dtype_of(nets)
+            y, z_hat = y.to(dtype), z_hat.to(dtype)
         y_slices = y.chunk(self.num_slices, dim=1)
         gc = self.gaussian_conditional
 
@@ -454,7 +362,7 @@ class TCM(CompressionModel):
         all_indexes = torch.cat(indexes, dim=1).int().cpu()
         check_indexes(all_indexes, len(cdf), "the scales")
         y_strings = []
-        for b in range(x.shape[0]):
+        for b in range(y.shape[0]):
             encoder = BufferedRansEncoder()
             encoder.encode_with_indexes(
                 y_symbols[b].tolist(), all_indexes[b].tolist(), cdf, cdf_lengths, offsets
@@ -469,24 +377,15 @@ class TCM(CompressionModel):
         }
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape, transform_dtype: torch.dtype = torch.float32,
-                   portable: bool = False) -> dict:
-        """Inverse of :meth:`compress`; ``x_hat`` is clamped to [0, 1].
-
-        Also returns the decoded ``symbols`` ({"y", "z"}), which equal the
-        encoder's exactly when encoder and decoder computed the same entropy
-        parameters.  ``portable`` must be the encoder's; ``transform_dtype``
-        (g_s) need not be.
-        """
+    def entropy_decode(self, strings: list, shape, nets: nn.Module | None = None) -> tuple[Tensor, dict]:
+        """``(y_hat, symbols)`` of :meth:`decompress`, before the synthesis; ``nets`` as :meth:`entropy_encode`'s."""
         y_strings, z_strings = strings
         cdf, cdf_lengths, offsets = self._cdf_tables()
         self._checked_bottleneck(self.entropy_bottleneck.channels)
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
         check_finite(z_hat, "the decoded hyper-latent z")
-        nets = self.portable_nets() if portable else None
-        if portable:
-            z_hat = z_hat.to(PORTABLE_DTYPE)
-        gc = self.gaussian_conditional
+        if nets is not None:
+            z_hat = z_hat.to(_dtype_of(nets))
         decoders = []
         for s in y_strings:
             decoder = RansDecoder()
@@ -494,19 +393,27 @@ class TCM(CompressionModel):
             decoders.append(decoder)
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-            check_finite(mu, f"the means of slice {i}")
-            check_finite(scale, f"the scales of slice {i}")
-            idx = gc.build_indexes(scale).int().cpu()
-            check_indexes(idx, len(cdf), "the scales")
+            idx = self.slice_indexes(i, mu, scale, len(cdf))
             q = torch.stack([
                 torch.tensor(dec.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
                              dtype=torch.int32)
                 for b, dec in enumerate(decoders)
             ])
-            return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
+            return self.gaussian_conditional.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
 
         y_hat, symbols = self.code_slices(z_hat, code_slice, nets)
-        return {
-            "x_hat": self.synthesize(y_hat, transform_dtype),
-            "symbols": {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)},
-        }
+        return y_hat, {"y": torch.cat(symbols, dim=1), "z": self._z_symbols(z_hat)}
+
+    def slice_indexes(self, i: int, mu: Tensor, scale: Tensor, tables: int) -> Tensor:
+        """The coding table of each latent of slice ``i`` (on the CPU), for a decoder; means and
+        scales checked first, so that nothing reaches the coder that would crash it."""
+        check_finite(mu, f"the means of slice {i}")
+        check_finite(scale, f"the scales of slice {i}")
+        idx = self.gaussian_conditional.build_indexes(scale).int().cpu()
+        check_indexes(idx, tables, "the scales")
+        return idx
+
+
+def _dtype_of(nets: nn.Module) -> torch.dtype:
+    """The dtype copies of the entropy-parameter networks compute in."""
+    return next(nets.parameters()).dtype

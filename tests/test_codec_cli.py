@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import codec
-from file_codec import Codec, container, default_precision
+from file_codec import Codec, container, default_transforms
 from file_codec.files import CHECKPOINT_ENV
 from tests.helpers import ROOT, codec_checkpoint, noise_image, refix_crc
 
@@ -31,7 +31,7 @@ def other_ck(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tcm(ck) -> Codec:
-    return Codec.load(ck, precision=default_precision())  # what codec.py uses by default
+    return Codec.load(ck, transforms=default_transforms())  # what codec.py uses by default
 
 
 def header_len(data: bytes) -> int:
@@ -92,7 +92,7 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
     assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
     out = capsys.readouterr().out
     assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  3" in out
-    assert "entropy path    float64 (portable)" in out and Codec.load(ck).tables_id.hex() in out
+    assert "entropy path    float64 (decodes on other machines)" in out and Codec.load(ck).tables_id.hex() in out
     header = container.parse(small[1])[0]
     assert "padding         replicate: left 49, right 49, top 54, bottom 54 (coded 128x128)" in out
     assert f"tile crcs       {header.tile_crcs[0]:08x}\n" in out and "latent crc" not in out
@@ -197,13 +197,31 @@ def test_output_never_overwrites_its_input(ck, tmp_path, capsys, small):
 
 @pytest.mark.parametrize(
     "argv",
-    [["compress"], ["decompress", "x.tcm"], ["info"], ["compress", "a.png", "b", "--tile", "100"], ["nope"]],
+    [["compress"], ["decompress", "x.tcm"], ["info"], ["compress", "a.png", "b", "--tile", "100"], ["nope"],
+     ["compress", "a.png", "b", "--transforms", "bf16"], ["decompress", "a.tcm", "b", "--precision", "fp32"]],
 )
 def test_usage_errors_are_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         codec.main(argv)
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_transforms_is_what_the_codec_runs(ck, tmp_path, capsys, small):
+    """--transforms float32|bfloat16: the file and the decoded image are the Codec's with those transforms."""
+    small[0].save(tmp_path / "a.png")
+    (tmp_path / "small.tcm").write_bytes(small[1])
+    for transforms in ("float32", "bfloat16"):
+        expected = Codec.load(ck, transforms=transforms)
+        out, png = tmp_path / f"{transforms}.tcm", tmp_path / f"{transforms}.png"
+        assert codec.main(["compress", str(tmp_path / "a.png"), str(out), "-c", str(ck), "-q",
+                           "--transforms", transforms]) == 0
+        assert out.read_bytes() == expected.encode(small[0])
+        assert codec.main(["decompress", str(tmp_path / "small.tcm"), str(png), "-c", str(ck), "-q",
+                           "--transforms", transforms]) == 0
+        with Image.open(png) as decoded:
+            assert decoded.tobytes() == expected.decode(small[1]).tobytes()
+    assert capsys.readouterr() == ("", "")
 
 
 def test_bad_checkpoint_is_one_line(tmp_path, capsys):
@@ -274,7 +292,7 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
     cases["crafted_latent_crc"] = (refix_crc(bytes(b), n), "decoder")
     # a size whose padded size differs: the same streams decoded on a larger grid
     wide = container.pack(container.Header(header.weights_id, header.height, 200, header.pad_top, 28,
-                                           header.tile, tables_id=header.tables_id, entropy_path=header.entropy_path,
+                                           header.tile, tables_id=header.tables_id, entropy=header.entropy,
                                            padding_mode=header.padding_mode, tile_crcs=header.tile_crcs), streams)
     cases["crafted_size"] = (wide, "decoder")
     return cases

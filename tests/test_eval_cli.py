@@ -170,6 +170,33 @@ def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
         assert not (tmp_path / "o.json").exists()
 
 
+def test_coding_says_how_real_codes_and_the_results_say_it_too(tmp_path, trained, capsys):
+    path, _ = trained
+    data = tmp_path / "d"
+    data.mkdir()
+    synthetic_photo(64, 96, seed=7).save(data / "a.png")
+    rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--coding", "float64/bfloat16")
+    assert rc == 2 and err.strip() == "eval.py: error: --coding is how --real codes: give --real too"
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--checkpoint", str(path), "--data", str(data), "--real", "--coding", "portable"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "argument --coding: coding mode 'portable': choose from" in err[0]
+    docs = {}
+    for argv in ([], ["--real"], ["--real", "--coding", "float64/bfloat16"], ["--real", "--coding", "float32/float32"]):
+        out = tmp_path / f"r{len(docs)}.json"
+        rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--output", out, *argv)
+        assert rc == 0, err
+        docs[" ".join(argv)] = json.loads(out.read_text())
+    assert [d["provenance"]["coding"] for d in docs.values()] == [None, "float32/float32", "float64/bfloat16",
+                                                                  "float32/float32"]
+    assert [d["coding"] for d in docs.values()] == [d["provenance"]["coding"] for d in docs.values()]
+    assert "coding float64/bfloat16" in docs["--real --coding float64/bfloat16"]["description"]
+    assert docs["--real"]["results"] == docs["--real --coding float32/float32"]["results"] | {
+        k: docs["--real"]["results"][k] for k in ("encoding_time", "decoding_time")}  # the default is the paper's
+    row = docs["--real --coding float64/bfloat16"]["per_image"]["tiny-trained"][0]
+    assert row["matches-encoder"] and row["bytes"] > 0
+
+
 @pytest.mark.slow
 def test_command_line_error_has_no_traceback(tmp_path):
     proc = subprocess.run(

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from file_codec import Codec, container  # noqa: E402
-from models import TCM  # noqa: E402
+from models import TCM, CodingMode  # noqa: E402
 from models.release import ENTROPY_PREFIXES, release_state_dict  # noqa: E402
 from utils.files import write_bytes_atomic
 
@@ -46,7 +46,8 @@ SHAPE = dict(N=16, M=32, num_slices=2, max_support_slices=2, hyper_channels=16, 
 STORAGE = torch.float8_e4m3fn
 #: (name, height, width, tile side): one-tile images and one cut into tiles.
 IMAGES = [("smooth", 136, 200, 2048), ("tiled", 260, 300, 128), ("odd", 77, 131, 2048)]
-PRECISIONS = ("fp32", "bf16")
+#: The encoders' transforms: one stream of each image and format version in each.
+TRANSFORMS = CodingMode.TRANSFORMS
 #: Format versions written: version 2 (zero padding, one latent checksum), 3 (edge padding, a checksum per tile).
 VERSIONS = (2, 3)
 
@@ -125,34 +126,34 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--new-model needs --train-data DIR")
         write_bytes_atomic(OUT / MODEL, store(train_model(args.train_data, args.steps)))
     codec = Codec.load(OUT / MODEL)
-    for sub in ("streams", "decoded-fp32"):
+    for sub in ("streams", "decoded-float32"):
         (OUT / sub).mkdir(exist_ok=True)
-    entries, bf16_psnr = [], []
+    entries, psnr = [], []
     for i, (name, height, width, tile) in enumerate(IMAGES):
         image = synthetic_image(height, width, seed=100 + i)
-        for version, precision in ((v, p) for v in VERSIONS for p in PRECISIONS):
-            stem = f"{name}-v{version}-enc-{precision}"
-            data = Codec(codec.net, codec.weights_id, tile=tile, precision=precision, version=version).encode(image)
+        for version, transforms in ((v, t) for v in VERSIONS for t in TRANSFORMS):
+            stem = f"{name}-v{version}-enc-{transforms}"
+            data = Codec(codec.net, codec.weights_id, tile=tile, transforms=transforms, version=version).encode(image)
             header, _ = container.parse(data)
             write_bytes_atomic(OUT / "streams" / f"{stem}.tcm", data)
-            fp32 = Codec(codec.net, codec.weights_id, precision="fp32").decode(data)
-            fp32.save(OUT / "decoded-fp32" / f"{stem}.png")
-            bf16 = np.asarray(Codec(codec.net, codec.weights_id, precision="bf16").decode(data), dtype=np.float64)
-            mse = np.mean((bf16 - np.asarray(fp32, dtype=np.float64)) ** 2)
-            bf16_psnr.append(10 * np.log10(255**2 / mse) if mse else float("inf"))
-            entries.append({"stream": f"streams/{stem}.tcm", "decoded_fp32": f"decoded-fp32/{stem}.png",
-                            "precision": precision, "version": header.version, "tiles": len(header.lengths),
+            float32 = Codec(codec.net, codec.weights_id, transforms="float32").decode(data)
+            float32.save(OUT / "decoded-float32" / f"{stem}.png")
+            bfloat16 = Codec(codec.net, codec.weights_id, transforms="bfloat16").decode(data)
+            mse = np.mean((np.asarray(bfloat16, dtype=np.float64) - np.asarray(float32, dtype=np.float64)) ** 2)
+            psnr.append(10 * np.log10(255**2 / mse) if mse else float("inf"))
+            entries.append({"stream": f"streams/{stem}.tcm", "decoded_float32": f"decoded-float32/{stem}.png",
+                            "transforms": transforms, "version": header.version, "tiles": len(header.lengths),
                             "bytes": len(data)})
             print(f"{stem}: {width}x{height}, {len(header.lengths)} tile(s), {len(data)} bytes, "
-                  f"bf16 decode {bf16_psnr[-1]:.1f} dB of the fp32 one")
+                  f"bfloat16 decode {psnr[-1]:.1f} dB of the float32 one")
     manifest = {
         "model": MODEL,
         "weights_id": codec.id_hex,
         "made_on": machine(),
         "date": date.today().isoformat(),
-        # The bound a bf16 decode must meet: 4 dB under the lowest seen on the machine that made the set.
-        "bf16_min_psnr": round(float(min(bf16_psnr)) - 4, 1),
-        "bf16_psnr_here": [round(float(p), 2) for p in bf16_psnr],
+        # The bound a bfloat16 decode must meet: 4 dB under the lowest seen on the machine that made the set.
+        "bfloat16_min_psnr": round(float(min(psnr)) - 4, 1),
+        "bfloat16_psnr_here": [round(float(p), 2) for p in psnr],
         "streams": entries,
     }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,9 +1,9 @@
 """Zero against replicate (edge) padding in the file codec: rate, PSNR, and the error along the borders.
 
-    .venv/bin/python tools/padding_study.py [--checkpoint CK] [--kodak DIR] [--bsds DIR] [--precision bf16]
+    .venv/bin/python tools/padding_study.py [--checkpoint CK] [--kodak DIR] [--bsds DIR] [--transforms bfloat16]
 
 Each image is coded to a ``.tcm`` file with each padding (``file_codec.Codec``,
-the codec's own path: portable entropy path, ``--precision`` transforms) and
+the codec's own coding: float64 entropy, ``--transforms`` transforms) and
 decoded; the table gives, per set of images, the mean bits per pixel of the
 files, the mean PSNR of the decoded images, and the mean PSNR of the frame of
 ``--border`` pixels along the image's edges, where padding acts.  Kodak at its
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from datasets import open_rgb, to_tensor  # noqa: E402
-from file_codec import Codec  # noqa: E402
+from file_codec import TRANSFORMS, Codec  # noqa: E402
 from utils.padding import PADDINGS
 
 
@@ -77,15 +77,16 @@ def main() -> int:
     p.add_argument("--bsds", type=Path, default=ROOT.parent / "shared" / "data" / "bsds500" / "test")
     p.add_argument("--kodak-count", type=int, default=24, help="first N Kodak photographs (default 24)")
     p.add_argument("--bsds-count", type=int, default=8, help="first N BSDS500 test photographs (default 8)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    p.add_argument("--transforms", choices=TRANSFORMS, default="bfloat16",
+                   help="arithmetic of the transforms (default: %(default)s)")
     p.add_argument("--border", type=int, default=16, help="width of the frame measured apart (default 16)")
     args = p.parse_args()
     if args.checkpoint is None or not args.kodak.is_dir():
         p.error("needs --checkpoint and --kodak")
-    loaded = Codec.load(args.checkpoint, precision=args.precision)
-    codecs = {name: Codec(loaded.net, loaded.weights_id, precision=args.precision, padding=name) for name in PADDINGS}
+    loaded = Codec.load(args.checkpoint, transforms=args.transforms)
+    codecs = {name: Codec(loaded.net, loaded.weights_id, transforms=args.transforms, padding=name) for name in PADDINGS}
     start = time.monotonic()
-    print(f"{args.checkpoint.name}, {args.precision} transforms, frame of {args.border} px\n")
+    print(f"{args.checkpoint.name}, {args.transforms} transforms, frame of {args.border} px\n")
     print("| images | n | padding | bpp | PSNR dB | frame PSNR dB |")
     print("|---|---|---|---|---|---|")
     for set_name, images in image_sets(args.kodak, args.bsds, args.kodak_count, args.bsds_count).items():

@@ -13,6 +13,7 @@ from datasets import to_image, to_tensor
 import file_codec.codec as codec_module
 from file_codec import Codec, CodecError, container, weights_id
 from file_codec.container import Header
+from models import Coder, CodingMode
 from tests.helpers import codec_checkpoint, noise_image, refix_crc, tiny_tcm
 from utils.padding import PADDINGS, crop
 
@@ -41,27 +42,29 @@ def test_round_trip_sizes(tcm, height, width):
 
 
 @pytest.mark.parametrize("padding", ["zero", "replicate"])
-@pytest.mark.parametrize("portable", [True, False], ids=["portable-path", "float32-path"])
-def test_tiles_are_the_models_bitstream_and_reconstruction(tcm, portable, padding):
-    """Each tile is TCM.compress's bitstream, and the file decodes to TCM.decompress's image.
+@pytest.mark.parametrize("entropy", ["float64", "float32"])
+def test_tiles_are_the_models_bitstream_and_reconstruction(tcm, entropy, padding):
+    """Each tile is the model's bitstream in the coding mode (float32: TCM.compress's), and the file decodes
+    to the model's image (float32: TCM.decompress's).
 
-    Like with like: the two entropy paths compute the coder's inputs in
-    different arithmetics, whose results may differ in the last bits on some
-    CPUs, so each path is compared with itself.
+    Like with like: the two entropy arithmetics compute the coder's inputs
+    differently, with results that may differ in the last bits on some
+    CPUs, so each is compared with itself.
     """
     image = noise_image(100, 200, seed=3)
-    data = Codec(tcm.net, tcm.weights_id, tile=128, portable=portable, padding=padding).encode(image)
+    data = Codec(tcm.net, tcm.weights_id, tile=128, entropy=entropy, padding=padding).encode(image)
     header, streams = container.parse(data)
-    assert (header.height, header.width, header.tile, header.portable) == (100, 200, 128, portable)
+    assert (header.height, header.width, header.tile, header.entropy) == (100, 200, 128, entropy)
     assert container.PADDING_NAMES[header.padding_mode] == padding
-    x, padding = PADDINGS[padding](to_tensor(image), 128)  # 128x256: two tiles, each coded as TCM.compress codes it
+    x, padding = PADDINGS[padding](to_tensor(image), 128)  # 128x256: two tiles, each coded as the model codes it
+    model = tcm.net if entropy == "float32" else Coder(tcm.net, CodingMode(entropy, "float32"))
     expected = torch.zeros_like(x)
     for (t, l, th, tw), (z, y) in zip(header.tiles(), streams, strict=True):
-        out = tcm.net.compress(x[..., t : t + th, l : l + tw], portable=portable)
+        out = model.compress(x[..., t : t + th, l : l + tw])
         assert (z, y) == (out["strings"][1][0], out["strings"][0][0])
-        decoded = tcm.net.decompress(out["strings"], out["shape"], portable=portable)
+        decoded = model.decompress(out["strings"], out["shape"])
         expected[..., t : t + th, l : l + tw] = decoded["x_hat"]
-    decoded = tcm.decode(data)  # the tile side and the entropy path are read off the file
+    decoded = tcm.decode(data)  # the tile side and the entropy arithmetic are read off the file
     assert decoded.size == (200, 100)
     assert np.array_equal(np.asarray(decoded), np.asarray(to_image(crop(expected, padding))))
 
@@ -87,7 +90,7 @@ def test_drifted_decoder_reports_a_mismatch(tcm, small):
 def test_a_version_1_file_still_decodes_as_before(tcm):
     """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
     image = noise_image(40, 70, seed=12)
-    float32 = Codec(tcm.net, tcm.weights_id, portable=False, version=2)
+    float32 = Codec(tcm.net, tcm.weights_id, entropy="float32", version=2)
     header, streams = container.parse(float32.encode(image))
     v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
                                           header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
@@ -96,11 +99,12 @@ def test_a_version_1_file_still_decodes_as_before(tcm):
     assert tcm.decode(v1).tobytes() == float32.decode(float32.encode(image)).tobytes()
 
 
-def test_portable_and_float32_files_say_which_path_made_them(tcm):
+def test_float64_and_float32_files_say_which_entropy_arithmetic_made_them(tcm):
     image = noise_image(40, 70, seed=13)
-    portable, float32 = tcm.encode(image), Codec(tcm.net, tcm.weights_id, portable=False).encode(image)
-    assert container.parse(portable)[0].portable and not container.parse(float32)[0].portable
-    for data in (portable, float32):  # each decodes with the path its header names
+    float64, float32 = tcm.encode(image), Codec(tcm.net, tcm.weights_id, entropy="float32").encode(image)
+    assert container.parse(float64)[0].entropy == "float64" and container.parse(float32)[0].entropy == "float32"
+    assert (float64[15], float32[15]) == (1, 0)  # the entropy path byte: 1 float64, 0 float32, as before
+    for data in (float64, float32):  # each decodes with the arithmetic its header names
         assert tcm.decode(data).size == (70, 40)
 
 
@@ -120,7 +124,7 @@ def crafted(tcm: Codec, height: int, width: int, streams_for, version: int = con
     streams (``streams_for(k)`` of tile k) and a valid file CRC: what someone crafting a file writes."""
     hp, wp = container.padded(height), container.padded(width)
     header = Header(tcm.weights_id, height, width, (hp - height) // 2, (wp - width) // 2, tile, version=version,
-                    tables_id=tcm.tables_id, entropy_path=container.PATH_FLOAT64)
+                    tables_id=tcm.tables_id, entropy="float64")
     streams = [streams_for(k) for k in range(len(header.tiles()))]
     header.tile_crcs = [0] * len(streams) if version >= 3 else []
     return container.pack(header, streams)
@@ -214,7 +218,7 @@ def _edit(data: bytes, pos: int, value: int) -> bytes:
 PATH_BYTE, PADDING_BYTE, HEIGHT_BYTE = 15, 16, 17
 
 
-@pytest.mark.parametrize("edit,value", [("height", 19), ("entropy path", container.PATH_FLOAT32),
+@pytest.mark.parametrize("edit,value", [("height", 19), ("entropy path", container.ENTROPY_BYTES["float32"]),
                                         ("padding", container.PAD_ZERO), ("tile", 8)])
 def test_a_version_3_header_edit_that_keeps_a_valid_geometry_is_refused(tcm, small, tile_decodes, edit, value):
     """20 -> 19 rows keeps the centred padding (54 rows above); the path, padding and tile bytes are

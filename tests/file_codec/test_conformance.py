@@ -6,7 +6,9 @@ copy of the shipped λ=0.013 model; skipped where that folder is absent) and
 its README names the machine).  Each set is checked against the criteria its
 README states: every stream decodes (the latent checksum matches, so the coded
 symbols are bit-exact), its float32 decode is within 1 level of the encoder
-machine's at every pixel, and its bf16 decode is close to that (PSNR bound).
+machine's at every pixel, and its bfloat16 decode is close to that (PSNR bound).
+The shared set keeps the file names it was made with (``decoded-fp32/``,
+``NAME-enc-fp32.tcm``): they are read as they are.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from PIL import Image
 
 from file_codec import Codec, container
+from models import CodingMode
 from tests.helpers import SHARED, require
 
 OWN = Path(__file__).resolve().parent.parent / "data" / "conformance"
@@ -32,17 +35,17 @@ def psnr_8bit(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def conforms(codec: Codec, stream: Path, expected: Path, bf16_min_psnr: float) -> None:
-    """The three criteria, for one stream: bit-exact symbols, fp32 within 1, bf16 above a PSNR."""
+def conforms(codec: Codec, stream: Path, expected: Path, bfloat16_min_psnr: float) -> None:
+    """The three criteria, for one stream: bit-exact symbols, float32 transforms within 1, bfloat16 above a PSNR."""
     data = stream.read_bytes()
     want = np.asarray(Image.open(expected).convert("RGB"))
-    fp32 = np.asarray(replace(codec, precision="fp32").decode(data))  # CodecError on a latent checksum mismatch
-    assert fp32.shape == want.shape, stream.name
-    worst = int(np.abs(fp32.astype(np.int16) - want).max())
+    float32 = np.asarray(replace(codec, transforms="float32").decode(data))  # CodecError on a latent checksum mismatch
+    assert float32.shape == want.shape, stream.name
+    worst = int(np.abs(float32.astype(np.int16) - want).max())
     assert worst <= 1, f"{stream.name}: a float32 decode differs from the encoder machine's by {worst} levels"
-    bf16 = np.asarray(replace(codec, precision="bf16").decode(data))
-    quality = psnr_8bit(bf16, want)
-    assert quality >= bf16_min_psnr, f"{stream.name}: bf16 decode at {quality:.1f} dB of the fp32 one"
+    bfloat16 = np.asarray(replace(codec, transforms="bfloat16").decode(data))
+    quality = psnr_8bit(bfloat16, want)
+    assert quality >= bfloat16_min_psnr, f"{stream.name}: bfloat16 decode at {quality:.1f} dB of the float32 one"
 
 
 # ------------------------------------------------------------ made on another machine (../shared)
@@ -67,12 +70,12 @@ def test_streams_made_on_another_machine_conform(shared_codec, name):
 
 
 def test_the_shared_set_is_the_one_described():
-    """Sixteen decodes: eight streams (four images, two encoder precisions), each in two precisions."""
+    """Sixteen decodes: eight streams (four images, two encoder transforms), each with two decoder transforms."""
     streams = sorted((require(SHARED_SET) / "streams").glob("*.tcm"))
     assert len(streams) == 8
     for s in streams:
         header, _ = container.parse(s.read_bytes())
-        assert header.version == 2 and header.portable, s.name
+        assert header.version == 2 and header.entropy == "float64", s.name
         assert (SHARED_SET / "decoded-fp32" / s.with_suffix(".png").name).is_file()
 
 
@@ -90,13 +93,15 @@ def own_codec() -> Codec:
 def test_streams_kept_in_the_repository_conform(own_codec, entry):
     stream = OWN / entry["stream"]
     header, _ = container.parse(stream.read_bytes())
-    assert (header.version, header.portable, len(header.lengths)) == (entry["version"], True, entry["tiles"])
+    assert (header.version, header.entropy, len(header.lengths)) == (entry["version"], "float64", entry["tiles"])
     assert header.weights_id == own_codec.weights_id
-    conforms(own_codec, stream, OWN / entry["decoded_fp32"], own_manifest()["bf16_min_psnr"])
+    conforms(own_codec, stream, OWN / entry["decoded_float32"], own_manifest()["bfloat16_min_psnr"])
 
 
-def test_the_repository_set_covers_both_precisions_versions_and_tiles():
+def test_the_repository_set_covers_both_transforms_versions_and_tiles():
     streams = own_manifest()["streams"]
-    assert {e["precision"] for e in streams} == {"fp32", "bf16"} and {e["version"] for e in streams} == {2, 3}
+    assert {e["transforms"] for e in streams} == set(CodingMode.TRANSFORMS) == {"float32", "bfloat16"}
+    assert {e["version"] for e in streams} == {2, 3}
+    assert all(e["stream"].endswith(f"-enc-{e['transforms']}.tcm") for e in streams)  # the names say it too
     assert any(e["tiles"] > 1 for e in streams) and any(e["tiles"] == 1 for e in streams)
     assert (OWN / own_manifest()["model"]).stat().st_size <= 1_000_000

@@ -15,11 +15,11 @@ WID = bytes(range(1, 1 + container.ID_BYTES))
 TID = bytes(range(200, 200 + container.TABLES_ID_BYTES))
 
 
-def make_file(height=100, width=150, tile=2048, seed=0, version=container.VERSION
+def make_file(height=100, width=150, tile=2048, seed=0, version=container.VERSION, entropy="float64"
               ) -> tuple[Header, list[tuple[bytes, bytes]], bytes]:
     rng = random.Random(seed)
     hp, wp = container.padded(height), container.padded(width)
-    v2 = dict(tables_id=TID, entropy_path=container.PATH_FLOAT64) if version >= 2 else {}
+    v2 = dict(tables_id=TID, entropy=entropy) if version >= 2 else {}
     header = Header(WID, height, width, (hp - height) // 2, (wp - width) // 2, tile, version=version, **v2)
     if version >= 3:
         header.padding_mode = container.PAD_REPLICATE
@@ -73,9 +73,22 @@ def test_header_of_a_kodak_file_is_at_most_37_bytes():
 
 def test_a_version_2_header_needs_its_tables_id_and_a_known_path():
     header, streams, _ = make_file()
-    for bad in (dict(tables_id=b""), dict(entropy_path=5)):
+    for bad in (dict(tables_id=b""), dict(entropy="float16")):
         with pytest.raises(ValueError, match="version-2 header"):
             container.pack(Header(**{**header.__dict__, "lengths": [], **bad}), streams)
+
+
+def test_the_entropy_byte_is_the_coding_modes_entropy():
+    """One map between the byte files carry (unchanged: 0 float32, 1 float64) and CodingMode.entropy."""
+    from models.coding import CodingMode
+
+    assert container.ENTROPY_BYTES == {"float32": 0, "float64": 1}
+    assert tuple(container.ENTROPY_BYTES) == CodingMode.ENTROPIES
+    for entropy, byte in container.ENTROPY_BYTES.items():
+        data = make_file(entropy=entropy)[2]
+        assert data[4 + 1 + container.ID_BYTES + container.TABLES_ID_BYTES] == byte
+        assert container.parse(data)[0].entropy == entropy
+    assert container.parse(make_file(version=1)[2])[0].entropy == "float32"  # version 1: no byte, float32
 
 
 def test_padding_is_what_crop_needs():
@@ -210,7 +223,7 @@ def test_the_tile_crc_binds_the_header_and_the_tile_index():
     header, _, _ = make_file(300, 500, 256)
     symbols = bytes(range(40))
     crc = container.tile_crc(header, 0, symbols)
-    edits = [dict(height=299), dict(width=490, pad_left=11), dict(tile=384), dict(entropy_path=container.PATH_FLOAT32),
+    edits = [dict(height=299), dict(width=490, pad_left=11), dict(tile=384), dict(entropy="float32"),
              dict(padding_mode=container.PAD_ZERO), dict(tables_id=bytes(4)), dict(weights_id=bytes(6))]
     for edit in edits:
         assert container.tile_crc(Header(**{**header.__dict__, **edit}), 0, symbols) != crc, edit

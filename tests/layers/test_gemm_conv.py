@@ -1,4 +1,4 @@
-"""Per-tap matrix-product convolutions of the float64 portable path (layers/gemm_conv.py)."""
+"""Per-tap matrix-product convolutions of the float64 entropy arithmetic (layers/gemm_conv.py)."""
 
 from __future__ import annotations
 

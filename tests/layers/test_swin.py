@@ -38,10 +38,10 @@ def test_swin_block_inference_path_matches_reference(kind, chunk, monkeypatch):
     nchw = torch.randn(2, 32, 24, 32)
     want = reference_swin_block(m, nchw.permute(0, 2, 3, 1))
     with torch.no_grad():
-        assert m.uses_window_chunks()
+        assert m.uses_window_chunks(nchw.device)
         assert_float_close(m(nchw.permute(0, 2, 3, 1)), want)
         target = torch.zeros(2, 48, 24, 32)
         m.forward_windows(nchw.permute(0, 2, 3, 1), out=target[:, 16:].permute(0, 2, 3, 1))
     assert_float_close(target[:, 16:].permute(0, 2, 3, 1), want)
     assert not target[:, :16].any()
-    assert not m.uses_window_chunks()  # autograd on: the batched path, for training
+    assert not m.uses_window_chunks(nchw.device)  # autograd on: the batched path, for training

@@ -89,7 +89,7 @@ def test_window_attention_state_dict_is_the_published_one():
 
 @pytest.mark.parametrize("shifted", [False, True], ids=["W", "SW"])
 def test_bfloat16_attention_matches_the_reference_to_bfloat16_accuracy(shifted):
-    """The bf16 transforms' attention (batched matmuls, not the fused kernel) computes the same function."""
+    """The bfloat16 transforms' attention (batched matmuls, not the fused kernel) computes the same function."""
     window, head_dim, dim, nh, nw = 8, 8, 32, 2, 3
     m = WindowAttention(dim, head_dim, window, shifted)
     randomise(m, seed=3)

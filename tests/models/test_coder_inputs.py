@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from models.coder_inputs import CoderInputError, check_codable, check_indexes, checked_tables
+from models.coding import Coder
 from tests.helpers import ROOT, tiny_tcm
 
 
@@ -70,7 +71,7 @@ def test_values_the_coder_cannot_take_are_refused():
 
 @pytest.mark.slow
 def test_a_release_file_loaded_without_update_is_refused_not_a_segfault():
-    # TCM.from_state_dict on a half-precision release file: the Gaussian tables are stored empty.
+    # TCM.from_state_dict on a float16 release file: the Gaussian tables are stored empty.
     proc = run_script("""
         import glob, torch
         from models import TCM
@@ -97,6 +98,7 @@ def test_non_finite_or_huge_latents_are_refused_not_an_endless_loop():
     proc = run_script("""
         import torch
         from models.coder_inputs import CoderInputError
+        from models.coding import Coder
         from tests.helpers import tiny_tcm
         x = torch.rand(1, 3, 128, 128)
         for value in (float("nan"), 1e30):
@@ -104,9 +106,9 @@ def test_non_finite_or_huge_latents_are_refused_not_an_endless_loop():
             net.update(force=True)
             with torch.no_grad():
                 net.g_a[0].conv1.weight[0, 0, 0, 0] = value
-            for portable in (False, True):
+            for coder in (net, Coder(net, "float64/float32")):  # the published function, the float64 entropy
                 try:
-                    net.compress(x, portable=portable)
+                    coder.compress(x)
                     print("coded")
                 except CoderInputError as e:
                     print("refused:", e)
@@ -116,12 +118,16 @@ def test_non_finite_or_huge_latents_are_refused_not_an_endless_loop():
     assert len(lines) == 4 and all(line.startswith("refused: the weights or the input produce") for line in lines)
 
 
-def test_nan_in_the_entropy_model_is_refused_when_decoding(net):
+@pytest.mark.parametrize("mode", ["float32/float32", "float64/bfloat16"])
+def test_nan_in_the_entropy_model_is_refused_when_decoding(net, mode):
     x = torch.rand(1, 3, 128, 128)
-    enc = net.compress(x)
+    enc = Coder(net, mode).compress(x)
     broken = tiny_tcm().eval()
     broken.load_state_dict(net.state_dict())
     with torch.no_grad():
         broken.cc_scale_transforms[0][0].weight.fill_(float("nan"))
     with pytest.raises(CoderInputError, match="non-finite values .* in the (means|scales) of slice 0"):
-        broken.decompress(enc["strings"], enc["shape"])
+        Coder(broken, mode).decompress(enc["strings"], enc["shape"])
+    if mode == "float32/float32":  # the published API, the same checks
+        with pytest.raises(CoderInputError, match="non-finite values .* in the (means|scales) of slice 0"):
+            broken.decompress(enc["strings"], enc["shape"])

@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from layers import GemmConv2d, SwinBlock, WindowAttention
+from layers import GemmConv2d, WindowAttention
+from layers.config import get_kernel_policy, set_kernel_policy
+from models.coding import Coder, CodingMode, StaleCoderError
 from tests.helpers import tiny_tcm
 from tests.layers.reference import reference_window_attention
 
@@ -33,12 +35,17 @@ def reference_attention(monkeypatch):
     """Swap every WindowAttention for the spec-literal one while the test runs.
 
     Inference would otherwise run Swin blocks window chunk by window chunk
-    through ``attend``, which the swap does not touch: that path is switched off.
+    through ``attend``, which the swap does not touch: that path is switched
+    off through the kernel policy (``layers.config``).
     """
+    previous = get_kernel_policy()
+
     def use() -> None:
         monkeypatch.setattr(WindowAttention, "forward", reference_window_attention)
-        monkeypatch.setattr(SwinBlock, "uses_window_chunks", lambda self, device=None: False)
-    return use
+        set_kernel_policy(window_chunks=False)
+
+    yield use
+    set_kernel_policy(previous)
 
 
 @pytest.fixture(scope="module")
@@ -116,54 +123,65 @@ def test_encoder_and_decoder_agree_exactly(trained_like, monkeypatch):
         assert torch.equal(dec["x_hat"], trained_like.g_s(dec_y).clamp(0, 1))
 
 
-@pytest.mark.parametrize("portable", [False, True], ids=["float32-path", "portable-path"])
-def test_bf16_transforms_keep_encoder_and_decoder_exact(monkeypatch, portable):
-    """transform_dtype changes g_a, h_a and g_s only: the coding parameters are the entropy path's."""
+@pytest.mark.parametrize("entropy", ["float32", "float64"])
+def test_bfloat16_transforms_keep_encoder_and_decoder_exact(monkeypatch, entropy):
+    """The transforms' arithmetic changes g_a, h_a and g_s only: the coding parameters are the entropy's."""
     net = tiny_tcm(seed=5)
     net.update(force=True)
     net.eval()
     x = _image(1, 128, 128, seed=6)
     seen = _record_decoded(net, monkeypatch)
-    enc = net.compress(x, transform_dtype=torch.bfloat16, portable=portable)
-    dec = net.decompress(enc["strings"], enc["shape"], transform_dtype=torch.bfloat16, portable=portable)
+    coder = Coder(net, CodingMode(entropy, "bfloat16"))
+    copies = coder.transform_nets  # a bfloat16 copy of the transforms, made once (with the coder) for both calls
+    enc = coder.compress(x)
+    dec = coder.decompress(enc["strings"], enc["shape"])
     assert torch.equal(seen[0], seen[1]) and torch.equal(enc["symbols"]["y"], dec["symbols"]["y"])
-    assert seen[0].dtype == (torch.float64 if portable else torch.float32)
+    assert seen[0].dtype == (torch.float64 if entropy == "float64" else torch.float32)
     assert dec["x_hat"].dtype == torch.float32
-    copies = net.__dict__["_cast_copies"]  # a bfloat16 copy of the transforms, made once for both calls
-    assert next(iter(copies[(("g_a", "h_a", "g_s"), torch.bfloat16)][1].g_s.parameters())).dtype == torch.bfloat16
+    assert coder.transform_nets is copies and next(copies.g_s.parameters()).dtype == torch.bfloat16
     with torch.no_grad():  # and close to the float32 transforms
-        assert (net.synthesize(seen[0], torch.bfloat16) - net.synthesize(seen[0])).abs().max() < 0.05
+        assert (coder.synthesize(seen[0]) - net.synthesize(seen[0])).abs().max() < 0.05
 
 
-def test_the_portable_path_computes_the_published_function_in_float64(trained_like):
+def test_the_float64_entropy_computes_the_published_function_in_float64(trained_like):
     """The same symbols up to rounding, means and scales within float32's rounding of float64's."""
     x = _image(1, 128, 256, seed=7)
     published = trained_like.compress(x)
-    portable = trained_like.compress(x, portable=True)
-    assert (portable["y_hat"] - published["y_hat"]).abs().max() < 1e-4
-    differ = (portable["symbols"]["y"] != published["symbols"]["y"]).float().mean().item()
+    coder = Coder(trained_like, CodingMode.PORTABLE)
+    float64 = coder.compress(x)
+    assert (float64["y_hat"] - published["y_hat"]).abs().max() < 1e-4
+    differ = (float64["symbols"]["y"] != published["symbols"]["y"]).float().mean().item()
     assert differ < 1e-3  # only latents within float32 noise of a rounding boundary
-    assert (portable["likelihoods"]["y"] - published["likelihoods"]["y"]).abs().max() < 1e-4
-    decoded = trained_like.decompress(portable["strings"], portable["shape"], portable=True)
-    assert torch.equal(decoded["symbols"]["y"], portable["symbols"]["y"])
+    assert (float64["likelihoods"]["y"] - published["likelihoods"]["y"]).abs().max() < 1e-4
+    decoded = coder.decompress(float64["strings"], float64["shape"])
+    assert torch.equal(decoded["symbols"]["y"], float64["symbols"]["y"])
     weights = trained_like.cc_mean_transforms[0][0].weight
-    nets = trained_like.portable_nets()
-    assert trained_like.portable_nets() is nets  # upcast once
+    nets = coder.entropy_nets
+    assert coder.entropy_nets is nets and next(nets.parameters()).dtype == torch.float64  # upcast once
     convs = [m for m in nets.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(type(m) is GemmConv2d for m in convs)  # per-tap products in float64
     assert not any(isinstance(m, GemmConv2d) for m in trained_like.modules())  # the model's own stay
     with torch.no_grad():
         weights.add_(1e-3)
-    assert trained_like.portable_nets() is not nets  # and again when the weights change
-    with torch.no_grad():
-        weights.sub_(1e-3)
+    try:  # and again when the weights change, on request: stale copies are never used
+        assert coder.stale
+        with pytest.raises(StaleCoderError, match="refresh"):
+            coder.compress(x)
+        coder.refresh()
+        assert coder.entropy_nets is not nets and not coder.stale
+    finally:
+        with torch.no_grad():
+            weights.sub_(1e-3)
 
 
-def test_the_float64_copy_made_under_inference_mode_holds_ordinary_tensors():
-    """Whatever mode the first call runs in, the cached copy can be used in any other."""
+@pytest.mark.parametrize("mode", ["float64/float32", "float32/bfloat16"])
+def test_copies_made_under_inference_mode_hold_ordinary_tensors(mode):
+    """Whatever mode the coder is made in, its copies can be used in any other."""
     net = tiny_tcm(seed=2)
     net.update(force=True)
     with torch.inference_mode():
-        nets = net.portable_nets()
+        coder = Coder(net, mode)
+    nets = coder.entropy_nets or coder.transform_nets
     weights = [m.weight for m in nets.modules() if isinstance(m, torch.nn.Conv2d)]
     assert weights and not any(w.is_inference() for w in weights)
+    coder.compress(_image(1, 128, 128))  # outside inference mode
