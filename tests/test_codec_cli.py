@@ -63,6 +63,7 @@ def write_mode_images(folder: Path) -> dict[str, tuple[int, int]]:
     return {"gray": (53, 37), "palette": (53, 37), "alpha": (53, 37), "deep": (53, 37), "rotated": (37, 53)}
 
 
+@pytest.mark.slow
 def test_image_modes_through_the_command_line(ck, tmp_path, capsys):
     sizes = write_mode_images(tmp_path / "in")
     inputs = sorted(str(p) for p in (tmp_path / "in").iterdir())
@@ -98,6 +99,7 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
     assert f"tile crcs       {header.tile_crcs[0]:08x}\n" in out and "latent crc" not in out
 
 
+@pytest.mark.slow
 def test_max_pixels_bounds_what_decompress_decodes_and_info_reports_it(ck, tmp_path, capsys, small):
     (tmp_path / "a.tcm").write_bytes(small[1])  # 30x20: 600 pixels
     out = tmp_path / "a.png"
@@ -132,6 +134,7 @@ def test_other_weights_refused_naming_both(ck, other_ck, tmp_path, capsys, small
     assert not (tmp_path / "a.png").exists()
 
 
+@pytest.mark.slow
 def test_decompress_without_checkpoint_names_the_weights(ck, tmp_path, capsys, monkeypatch, small):
     monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
     (tmp_path / "a.tcm").write_bytes(small[1])
@@ -145,6 +148,7 @@ def test_decompress_without_checkpoint_names_the_weights(ck, tmp_path, capsys, m
 
 
 # ------------------------------------------------------------------ outputs
+@pytest.mark.slow
 def test_existing_output_replaced_only_by_a_complete_one(ck, tmp_path, monkeypatch, capsys, small):
     small[0].save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
@@ -207,6 +211,7 @@ def test_usage_errors_are_one_line(argv, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_transforms_is_what_the_codec_runs(ck, tmp_path, capsys, small):
     """--transforms float32|bfloat16: the file and the decoded image are the Codec's with those transforms."""
     small[0].save(tmp_path / "a.png")
@@ -340,6 +345,7 @@ def test_fuzz_batch_fails_cleanly_and_leaves_no_output(ck, other_ck, tcm, tmp_pa
 
 
 # ------------------------------------------------------------------ what a run reports
+@pytest.mark.slow
 def test_one_line_per_file_done_and_quiet(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     small[0].save(tmp_path / "b.png")
@@ -410,6 +416,7 @@ def test_compress_and_decompress_refuse_fifos_and_devices(ck, tmp_path, small):
 
 
 # ------------------------------------------------------------------ outputs that would destroy something
+@pytest.mark.slow
 def test_an_output_of_another_kind_is_replaced_only_with_force(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     small[0].save(tmp_path / "victim.png")
@@ -429,6 +436,7 @@ def test_an_output_of_another_kind_is_replaced_only_with_force(ck, tmp_path, cap
     assert (tmp_path / "victim.png").read_bytes() == small[1]
 
 
+@pytest.mark.slow
 def test_no_input_is_ever_overwritten_force_or_not(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     ck_bytes = ck.read_bytes()
@@ -468,6 +476,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed_at_the_next_start(ck, tmp
 
 
 # ------------------------------------------------------------------ finding the weights a file names
+@pytest.mark.slow
 def test_decompress_finds_the_weights_in_a_weights_path_folder(ck, other_ck, tmp_path, monkeypatch, capsys, small):
     from file_codec.weights import SHIPPED, WEIGHTS_PATH_ENV
 

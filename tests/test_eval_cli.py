@@ -44,6 +44,7 @@ def _folder_with_bad_files(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_folder_in_both_modes_with_bad_files_json_plot_baselines_and_sweep(tmp_path, trained, capsys):
     from compressai.utils.plot.__main__ import parse_json_file
 
@@ -170,6 +171,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
         assert not (tmp_path / "o.json").exists()
 
 
+@pytest.mark.slow
 def test_coding_says_how_real_codes_and_the_results_say_it_too(tmp_path, trained, capsys):
     path, _ = trained
     data = tmp_path / "d"
@@ -248,6 +250,7 @@ def test_outputs_are_checked_before_any_image(tmp_path, trained, capsys, monkeyp
     assert err.strip().splitlines()[-1].startswith("eval.py: error: ") and message in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error, status", [(KeyboardInterrupt, 130), ("Terminated", 143)])
 def test_an_interrupted_evaluation_continues_with_resume(tmp_path, trained, capsys, monkeypatch, error, status):
     from utils.cli import Terminated
@@ -315,6 +318,7 @@ def test_an_output_naming_an_input_is_refused_before_any_image(tmp_path, trained
     assert victim.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_comparison_that_cannot_be_made_is_a_note_and_every_output_is_written(tmp_path, trained, capsys):
     """An anchor whose PSNR falls at its highest rate: BD-rate null with the reason, results and plot written."""
     from tests.helpers import codec_checkpoint
@@ -377,6 +381,7 @@ def test_an_image_a_baseline_cannot_code_is_skipped_for_that_baseline_only(tmp_p
     assert set(doc["matched"]["tiny-trained"]["jpeg"]) == {"a.png", "thin.png"}
 
 
+@pytest.mark.slow
 def test_resume_reuses_a_row_only_for_the_same_pixels(tmp_path, trained, capsys, monkeypatch):
     """Other images under the same names are evaluated again, and said so; the same pixels re-saved are not."""
     from PIL import PngImagePlugin

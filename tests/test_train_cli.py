@@ -87,6 +87,7 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     assert loss() < 0.8 * before
 
 
+@pytest.mark.slow
 def test_steps_per_epoch_beyond_the_training_set_says_what_an_epoch_is(data: Path, tmp_path: Path, capsys):
     """Four training images at batch 2 make two steps an epoch, whatever --steps-per-epoch asks."""
     argv = cli(data, tmp_path, "--epochs", "1", "--no-save")
@@ -319,6 +320,7 @@ def test_resume_applies_a_new_learning_rate_and_schedule(data: Path, tmp_path: P
     assert ck["aux_optimizer"]["param_groups"][0]["lr"] == 2e-3
 
 
+@pytest.mark.slow
 def test_stale_temporary_files_are_removed_and_test_dir_picks_the_best_epoch(data: Path, tmp_path: Path, capsys):
     run = tmp_path / "runs" / "mse_lambda_0.01"
     run.mkdir(parents=True)

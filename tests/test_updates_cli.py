@@ -23,6 +23,7 @@ def _training_checkpoint(path, seed=0):
     return model
 
 
+@pytest.mark.slow
 def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
     ck = tmp_path / "checkpoint_best.pth.tar"
     model = _training_checkpoint(ck)
@@ -84,6 +85,7 @@ def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(t
 
 
 
+@pytest.mark.slow
 def test_nan_weights_fail_the_round_trip_and_no_file_is_kept(tmp_path, capsys):
     # NaN in g_s: the decoded image is NaN, and "nan > 1e-4" is False: the check must not pass it.
     ck = tmp_path / "ck.pth.tar"

@@ -83,6 +83,7 @@ def test_boundary_margins_reads_the_decoders_parameters_through_the_slice_hook(m
     assert get_kernel_policy() == KernelPolicy()
 
 
+@pytest.mark.slow
 def test_coding_cost_times_every_mode_on_every_image(setup):
     ck, images, _ = setup
     cost = coding_cost(str(ck), images[:2], CodingMode.all())
@@ -91,6 +92,7 @@ def test_coding_cost_times_every_mode_on_every_image(setup):
         assert set(times) == {"encode", "decode"} and all(0 < t < 60 for t in times.values())
 
 
+@pytest.mark.slow
 def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
     import portability
 

@@ -45,6 +45,7 @@ def test_folders_are_the_shipped_one_then_the_variable_s_in_order_each_once(plac
     assert search_folders() == [shipped, extra, tmp_path / "missing"]
 
 
+@pytest.mark.slow
 def test_weights_are_found_loaded_once_and_remembered(places, checkpoints):
     shipped, extra = places
     shutil.copy(checkpoints[1], shipped / "b.pth.tar")
@@ -65,6 +66,7 @@ def test_weights_are_found_loaded_once_and_remembered(places, checkpoints):
     assert locate(wanted).file == extra / "a.pth.tar"
 
 
+@pytest.mark.slow
 def test_a_wrong_index_entry_is_checked_and_corrected(places, checkpoints):
     shipped, extra = places
     shutil.copy(checkpoints[1], shipped / "b.pth.tar")
