@@ -176,7 +176,7 @@ class Codec:
     Files are written in format version 3 with the float64 entropy
     arithmetic (``entropy``; ``models.coding``), so that they decode on other
     machines, and padded with repeated edges (``padding``; zeros leave a dark
-    frame along the decoded borders: README, The file codec); ``version=2``
+    frame along the decoded borders: docs/format.md, Padding); ``version=2``
     writes the previous format (zero padding, one latent checksum).
     ``transforms`` is the transforms' arithmetic (g_a, h_a when encoding, g_s
     when decoding) and may differ between encoder and decoder; a file decodes
