@@ -193,7 +193,7 @@ def test_non_regular_checkpoint_files_are_refused_without_reading(tmp_path):
 
 
 def test_from_state_dict_takes_what_load_model_takes(tmp_path):
-    """The authors' own line: TCM.from_state_dict(torch.load(file)["state_dict"] or the whole dict)."""
+    """The authors' own line: TCM.from_state_dict(torch.load(file, weights_only=True)), whole dict or its state_dict."""
     torch.manual_seed(3)
     model = tiny_tcm(seed=7).eval()
     model.update(force=True)
