@@ -105,6 +105,7 @@ def encode_tile(coder: Coder, x: Tensor) -> tuple[bytes, bytes, bytes]:
 
 @torch.no_grad()
 def _decode_z(net, z_stream: bytes, z_shape: tuple[int, int]) -> Tensor:
+    net._checked_bottleneck(net.entropy_bottleneck.channels)  # before the C++ decoder sees its tables
     n = net.entropy_bottleneck.channels * z_shape[0] * z_shape[1]
     first, second = (net.entropy_bottleneck.decompress([_bounded(z_stream, n, fill)], z_shape) for fill in _FILLS)
     if not torch.equal(first, second):
@@ -112,39 +113,48 @@ def _decode_z(net, z_stream: bytes, z_shape: tuple[int, int]) -> Tensor:
     return first
 
 
+class BoundedYStream:
+    """A y stream read twice, followed by either fill of :data:`_FILLS` (``RansDecoder``'s ``decode_stream``).
+
+    The two readings agree while the stream lasts; the first slice where they
+    differ read past its end, and decoding stops there: a stream shorter than
+    the symbols the header's tile size needs (a crafted file) costs one slice
+    of work, not a whole image's.
+    """
+
+    def __init__(self, stream: bytes, n_symbols: int, num_slices: int):
+        self.readers = []
+        for fill in _FILLS:
+            self.readers.append(RansDecoder())
+            self.readers[-1].set_stream(_bounded(stream, n_symbols, fill))
+        self.num_slices, self.slice = num_slices, 0
+
+    def decode_stream(self, indexes: list[int], cdf: list, cdf_lengths: list, offsets: list) -> list[int]:
+        self.slice += 1
+        first, second = (r.decode_stream(indexes, cdf, cdf_lengths, offsets) for r in self.readers)
+        if first != second:
+            raise CodecError(f"its y stream ends before its symbols do, in slice {self.slice} of {self.num_slices} "
+                             "(a crafted file)")
+        return first
+
+
 @torch.no_grad()
 def decode_latents(coder: Coder, z_stream: bytes, y_stream: bytes, height: int, width: int) -> tuple[Tensor, bytes]:
-    """(y_hat, symbol bytes) of one tile: the coder's entropy decoding (``TCM.entropy_decode``'s), bounded.
+    """(y_hat, symbol bytes) of one tile: the coder's entropy decoding (``TCM.entropy_decode``), bounded.
 
-    Each stream is decoded twice, followed by either fill of :data:`_FILLS`, and
-    decoding stops at the first slice where the two disagree: a stream shorter
-    than the symbols the header's tile size needs (a crafted file) costs one
-    slice of work, not a whole image's.
+    The z stream is read twice first (:func:`_decode_z`: it is a few percent of
+    the symbols) and the y stream slice by slice through :class:`BoundedYStream`.
     """
     check_stream(z_stream, "z")
     check_stream(y_stream, "y")
     net = coder.net
-    z_hat = _decode_z(net, z_stream, (height // 64, width // 64))
-    z_symbols = net._z_symbols(z_hat)
-    gc = net.gaussian_conditional
-    cdf, cdf_lengths, offsets = net._cdf_tables()
+    z_shape = (height // 64, width // 64)
+    _decode_z(net, z_stream, z_shape)
+    z_bounded = _bounded(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1])
     n_symbols = net.M * (height // 16) * (width // 16)
-    decoders = []
-    for fill in _FILLS:
-        decoders.append(RansDecoder())
-        decoders[-1].set_stream(_bounded(y_stream, n_symbols, fill))
-
-    def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        idx = net.slice_indexes(i, mu, scale, len(cdf)).reshape(-1).tolist()
-        first, second = (d.decode_stream(idx, cdf, cdf_lengths, offsets) for d in decoders)
-        if first != second:
-            raise CodecError(f"its y stream ends before its symbols do, in slice {i + 1} of {net.num_slices} "
-                             "(a crafted file)")
-        q = torch.tensor(first, dtype=torch.int32).reshape(1, -1)
-        return gc.dequantize(q.reshape(mu.shape).to(mu.device), mu), q
-
-    y_hat, y_symbols = coder.code_slices(z_hat, code_slice)
-    return y_hat, _symbol_bytes({"z": z_symbols, "y": torch.cat(y_symbols, dim=1)})
+    y_hat, symbols = coder.entropy_decode([[y_stream], [z_bounded]], z_shape,
+                                          lambda s: BoundedYStream(s, n_symbols, net.num_slices))
+    return y_hat, _symbol_bytes(symbols)
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -216,6 +216,12 @@ class Coder:
         the encoder's, the transforms need not."""
         if self.mode == CodingMode.PUBLISHED:
             return self.net.decompress(strings, shape)
-        self._check_fresh()
-        y_hat, symbols = self.net.entropy_decode(strings, shape, self.entropy_nets)
+        y_hat, symbols = self.entropy_decode(strings, shape)
         return {"x_hat": self.synthesize(y_hat), "symbols": symbols}
+
+    @torch.no_grad()
+    def entropy_decode(self, strings: list, shape, open_stream: Callable[[bytes], Any] | None = None
+                       ) -> tuple[Tensor, dict]:
+        """``TCM.entropy_decode`` in this mode's entropy arithmetic: ``(y_hat, symbols)`` before the synthesis."""
+        self._check_fresh()
+        return self.net.entropy_decode(strings, shape, self.entropy_nets, open_stream)

@@ -377,8 +377,15 @@ class TCM(CompressionModel):
         }
 
     @torch.no_grad()
-    def entropy_decode(self, strings: list, shape, nets: nn.Module | None = None) -> tuple[Tensor, dict]:
-        """``(y_hat, symbols)`` of :meth:`decompress`, before the synthesis; ``nets`` as :meth:`entropy_encode`'s."""
+    def entropy_decode(self, strings: list, shape, nets: nn.Module | None = None,
+                       open_stream: Callable[[bytes], Any] | None = None) -> tuple[Tensor, dict]:
+        """``(y_hat, symbols)`` of :meth:`decompress`, before the synthesis; ``nets`` as :meth:`entropy_encode`'s.
+
+        ``open_stream(y_string)`` gives the object whose ``decode_stream`` (CompressAI's
+        ``RansDecoder`` interface) reads one image's y symbols, slice by slice;
+        by default a ``RansDecoder`` on the string (the file codec passes one that
+        stops where a crafted stream runs out).
+        """
         y_strings, z_strings = strings
         cdf, cdf_lengths, offsets = self._cdf_tables()
         self._checked_bottleneck(self.entropy_bottleneck.channels)
@@ -386,11 +393,7 @@ class TCM(CompressionModel):
         check_finite(z_hat, "the decoded hyper-latent z")
         if nets is not None:
             z_hat = z_hat.to(_dtype_of(nets))
-        decoders = []
-        for s in y_strings:
-            decoder = RansDecoder()
-            decoder.set_stream(s)
-            decoders.append(decoder)
+        decoders = [(open_stream or _rans_decoder)(s) for s in y_strings]
 
         def code_slice(i: int, mu: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
             idx = self.slice_indexes(i, mu, scale, len(cdf))
@@ -412,6 +415,12 @@ class TCM(CompressionModel):
         idx = self.gaussian_conditional.build_indexes(scale).int().cpu()
         check_indexes(idx, tables, "the scales")
         return idx
+
+
+def _rans_decoder(stream: bytes) -> RansDecoder:
+    decoder = RansDecoder()
+    decoder.set_stream(stream)
+    return decoder
 
 
 def _dtype_of(nets: nn.Module) -> torch.dtype:
