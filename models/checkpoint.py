@@ -26,6 +26,7 @@ from torch import Tensor
 from utils.cli import ToolError
 from utils.files import CHECKPOINT_SUFFIXES, NotARegularFile, check_regular_file, sha256_file
 
+from .integer_entropy import IntegerParameterError, stored_parameters
 from .state_dict import weights_of
 from .tcm import TCM
 
@@ -136,9 +137,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", upda
     """Load any accepted checkpoint file as an eval-mode TCM on ``device``.
 
     With ``update`` the entropy tables are built if the checkpoint lacks them
-    (training checkpoints), so the model can entropy-code straight away.
+    (training checkpoints), so the model can entropy-code straight away.  A
+    release file's integer parameters (``models.integer_entropy``) come with
+    the model (``model.integer_parameters``).
     """
-    model = model_from_state_dict(read_checkpoint(path))
+    checkpoint = read_checkpoint(path)
+    model = model_from_state_dict(checkpoint)
+    try:
+        model.integer_parameters = stored_parameters(checkpoint)
+    except IntegerParameterError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     if update:
         model.update(force=False)
     return model.to(device).eval()

@@ -31,7 +31,7 @@ def other_ck(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tcm(ck) -> Codec:
-    return Codec.load(ck, transforms=default_transforms())  # what codec.py uses by default
+    return Codec.load(ck, f"float64/{default_transforms()}")  # what codec.py uses by default
 
 
 def header_len(data: bytes) -> int:
@@ -92,7 +92,7 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
         assert im.format == "BMP" and im.size == (30, 20)
     assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
     out = capsys.readouterr().out
-    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  3" in out
+    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  4" in out
     assert "entropy path    float64 (decodes on other machines)" in out and Codec.load(ck).tables_id.hex() in out
     header = container.parse(small[1])[0]
     assert "padding         replicate: left 49, right 49, top 54, bottom 54 (coded 128x128)" in out
@@ -217,7 +217,7 @@ def test_transforms_is_what_the_codec_runs(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     (tmp_path / "small.tcm").write_bytes(small[1])
     for transforms in ("float32", "bfloat16"):
-        expected = Codec.load(ck, transforms=transforms)
+        expected = Codec.load(ck, f"float64/{transforms}")
         out, png = tmp_path / f"{transforms}.tcm", tmp_path / f"{transforms}.png"
         assert codec.main(["compress", str(tmp_path / "a.png"), str(out), "-c", str(ck), "-q",
                            "--transforms", transforms]) == 0

@@ -116,14 +116,14 @@ def test_folder_in_both_modes_with_bad_files_json_plot_baselines_and_sweep(tmp_p
 
 
 def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_path, trained, capsys, monkeypatch):
-    from models.tcm import TCM
+    from models.coding import Coder
 
     path, _ = trained
     data = tmp_path / "d"
     data.mkdir()
     synthetic_photo(64, 64, seed=5).save(data / "a.png")
     synthetic_photo(64, 64, seed=6).save(data / "b.png")
-    decompress = TCM.decompress
+    decompress = Coder.decompress
     calls = []
 
     def faulty(self, strings, shape, **options):
@@ -133,7 +133,7 @@ def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_pat
             out["x_hat"][..., 60:80, 60:80] = 1 - out["x_hat"][..., 60:80, 60:80]
         return out
 
-    monkeypatch.setattr(TCM, "decompress", faulty)
+    monkeypatch.setattr(Coder, "decompress", faulty)
     out = tmp_path / "r.json"
     rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--real", "--output", out)
     assert rc == EXIT_MISMATCH
