@@ -38,7 +38,7 @@ from pathlib import Path
 
 from file_codec import container
 from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
-from file_codec.settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
+from file_codec.settings import DEFAULT_ENTROPY, DEFAULT_TILE, ENTROPIES, TRANSFORMS, CodecError, check_tile_side, default_transforms
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.process import keep_freed_memory
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
     c.add_argument("--transforms", **transforms)
+    c.add_argument("--entropy", choices=ENTROPIES, default=DEFAULT_ENTROPY,
+                   help="arithmetic of the entropy parameters (default %(default)s; float64: the published "
+                        "function, decodes on other machines; int8: exact integers, decode on any machine; float32: "
+                        "the published function, decodes only alike)")
     c.add_argument("-f", "--force", **force)
     c.add_argument("-q", "--quiet", **quiet)
     d = sub.add_parser("decompress", help=".tcm files -> images")
@@ -115,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
 
         def load(checkpoint: str | Path) -> Codec:
-            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.transforms, **limits)
+            mode = f"{getattr(args, 'entropy', DEFAULT_ENTROPY)}/{args.transforms}"  # decoding: each file's entropy
+            return Codec.load(checkpoint, mode, getattr(args, "tile", DEFAULT_TILE), **limits)
 
         options = dict(force=args.force, quiet=args.quiet,
                        also_read=[Path(args.checkpoint)] if args.checkpoint else [])

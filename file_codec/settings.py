@@ -18,6 +18,10 @@ DEFAULT_TILE = 2048
 #: The transforms' arithmetics a codec runs (``models.coding.CodingMode.TRANSFORMS``, named here without loading
 #: torch; tests/file_codec checks that the two agree).
 TRANSFORMS = ("float32", "bfloat16")
+#: The entropy arithmetics a codec writes (``models.coding.CodingMode.ENTROPIES``), the default first
+#: (docs/portability.md).
+ENTROPIES = ("float64", "int8", "float32")
+DEFAULT_ENTROPY = ENTROPIES[0]
 
 
 class CodecError(ToolError):
@@ -36,6 +40,11 @@ def native_bfloat16() -> bool:
 def default_transforms() -> str:
     """bfloat16 where the CPU has it: the quality it costs is measured negligible (docs/portability.md)."""
     return "bfloat16" if native_bfloat16() else "float32"
+
+
+def default_coding() -> str:
+    """The coding mode ``codec.py compress`` writes by default here, as text (``"int8/bfloat16"``)."""
+    return f"{DEFAULT_ENTROPY}/{default_transforms()}"
 
 
 def check_tile_side(tile: int) -> None:
