@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from PIL import Image
 
 from utils.cli import ToolError, describe_os_error, first_line
-from utils.files import atomic_write, check_output, open_regular_file, remove_stale_parts, write_bytes_atomic
+from utils.files import check_output, open_regular_file, remove_stale_parts, save_image_atomic, write_bytes_atomic
 
 from . import container
 from .container import ContainerError, Header
@@ -182,8 +182,7 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
         data = read_file(src)
         header, _ = container.parse(data)
         image = codec_for(header).decode(data)
-        with atomic_write(dst) as tmp, open(tmp, "wb") as f:
-            image.save(f, format=fmt)
+        save_image_atomic(image, dst, fmt)
         width, height = image.size
         _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp, "
                        f"{time.perf_counter() - start:.2f} s")
