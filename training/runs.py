@@ -17,6 +17,7 @@ from pathlib import Path
 
 from models import TCMConfig, extract_state_dict, read_checkpoint
 from utils.cli import ToolError, UsageError
+from utils.files import open_own_file
 
 from .config import TrainingConfig
 from .options import DEFAULT_LAMBDA
@@ -71,7 +72,9 @@ class RunLock:
     ``fcntl.flock`` on ``RUN/.lock``: the kernel drops it when the holder
     exits, however it exits, so a lock left by a killed trainer is never in
     the way.  The file holds the holder's host and PID, for the message a
-    second trainer gets.
+    second trainer gets.  It is opened as a file of its own
+    (``utils.files.open_own_file``): a link placed there is replaced, and
+    what it points to is never written.
     """
 
     def __init__(self, run_dir: Path):
@@ -80,7 +83,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own_file(self.path, "r+")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

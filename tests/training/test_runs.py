@@ -10,8 +10,8 @@ import torch
 
 from tests.helpers import tiny_tcm
 from tests.training.helpers import STORED_ARGS, TINY, command_line, config_of
-from training.runs import LATEST, Plan, describe_start, plan_runs, run_name
-from utils.cli import UsageError
+from training.runs import LATEST, LOCK, Plan, RunLock, describe_start, plan_runs, run_name
+from utils.cli import ToolError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,22 @@ def test_a_checkpoint_without_its_lambda_needs_one(tmp_path: Path, weights):
         plan_runs(*command_line("--checkpoint", str(ck)))
     _, plans = plan_runs(*command_line("--checkpoint", str(ck), "--lambda", "0.02"))
     assert plans[0].lmbda == 0.02 and plans[0].run_dir == Path(os.path.realpath(ck.parent))
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_the_lock_replaces_a_link_never_its_target(tmp_path: Path, link):
+    """A .lock placed as a link to another file: the file stays as it was, the lock still excludes."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    run = tmp_path / "mse_lambda_0.01"
+    run.mkdir()
+    os.symlink(victim, run / LOCK) if link == "symbolic" else os.link(victim, run / LOCK)
+    lock = RunLock(run).acquire()
+    try:
+        assert victim.read_bytes() == b"precious"
+        assert not (run / LOCK).is_symlink() and (run / LOCK).read_text().startswith("host ")
+        with pytest.raises(ToolError, match=f"^{run} is being trained by another process \\(host .* pid {os.getpid()}\\)"):
+            RunLock(run).acquire()
+    finally:
+        lock.release()
+    RunLock(run).acquire().release()  # released: free again
