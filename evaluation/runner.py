@@ -198,7 +198,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     store = RowStore(args.output, args.resume)
     digests = {name: image_digest(img) for name, img in images}
     keys = {ck.name: row_keys(ck, images, digests, device, args) for ck in checkpoints}
-    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format)
+    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format,
+                      image_names=[name for name, _ in images])
     data = " ".join(args.data)
     reused, again = store.match(k for ck_keys in keys.values() for k in ck_keys)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "
