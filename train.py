@@ -23,23 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from models import TCMConfig
 from training.config import TrainingConfig
-from training.options import DEFAULT_LAMBDA, given_options
+from training.options import DEFAULT_LAMBDA, given_options, spelled
 from training.sweep import PROG, run_sweep
 from utils.cli import ArgumentParser, run_tool
 from utils.process import keep_freed_memory
-
-
-def shown_default(value: Any) -> str:
-    """A default as the command line would spell it: ``45 48``, ``on``, ``0.0001``."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -51,7 +42,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if (not action.option_strings or default is None or default is argparse.SUPPRESS or default is False
                 or "default" in text):
             return text
-        return f"{text} (default: {shown_default(default).replace('%', '%%')})"
+        return f"{text} (default: {spelled(default).replace('%', '%%')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default: {getattr(TCMConfig, name)})")
     g.add_argument("--entropy-hidden", type=int, nargs=2, default=None, metavar=("A", "B"),
-                   help=f"hidden widths of the slice transforms (default: {shown_default(TCMConfig.entropy_hidden)})")
+                   help=f"hidden widths of the slice transforms (default: {spelled(TCMConfig.entropy_hidden)})")
     return p
 
 

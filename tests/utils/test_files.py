@@ -181,25 +181,6 @@ def test_open_own_file_replaces_a_link_and_keeps_a_file_of_its_own(tmp_path):
 
 
 # ----------------------------------------------------------------------- a full disk names the file written
-@pytest.fixture
-def file_size_limit():
-    """``limit(n)``: from then on, writing a file past n bytes fails (EFBIG), as on a full disk (RLIMIT_FSIZE)."""
-    import resource
-    import signal
-
-    previous = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error, not the signal that kills
-
-    def limit(n: int) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (n, previous[1]))
-
-    try:
-        yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
-        signal.signal(signal.SIGXFSZ, handler)
-
-
 def test_a_failed_checkpoint_write_says_why_and_names_the_file_written(tmp_path, file_size_limit):
     """torch's zip writer hides the OSError, a copy's error names its source: both name the file written."""
     import errno
