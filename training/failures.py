@@ -36,14 +36,6 @@ def out_of_memory_says(message: str) -> Iterator[None]:
 
 
 def describe(e: BaseException) -> str:
-    """``Type: message`` in one line; for an error a data worker raised, the worker's own.
-
-    torch re-raises a worker's exception with a message of several lines,
-    ``Caught T in DataLoader worker process K.`` then the worker's traceback,
-    whose last line is the original ``T: message``.
-    """
-    text = str(e).strip()
-    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
-        return text.splitlines()[-1].strip()
-    message = first_line(text)
+    """``Type: message`` in one line (a data worker's error comes in its own words: ``training.workers``)."""
+    message = first_line(e)
     return f"{type(e).__name__}: {message}" if message else type(e).__name__
