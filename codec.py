@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         from file_codec.weights import WeightsFinder
 
         finder = WeightsFinder(load)
-        return decompress_files(lambda header: finder.codec_for(header.weights_id), args.inputs, args.out, **options)
+        return decompress_files(lambda header: finder.codec_for(header.weights_id, header.tables_id or None),
+                                args.inputs, args.out, **options)
 
     return run_tool(PROG, body)
 
