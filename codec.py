@@ -37,7 +37,8 @@ import sys
 from pathlib import Path
 
 from file_codec import container
-from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
+from file_codec.files import (CHECKPOINT_ENV, PROG, check_folders_writable, compress_files, decompress_files,
+                              info_files, plan_outputs)
 from file_codec.settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return info_files(args.inputs)  # headers only: neither torch nor the model is loaded
         if not args.checkpoint and args.command == "compress":
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
+        # A folder no output can be written into is refused before the seconds of loading a model.
+        check_folders_writable(plan_outputs(args.inputs, args.out, ".tcm" if args.command == "compress" else ".png"))
         from file_codec.codec import Codec  # torch and CompressAI: seconds to import
 
         limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}

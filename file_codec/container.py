@@ -238,6 +238,14 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(head) + _CRC.pack(crc) + payload
 
 
+def check_magic(head: bytes) -> None:
+    """Refuse bytes that do not begin as a TCM file; the first ``len(MAGIC)`` bytes are enough."""
+    if not head:
+        raise ContainerError("empty file")
+    if head[: len(MAGIC)] != MAGIC:
+        raise ContainerError("not a TCM file (bad magic bytes)")
+
+
 def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     """Validate ``data`` completely (bounds, lengths, file CRC) and split it.
 
@@ -245,10 +253,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     proportion to what the header claims before it is checked against the
     file's actual length.
     """
-    if not data:
-        raise ContainerError("empty file")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise ContainerError("not a TCM file (bad magic bytes)")
+    check_magic(data)
     if len(data) < _FIXED.size:
         raise ContainerError("truncated header")
     _, version, weights_id = _FIXED.unpack_from(data)

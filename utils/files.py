@@ -392,13 +392,26 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     if path.is_dir():
         raise ToolError(f"{what} {path} is a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
+        _create_in(path.parent, path.name)
     except OSError as e:
         raise ToolError(f"cannot write {what} {path}: {e.strerror or first_line(e)}") from None
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """Refuse, before any work, a folder in which no file can be created (read-only, not ours, full)."""
+    try:
+        _create_in(Path(folder), "probe")
+    except OSError as e:
+        raise ToolError(f"cannot write into {what} {folder}: {e.strerror or first_line(e)}") from None
+
+
+def _create_in(folder: Path, name: str) -> None:
+    """Create ``folder`` if need be and a temporary file in it (as :func:`atomic_write` would), then remove it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
