@@ -202,7 +202,7 @@ def test_output_never_overwrites_its_input(ck, tmp_path, capsys, small):
 @pytest.mark.parametrize(
     "argv",
     [["compress"], ["decompress", "x.tcm"], ["info"], ["compress", "a.png", "b", "--tile", "100"], ["nope"],
-     ["compress", "a.png", "b", "--transforms", "bf16"], ["decompress", "a.tcm", "b", "--precision", "fp32"]],
+     ["compress", "a.png", "b", "--transforms", "float16"], ["decompress", "a.tcm", "b", "--max-pixels", "0"]],
 )
 def test_usage_errors_are_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
