@@ -9,10 +9,11 @@ from pathlib import Path
 from datasets import find_splits, list_images, readable_images
 from utils.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError, describe_os_error
 from utils.files import remove_stale_parts, write_text_atomic
+from utils.process import is_out_of_memory
 
 from .config import TrainingConfig
 from .distributed import Dist, setup_processes, teardown_processes
-from .failures import OutOfMemory, describe, is_out_of_memory
+from .failures import OutOfMemory, describe
 from .loop import Diverged, Stopped, Trainer
 from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
