@@ -39,21 +39,10 @@ from pathlib import Path
 from file_codec import container
 from file_codec.files import (CHECKPOINT_ENV, PROG, check_folders_writable, compress_files, decompress_files,
                               info_files, plan_outputs)
-from file_codec.settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
+from file_codec.settings import DEFAULT_TILE, TRANSFORMS, default_transforms, tile_argument
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.process import keep_freed_memory
-
-
-def tile_side(text: str) -> int:
-    try:
-        value = int(text)
-        check_tile_side(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    except CodecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
 
 
 def pixel_count(text: str) -> int:
@@ -80,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE")
     c.add_argument("out", metavar="OUT")
     c.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
-    c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
+    c.add_argument("--tile", type=tile_argument, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
     c.add_argument("--transforms", **transforms)
     c.add_argument("-f", "--force", **force)

@@ -64,8 +64,6 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_writable(Path(args.report) / "index.html", "report")
     if args.save_recon:
         check_writable(Path(args.save_recon) / "probe.png", "reconstructions folder")
-    if args.tile is not None and (args.tile < 128 or args.tile % 128):
-        raise UsageError(f"--tile {args.tile}: a multiple of 128")
     if args.coding is not None and not args.real:
         raise UsageError("--coding is how --real codes: give --real too")
 

@@ -165,6 +165,14 @@ def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- checks
+def tile_side_error(tile: int) -> str | None:
+    """Why ``tile`` is not a side a header can record (a multiple of 128 in 128..MAX_TILE), or None: the one
+    rule for a file's tiles, ``codec.py --tile`` and ``eval.py --tile``."""
+    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
+        return f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}"
+    return None
+
+
 def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
     """Bounds of a header, before anything is allocated; raises ContainerError.
 
@@ -176,9 +184,9 @@ def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: i
         raise ContainerError(f"corrupt header: image size {width}x{height} out of range")
     if height * width > MAX_PIXELS:
         raise ContainerError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
-    if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
-        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of {PAD_MULTIPLE} in "
-                             f"{PAD_MULTIPLE}..{MAX_TILE}")
+    why = tile_side_error(tile)
+    if why:
+        raise ContainerError(f"corrupt header: {why}")
     top, left = (padded(height) - height) // 2, (padded(width) - width) // 2
     if (pad_top, pad_left) != (top, left):
         raise ContainerError(f"corrupt header: padding top {pad_top}, left {pad_left} is not the centred padding "

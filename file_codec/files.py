@@ -162,12 +162,19 @@ def check_folders_writable(outputs: Iterable[Path]) -> None:
         check_writable_folder(folder)
 
 
+def prepared_outputs(inputs: list[Path], out: str | os.PathLike, suffix: str) -> list[Path]:
+    """The outputs of a batch (:func:`plan_outputs`), their folders checked writable and cleared of what an
+    interrupted run left."""
+    outputs = plan_outputs(inputs, out, suffix)
+    check_folders_writable(outputs)
+    clean_stale_temporaries(outputs)
+    return outputs
+
+
 def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, force: bool = False,
                    quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
     """Each image to a ``.tcm`` file; ``also_read`` (the checkpoint) is never overwritten either."""
-    outputs = plan_outputs(inputs, out, ".tcm")
-    check_folders_writable(outputs)
-    clean_stale_temporaries(outputs)
+    outputs = prepared_outputs(inputs, out, ".tcm")
 
     def job(src: Path, dst: Path) -> None:
         start = time.perf_counter()
@@ -184,9 +191,7 @@ def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, f
 def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path], out: str | os.PathLike,
                      force: bool = False, quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
     """Each ``.tcm`` file to an image, decoded by ``codec_for(its header)``."""
-    outputs = plan_outputs(inputs, out, ".png")
-    check_folders_writable(outputs)
-    clean_stale_temporaries(outputs)
+    outputs = prepared_outputs(inputs, out, ".png")
 
     def job(src: Path, dst: Path) -> None:
         start = time.perf_counter()

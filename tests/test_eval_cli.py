@@ -145,6 +145,16 @@ def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_pat
     assert doc["results"]["mismatches"] == [1]
 
 
+@pytest.mark.parametrize("tile, why", [("100", "tile side 100 is not a multiple of 128 in 128..32640"),
+                                       ("32768", "tile side 32768 is not a multiple of 128 in 128..32640"),
+                                       ("big", "not a number: 'big'")])
+def test_tile_takes_the_sides_codec_py_takes(tile, why, capsys):
+    assert ev.parse_args(["--checkpoint", "c", "--data", "d", "--tile", "256"]).tile == 256
+    with pytest.raises(SystemExit) as e:
+        ev.parse_args(["--checkpoint", "c", "--data", "d", "--tile", tile])
+    assert e.value.code == 2 and capsys.readouterr().err == f"eval.py: error: argument --tile: {why} (see --help)\n"
+
+
 def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
     path, _ = trained
     empty = tmp_path / "empty"
