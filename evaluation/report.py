@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 
 from utils.files import write_text_atomic
 
+from .bd import FEW_OVERLAP
 from .tables import cell, point_rows
 from .visuals import Shown, Visuals
 
@@ -83,8 +84,8 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
                     cell(f.get("overlap"), ".0%"), cell(f.get("gap"), "+.2f"), f.get("note", "")]
                    for name, f in bd.items()]
         parts.append("<h2>Against the anchors</h2><p class='small'>BD-rate in %, negative: fewer bits for the "
-                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below 50 %, read with "
-                     "care); gap: PSNR difference at the model's own rates, in dB.</p>"
+                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below "
+                     f"{FEW_OVERLAP:.0%}, read with care); gap: PSNR difference at the model's own rates, in dB.</p>"
                      + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
     views = ("Full views are lossless PNG." if visuals.view_suffix == ".png" else
              "Full views are JPEG (quality 92, no chroma subsampling) to keep the page light; the crops and "

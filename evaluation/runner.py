@@ -23,7 +23,7 @@ from utils.files import check_output, check_writable, kind_of_name
 from utils.provenance import provenance
 
 from . import baselines
-from .bd import bd_metrics
+from .bd import FEW_OVERLAP, bd_metrics
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
@@ -35,8 +35,6 @@ from .tables import COLUMNS, QUALITY_KEYS, table
 
 #: Exit status when a decoded image differs from the encoder's reconstruction.
 EXIT_MISMATCH = 3
-#: Below this share of the joint quality range, a BD figure rests on a short stretch of curve.
-FEW_OVERLAP = 0.5
 PROG = "eval.py"
 
 
