@@ -14,7 +14,7 @@ first, at most 5 bytes)::
                            machines)
     padding      1 byte    what fills the padding: 0 zeros (``utils.padding.pad``, the
                            paper's), 1 the repeated edge pixels
-                           (``utils.pad_replicate``)
+                           (``utils.padding.pad_replicate``)
     height       varint    original image size, 1..MAX_SIDE
     width        varint
     pad top      1 byte    rows of padding above the image: (padded height -
