@@ -30,7 +30,7 @@ from .plots import check_plot_path, plot_rd
 from .progress import Key, RowStore, image_digest, partial_path, row_key
 from .report import page_size, write_report
 from .visuals import Visuals, figure_names
-from .results import read_results, results_document, write_json
+from .results import distinct_names, read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
 
 #: Exit status when a decoded image differs from the encoder's reconstruction.
@@ -185,7 +185,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     check_outputs(args)
     baselines.check_codecs(args.baselines)
     baselines.check_qualities(args.baseline_qualities)
-    anchors = [read_results(a) for a in args.anchor]
+    taken = [args.name, *(baselines.display_name(codec) for codec in args.baselines)]
+    anchors = distinct_names([read_results(a) for a in args.anchor], args.anchor, taken)
     checkpoint_files = find_checkpoints(args.checkpoint, args.which)
     check_replaced_outputs(args, checkpoint_files)
     checkpoints = load_checkpoints(checkpoint_files)
