@@ -147,6 +147,8 @@ class TrainingConfig:
         for name in ("num_workers", "steps_per_epoch", "max_test_images", "save_every", "image_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds; torch's generators take seed * 100003 + epoch
+            raise UsageError(f"--seed {self.seed}: a seed is a number in 0..{2**32 - 1}")
         for flag, value in (("--learning-rate", self.learning_rate), ("--aux-learning-rate", self.aux_learning_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise UsageError(f"{flag} {value:g} must be a positive number")

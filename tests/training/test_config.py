@@ -106,6 +106,8 @@ def test_the_model_shape_of_the_command_line():
     (["--checkpoint", "a", "--pretrained", "b"], "--checkpoint resumes a run and --pretrained starts one"),
     (["--checkpoint", "a", "--lambda", "0.01", "0.02"], "--checkpoint resumes one run: give at most one --lambda"),
     (["--N", "48"], "cannot build the model: --N 48"),
+    (["--seed", "-1"], "--seed -1: a seed is a number in 0..4294967295"),
+    (["--seed", str(2**63)], f"--seed {2**63}: a seed is a number in 0..4294967295"),  # overflowed torch at epoch 0
 ])
 def test_options_that_cannot_work_together_are_refused(argv, message):
     config = config_of(*argv)
