@@ -17,7 +17,7 @@ first, at most 5 bytes)::
                            machine; version 4 only)
     padding      1 byte    what fills the padding: 0 zeros (``utils.padding.pad``, the
                            paper's), 1 the repeated edge pixels
-                           (``utils.pad_replicate``)
+                           (``utils.padding.pad_replicate``)
     height       varint    original image size, 1..MAX_SIDE
     width        varint
     pad top      1 byte    rows of padding above the image: (padded height -
@@ -173,6 +173,14 @@ def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- checks
+def tile_side_error(tile: int) -> str | None:
+    """Why ``tile`` is not a side a header can record (a multiple of 128 in 128..MAX_TILE), or None: the one
+    rule for a file's tiles, ``codec.py --tile`` and ``eval.py --tile``."""
+    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
+        return f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}"
+    return None
+
+
 def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
     """Bounds of a header, before anything is allocated; raises ContainerError.
 
@@ -184,9 +192,9 @@ def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: i
         raise ContainerError(f"corrupt header: image size {width}x{height} out of range")
     if height * width > MAX_PIXELS:
         raise ContainerError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
-    if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
-        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of {PAD_MULTIPLE} in "
-                             f"{PAD_MULTIPLE}..{MAX_TILE}")
+    why = tile_side_error(tile)
+    if why:
+        raise ContainerError(f"corrupt header: {why}")
     top, left = (padded(height) - height) // 2, (padded(width) - width) // 2
     if (pad_top, pad_left) != (top, left):
         raise ContainerError(f"corrupt header: padding top {pad_top}, left {pad_left} is not the centred padding "
@@ -248,6 +256,14 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(head) + _CRC.pack(crc) + payload
 
 
+def check_magic(head: bytes) -> None:
+    """Refuse bytes that do not begin as a TCM file; the first ``len(MAGIC)`` bytes are enough."""
+    if not head:
+        raise ContainerError("empty file")
+    if head[: len(MAGIC)] != MAGIC:
+        raise ContainerError("not a TCM file (bad magic bytes)")
+
+
 def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     """Validate ``data`` completely (bounds, lengths, file CRC) and split it.
 
@@ -255,10 +271,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     proportion to what the header claims before it is checked against the
     file's actual length.
     """
-    if not data:
-        raise ContainerError("empty file")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise ContainerError("not a TCM file (bad magic bytes)")
+    check_magic(data)
     if len(data) < _FIXED.size:
         raise ContainerError("truncated header")
     _, version, weights_id = _FIXED.unpack_from(data)

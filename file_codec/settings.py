@@ -6,12 +6,12 @@ Nothing here imports torch or CompressAI, so that ``codec.py info`` and
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from utils.cli import ToolError
-from utils.padding import PAD_MULTIPLE
 
-from .container import MAX_TILE
+from .container import tile_side_error
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
@@ -48,5 +48,19 @@ def default_coding() -> str:
 
 
 def check_tile_side(tile: int) -> None:
-    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
-        raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}")
+    """CodecError for a tile side a file cannot record (``container.tile_side_error``)."""
+    why = tile_side_error(tile)
+    if why:
+        raise CodecError(why)
+
+
+def tile_argument(text: str) -> int:
+    """``--tile``'s argparse type (codec.py, eval.py): a side a file can record, else argparse's one-line error."""
+    try:
+        tile = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    why = tile_side_error(tile)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return tile

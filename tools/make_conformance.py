@@ -35,7 +35,7 @@ from PIL import Image  # noqa: E402
 from file_codec import Codec, container  # noqa: E402
 from models import TCM, CodingMode  # noqa: E402
 from models.release import ENTROPY_PREFIXES, release_state_dict  # noqa: E402
-from utils.files import write_bytes_atomic
+from utils.files import save_image_atomic, write_bytes_atomic, write_text_atomic  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "conformance"
 MODEL = "model.pth.tar"
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             header, _ = container.parse(data)
             write_bytes_atomic(OUT / "streams" / f"{stem}.tcm", data)
             float32 = Codec(codec.net, codec.weights_id, mode="float64/float32").decode(data)
-            float32.save(OUT / "decoded-float32" / f"{stem}.png")
+            save_image_atomic(float32, OUT / "decoded-float32" / f"{stem}.png", "PNG")
             bfloat16 = Codec(codec.net, codec.weights_id, mode="float64/bfloat16").decode(data)
             mse = np.mean((np.asarray(bfloat16, dtype=np.float64) - np.asarray(float32, dtype=np.float64)) ** 2)
             psnr.append(10 * np.log10(255**2 / mse) if mse else float("inf"))
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "bfloat16_psnr_here": [round(float(p), 2) for p in psnr],
         "streams": entries,
     }
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(OUT / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(entries)} streams to {OUT.relative_to(ROOT)}; model {(OUT / MODEL).stat().st_size} bytes")
     return 0
 

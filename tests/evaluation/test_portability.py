@@ -104,13 +104,3 @@ def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["images"] == 1 and saved["coding"] == ["float32/float32", "float64/float32"]
     assert set(saved["models"][ck.name]["float64/float32"]) == {"encode", "decode"}
-
-
-def test_portability_cli_refuses_another_spelling(capsys):
-    import portability
-
-    with pytest.raises(SystemExit) as e:
-        portability.main(["--random", "s", "--coding", "portable-bf16"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1
-    assert err[0].startswith("portability.py: error: argument --coding: coding mode 'portable-bf16': choose from")

@@ -87,16 +87,45 @@ def test_drifted_decoder_reports_a_mismatch(tcm, small):
         Codec(drifted, tcm.weights_id).decode(small[1])
 
 
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def version_1_file(weights: bytes, height: int, width: int, tile: int, streams: list, latent_crc: int) -> bytes:
+    """A version-1 file byte by byte as file_codec/container.py's docstring lays it out, without the writer:
+    magic, version 1, weights id, height and width (LEB128), centred padding top and left, tile / 128, each
+    tile's z and y lengths (LEB128), the latent crc, the file crc (CRC-32 of all bytes above and the payload),
+    then each tile's z and y streams."""
+    import struct
+    import zlib
+
+    padded = lambda side: -(-side // 128) * 128  # noqa: E731
+    head = b"TCM\x89" + bytes([1]) + weights + _leb128(height) + _leb128(width)
+    head += bytes([(padded(height) - height) // 2, (padded(width) - width) // 2, tile // 128])
+    head += b"".join(_leb128(len(z)) + _leb128(len(y)) for z, y in streams) + struct.pack(">I", latent_crc)
+    payload = b"".join(z + y for z, y in streams)
+    return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+
+
 def test_a_version_1_file_still_decodes_as_before(tcm):
-    """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
-    image = noise_image(40, 70, seed=12)
-    float32 = Codec(tcm.net, tcm.weights_id, mode=CodingMode.PUBLISHED, version=2)
-    header, streams = container.parse(float32.encode(image))
-    v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
-                                          header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
-                        streams)
-    assert v1[4] == 1 and container.header_size(container.parse(v1)[0]) == container.header_size(header) - 5
-    assert tcm.decode(v1).tobytes() == float32.decode(float32.encode(image)).tobytes()
+    """Version 1 (no tables id, no entropy byte: the float32 path): a file laid out by hand from the documented
+    layout, in two tiles, decodes to the image its streams hold; a damaged byte is refused."""
+    image = noise_image(40, 200, seed=12)
+    float32 = Codec(tcm.net, tcm.weights_id, tile=128, mode=CodingMode.PUBLISHED, version=2)
+    v2 = float32.encode(image)
+    header, streams = container.parse(v2)
+    assert len(streams) == 2
+    v1 = version_1_file(tcm.weights_id, 40, 200, 128, streams, header.latent_crc)
+    parsed = container.parse(v1)[0]
+    assert (parsed.version, parsed.entropy, parsed.tables_id, parsed.lengths) == (1, "float32", b"", header.lengths)
+    assert tcm.decode(v1).tobytes() == float32.decode(v2).tobytes()
+    with pytest.raises(CodecError, match="^latent checksum mismatch"):  # the latent crc is checked
+        tcm.decode(version_1_file(tcm.weights_id, 40, 200, 128, streams, header.latent_crc ^ 1))
 
 
 def test_float64_and_float32_files_say_which_entropy_arithmetic_made_them(tcm):

@@ -1,8 +1,8 @@
 """The fast paths compute what the straightforward ones do.
 
 The reference is the same model with every window attention replaced by the
-literal implementation of tests/layers/reference.py (materialised logits,
-gathered bias, the published shift mask).  Rates must agree within 0.1 %, reconstructions
+step-by-step implementation of tests/layers/reference.py (materialised logits,
+gathered bias, rule-5 mask).  Rates must agree within 0.1 %, reconstructions
 within 1e-4; the encoder and decoder of the fast model must agree exactly.
 """
 
@@ -31,7 +31,7 @@ def _bits(likelihoods: dict) -> torch.Tensor:
 
 @pytest.fixture
 def reference_attention(monkeypatch):
-    """Swap every WindowAttention for the spec-literal one while the test runs: ``use(net)``.
+    """Swap every WindowAttention for the step-by-step reference while the test runs.
 
     Inference would otherwise run Swin blocks window chunk by window chunk
     through ``attend``, which the swap does not touch: that path is switched
