@@ -11,8 +11,19 @@ import torch
 
 import updates
 from models import load_model
+from models.integer_entropy import CHECKPOINT_KEY
 from models.release import round_trip_check
-from tests.helpers import ROOT, tiny_tcm
+from tests.helpers import ROOT, noise_image, tiny_tcm
+
+
+@pytest.fixture
+def calibration(tmp_path):
+    """Two small training images: calibration in seconds (the built-in photographs are tested once)."""
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for k in range(2):
+        noise_image(128, 128, seed=k).save(folder / f"{k}.png")
+    return ["--calibration", str(folder)]
 
 
 def _training_checkpoint(path, seed=0):
@@ -24,31 +35,35 @@ def _training_checkpoint(path, seed=0):
 
 
 @pytest.mark.slow
-def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
+def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path, capsys):
     ck = tmp_path / "checkpoint_best.pth.tar"
     model = _training_checkpoint(ck)
     assert updates.main([str(ck), "-o", str(tmp_path / "out"), "-n", "tiny-mse-0.05"]) == 0
+    assert "from the built-in sample photographs" in capsys.readouterr().out  # the default calibration
     (release,) = (tmp_path / "out").glob("tiny-mse-0.05-*.pth.tar")
     digest = hashlib.sha256(release.read_bytes()).hexdigest()
     assert release.name == f"tiny-mse-0.05-{digest[:8]}.pth.tar"
-    saved = torch.load(release, weights_only=True)
-    assert "optimizer" not in saved and "g_a.0.conv1.weight" in saved  # a bare state_dict
+    stored = torch.load(release, weights_only=True)
+    assert set(stored) == {"state_dict", CHECKPOINT_KEY}  # weights and integer parameters, no optimizer
+    saved = stored["state_dict"]
+    assert "g_a.0.conv1.weight" in saved and stored[CHECKPOINT_KEY]["version"] == 1
     assert saved["gaussian_conditional._quantized_cdf"].numel() > 0  # tables built
     loaded = load_model(release, update=False)
+    assert loaded.integer_parameters is not None
     assert torch.equal(loaded.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
     assert round_trip_check(loaded) <= 1e-4
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
 
 
 @pytest.mark.slow
-def test_half_release_is_smaller_and_still_decodes(tmp_path):
+def test_half_release_is_smaller_and_still_decodes(tmp_path, calibration):
     ck = tmp_path / "ck.pth.tar"
     _training_checkpoint(ck)
-    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full"]) == 0
-    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half"]) == 0
+    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full", *calibration]) == 0
+    assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half", *calibration]) == 0
     (full,), (half,) = tmp_path.glob("full-*.pth.tar"), tmp_path.glob("half-*.pth.tar")
     assert half.stat().st_size < 0.6 * full.stat().st_size
-    saved = torch.load(half, weights_only=True)
+    saved = torch.load(half, weights_only=True)["state_dict"]
     assert saved["g_a.0.conv1.weight"].dtype == torch.float16
     assert saved["entropy_bottleneck.quantiles"].dtype == torch.float32
     assert saved["gaussian_conditional._quantized_cdf"].numel() == 0  # rebuilt on load
@@ -68,14 +83,14 @@ def test_command_line_reports_errors_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(tmp_path, capsys):
+def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(tmp_path, capsys, calibration):
     ck = tmp_path / "run" / "checkpoint_best.pth.tar"
     ck.parent.mkdir()
     _training_checkpoint(ck)
-    assert updates.main([str(ck), "-o", str(tmp_path / "a")]) == 0
+    assert updates.main([str(ck), "-o", str(tmp_path / "a"), *calibration]) == 0
     (first,) = (tmp_path / "a").glob("*.pth.tar")
     assert first.name.startswith("run-")  # a train.py checkpoint is named by its run folder
-    assert updates.main([str(first), "-o", str(tmp_path / "b")]) == 0  # a release file again
+    assert updates.main([str(first), "-o", str(tmp_path / "b"), *calibration]) == 0  # a release file again
     (second,) = (tmp_path / "b").glob("*.pth.tar")
     assert second.name.count("-") == 1 and second.name.startswith("run-")
     capsys.readouterr()
@@ -86,14 +101,14 @@ def test_a_release_file_is_not_named_twice_and_names_stay_in_the_output_folder(t
 
 
 @pytest.mark.slow
-def test_nan_weights_fail_the_round_trip_and_no_file_is_kept(tmp_path, capsys):
+def test_nan_weights_fail_the_round_trip_and_no_file_is_kept(tmp_path, capsys, calibration):
     # NaN in g_s: the decoded image is NaN, and "nan > 1e-4" is False: the check must not pass it.
     ck = tmp_path / "ck.pth.tar"
     model = _training_checkpoint(ck)
     saved = torch.load(ck, weights_only=True)
     saved["state_dict"]["module.g_s.0.subpel_conv.0.weight"][0, 0, 0, 0] = float("nan")
     torch.save(saved, ck)
-    assert updates.main([str(ck), "-o", str(tmp_path / "out")]) == 1
+    assert updates.main([str(ck), "-o", str(tmp_path / "out"), *calibration]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["updates.py: error: the release file does not decode correctly, not kept: "
                    "decoded image differs from the forward pass by nan"]
