@@ -1,8 +1,8 @@
 """Building blocks of TCM (everything else comes from CompressAI and timm)."""
 
-from utils.process import quiet_compressai_warnings
+from utils.light_imports import light_imports
 
-quiet_compressai_warnings()  # before the first import of CompressAI
+light_imports()  # before the first import of CompressAI or timm
 
 from .config import KernelPolicy, get_kernel_policy, inference_layout, kernel_policy, set_kernel_policy  # noqa: E402
 from .gemm_conv import GemmConv2d, use_gemm_convs  # noqa: E402

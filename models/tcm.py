@@ -26,7 +26,7 @@ from compressai.layers import (
     conv3x3,
     subpel_conv3x3,
 )
-from compressai.models import CompressionModel
+from compressai.models.base import CompressionModel
 from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor
@@ -37,6 +37,7 @@ from layers.config import inference_layout
 from .coder_inputs import check_codable, check_finite, check_indexes, checked_tables
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
+from .construction import load_weights, uninitialised_parameters
 from .state_dict import weights_of
 
 # code_slice(i, mu, scale) -> (quantised slice, anything else the caller keeps for slice i):
@@ -184,9 +185,10 @@ class TCM(CompressionModel):
         the entries missing and those found, or the shapes that differ.
         """
         weights = weights_of(state_dict)
-        model = cls.from_config(TCMConfig.from_state_dict(weights))
+        with uninitialised_parameters():  # every parameter is loaded below
+            model = cls.from_config(TCMConfig.from_state_dict(weights))
         try:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
+            missing, unexpected = load_weights(model, weights)
         except RuntimeError as e:  # torch's size-mismatch report: many lines
             sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
             shown = "; ".join(sizes[:2]) + (f" … (+{len(sizes) - 2})" if len(sizes) > 2 else "")

@@ -1,6 +1,11 @@
-"""Test-wide settings: the tests never read or write the user's cache folder."""
+"""Test-wide settings: CompressAI and timm imported by their parts (as the tools do), and the tests never read
+or write the user's cache folder."""
 
 import pytest
+
+from utils.light_imports import light_imports
+
+light_imports()  # before any test module imports CompressAI or timm
 
 
 @pytest.fixture(autouse=True, scope="session")
