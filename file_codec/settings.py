@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.mode_names import TRANSFORMS
 from utils.cli import ToolError
 from utils.padding import PAD_MULTIPLE
 
@@ -15,9 +16,7 @@ from .container import MAX_TILE
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
-#: The transforms' arithmetics a codec runs (``models.coding.CodingMode.TRANSFORMS``, named here without loading
-#: torch; tests/file_codec checks that the two agree).
-TRANSFORMS = ("float32", "bfloat16")
+__all__ = ["DEFAULT_TILE", "TRANSFORMS", "CodecError", "check_tile_side", "default_transforms", "native_bfloat16"]
 
 
 class CodecError(ToolError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+PROG = "train.py"
 DEFAULT_LAMBDA = 0.013
 #: Model-shape options (``--N``, ``--hyper-channels`` …) and the TCMConfig fields they set.
 SHAPE_OPTIONS = ("N", "M", "num_slices", "max_support_slices", "hyper_channels", "atten_dim", "entropy_hidden")
