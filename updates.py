@@ -6,18 +6,17 @@ Loads anything ``models.load_model`` accepts, builds the entropy tables,
 drops the optimizer state and writes ``OUT_DIR/NAME-<sha256[:8]>.pth.tar``
 (CompressAI's release naming) holding the state_dict alone.  The written
 file is then reloaded and a synthetic image is round-tripped through
-compress and decompress before success is reported.  The library code is
-``models/release.py``.
+compress and decompress before success is reported; each step is a line on
+stderr as it starts.  The library code is ``models/release.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from models import display_name, load_model, model_from_state_dict, read_checkpoint
-from models.release import round_trip_check, write_release
 from utils.cli import ArgumentParser, ToolError, UsageError, run_tool
 
 PROG = "updates.py"
@@ -35,13 +34,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class Steps:
+    """One line on stderr as each step starts, with the seconds since the first: a long step is not silence."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        print(f"[{time.perf_counter() - self.start:5.1f} s] {what}", file=sys.stderr, flush=True)
+
+
 def release(args: argparse.Namespace) -> int:
+    def check_name(name: str) -> None:
+        if not name or name != Path(name).name or name in (".", ".."):
+            raise UsageError(f"-n {name!r}: a file name without folders (the folder is -o)")
+
+    if args.name is not None:
+        check_name(args.name)
+    step = Steps()
+    step(f"reading {args.checkpoint}")
+    from models import load_model, model_from_state_dict, read_checkpoint
+    from models.checkpoint import checkpoint_stem, display_name
+    from models.release import round_trip_check, write_release
+
     name = args.name or display_name(args.checkpoint)
-    if not name or name != Path(name).name or name in (".", ".."):
-        raise UsageError(f"-n {name!r}: a file name without folders (the folder is -o)")
+    check_name(name)
+
     model = model_from_state_dict(read_checkpoint(args.checkpoint)).eval()
+    step(f"building the entropy tables of {checkpoint_stem(args.checkpoint)} (N={model.N})")
     model.update(force=True)
+    step(f"writing the release file into {args.output_dir}" + (" (transforms in float16)" if args.half else ""))
     path = write_release(model, args.output_dir, name, args.half)
+    step(f"reloading {path.name} and round-tripping a synthetic image")
     reloaded = load_model(path)
     try:
         err = round_trip_check(reloaded)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from utils.cli import ToolError, describe_os_error, first_line
 from utils.files import atomic_write, check_output, open_regular_file, remove_stale_parts, write_bytes_atomic
+from utils.process import process_age
 
 from . import container
 from .container import ContainerError, Header
@@ -147,9 +148,12 @@ def output_check(kind: Callable[[Path], str], inputs: Iterable[Path], force: boo
     return check
 
 
-def _report(quiet: bool, line: str) -> None:
+def _report(quiet: bool, line: str, coding_s: float) -> None:
+    """A file done: its line, ending in its coding time and the wall time since the process started."""
     if not quiet:
-        print(line, flush=True)
+        age = process_age()
+        wall = f", wall {age:.2f} s" if age is not None else ""
+        print(f"{line}, coding {coding_s:.2f} s{wall}", flush=True)
 
 
 def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, force: bool = False,
@@ -164,8 +168,8 @@ def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, f
         data = codec.encode(image)
         write_bytes_atomic(dst, data)
         width, height = image.size
-        _report(quiet, f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (width * height):.4f} bpp, "
-                       f"{time.perf_counter() - start:.2f} s")
+        _report(quiet, f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (width * height):.4f} bpp",
+                time.perf_counter() - start)
 
     return run_batch(inputs, outputs, job, output_check(lambda _: "tcm", [*inputs, *also_read], force))
 
@@ -185,8 +189,8 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
         with atomic_write(dst) as tmp, open(tmp, "wb") as f:
             image.save(f, format=fmt)
         width, height = image.size
-        _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp, "
-                       f"{time.perf_counter() - start:.2f} s")
+        _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp",
+                time.perf_counter() - start)
 
     return run_batch(inputs, outputs, job, output_check(lambda dst: image_format(dst).lower(), [*inputs, *also_read],
                                                         force))
