@@ -7,7 +7,7 @@ drops the optimizer state and writes ``OUT_DIR/NAME-<sha256[:8]>.pth.tar``
 (CompressAI's release naming) holding the state_dict alone.  The written
 file is then reloaded and a synthetic image is round-tripped through
 compress and decompress before success is reported; each step is a line on
-stderr as it starts.  The library code is ``models/release.py``.
+stdout as it starts (a failure is still one line on stderr).  The library code is ``models/release.py``.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Steps:
-    """One line on stderr as each step starts, with the seconds since the first: a long step is not silence."""
+    """One line on stdout as each step starts, with the seconds since the first: a long step is not silence."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
 
     def __call__(self, what: str) -> None:
-        print(f"[{time.perf_counter() - self.start:5.1f} s] {what}", file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - self.start:5.1f} s] {what}", flush=True)
 
 
 def release(args: argparse.Namespace) -> int:

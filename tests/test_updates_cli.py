@@ -46,10 +46,12 @@ def test_half_release_is_smaller_and_still_decodes(tmp_path, capsys):
     _training_checkpoint(ck)
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full"]) == 0
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half"]) == 0
-    steps = [line.split("] ", 1)[1] for line in capsys.readouterr().err.splitlines()[-4:]]  # each step as it starts
+    out = capsys.readouterr().out.splitlines()
+    steps = [line.split("] ", 1)[1] for line in out[-5:-1]]  # each step as it starts, then what was written
     assert steps == [f"reading {ck}", "building the entropy tables of ck (N=32)",
                      f"writing the release file into {tmp_path} (transforms in float16)",
                      steps[3]] and steps[3].startswith("reloading half-") and "round-tripping" in steps[3]
+    assert out[-1].startswith(f"wrote {tmp_path / 'half-'}")
     (full,), (half,) = tmp_path.glob("full-*.pth.tar"), tmp_path.glob("half-*.pth.tar")
     assert half.stat().st_size < 0.6 * full.stat().st_size
     saved = torch.load(half, weights_only=True)
