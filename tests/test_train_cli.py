@@ -210,6 +210,23 @@ def test_sweep_on_a_plain_folder_with_a_corrupt_image(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
+def test_a_run_of_the_authors_train_py_resumes_into_a_run_folder(runs, tmp_path: Path, data: Path):
+    """docs/training.md: their ``runs/0.013checkpoint_latest.pth.tar`` (six entries, no lambda, no options)
+    resumes with --lambda and --save_path, with its optimizers and epoch, into ``runs/mse_lambda_0.01/``."""
+    ours = torch.load(runs["split"] / LATEST, weights_only=True)
+    first = runs["first_epoch"]
+    theirs = {k: first[k] for k in ("epoch", "state_dict", "loss", "optimizer", "aux_optimizer", "lr_scheduler")}
+    (tmp_path / "0.01").mkdir()  # their run folder, left empty
+    torch.save(theirs, tmp_path / "0.01checkpoint_latest.pth.tar")
+    assert train.main(cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01",
+                          "--checkpoint", str(tmp_path / "0.01checkpoint_latest.pth.tar"))) == 0
+    ck = torch.load(tmp_path / "mse_lambda_0.01" / LATEST, weights_only=True)
+    assert ck["epoch"] == 1 and ck["lambda"] == 0.01 and len(ck["history"]) == 1  # their epoch 0, then ours
+    assert {int(s["step"]) for s in ck["optimizer"]["state"].values()} == {2}  # their Adam state went on
+    assert ck["lr_scheduler"]["last_epoch"] == ours["lr_scheduler"]["last_epoch"]
+
+
+@pytest.mark.slow
 def test_pretrained_starts_a_new_run_from_weights_only(runs, tmp_path: Path, data: Path):
     src = runs["whole"] / LATEST
     assert train.main(cli(data, tmp_path, "--pretrained", str(src), "--lambda", "0.02", "--epochs", "1")) == 0
