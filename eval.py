@@ -31,6 +31,7 @@ from typing import Sequence
 
 from evaluation import anchors
 from evaluation.options import CODECS
+from file_codec.settings import tile_argument
 from models.mode_names import ALL as CODING_MODES
 from models.mode_names import PUBLISHED, coding_mode
 from utils.cli import ArgumentParser, require_cuda, run_tool
@@ -66,7 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--coding", type=coding_mode, default=None, metavar="ENTROPY/TRANSFORMS",
                    help=f"with --real: the coding mode, one of {', '.join(CODING_MODES)} "
                         f"(default: {PUBLISHED}, the paper's function; codec.py writes float64 entropy)")
-    p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+    p.add_argument("--tile", type=tile_argument, default=None, metavar="PIXELS",
                    help="code each image in tiles of this side, as codec.py does (for images too large at once)")
     p.add_argument("--save-recon", metavar="DIR",
                    help="keep each decoded image (and, with --baselines, each codec's at the matching rate) here")

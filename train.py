@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--save_path", "--save-path", dest="save_path", default=None,
       help="parent folder of the run folders (default: runs, or the resumed checkpoint's parent)")
     a("--save-every", type=int, default=5, help="keep checkpoint_epoch<E> every this many epochs (0: never)")
-    a("--seed", type=int, default=0, help="seed of the weights, the crops and a plain folder's test split")
+    a("--seed", type=int, default=0, help="seed (0..4294967295) of the weights, the crops and a plain folder's test split")
     a("--clip_max_norm", "--clip-max-norm", dest="clip_max_norm", type=float, default=1.0,
       help="gradient clipping norm (0: off)")
     a("--lr_epoch", "--lr-epoch", dest="lr_epoch", type=int, nargs="+", default=[45, 48],

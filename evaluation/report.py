@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 from utils.files import write_text_atomic
 
 from .bd import FEW_OVERLAP, describe
-from .tables import point_rows
+from .tables import cell, point_rows
 from .visuals import Shown, Visuals
 
 STYLE = """
@@ -33,10 +33,6 @@ figure { margin: 0; } figure img { display: block; border: 1px solid #ddd; }
 figcaption { font-size: 0.8em; text-align: center; margin-top: 2px; }
 .small { color: #666; font-size: 0.85em; }
 """
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
 def text(value: Any) -> str:
@@ -84,8 +80,8 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     header, rows = point_rows(doc)
     parts.append("<h2>Averages</h2>" + _table(header, rows))
     if bd:
-        bd_rows = [[str(name), describe(f), _fmt(f.get("bd-rate"), "+.2f"), _fmt(f.get("bd-psnr"), "+.3f"),
-                    _fmt(f.get("overlap"), ".0%"), _fmt(f.get("gap"), "+.2f"), f.get("note", "")]
+        bd_rows = [[str(name), describe(f), cell(f.get("bd-rate"), "+.2f"), cell(f.get("bd-psnr"), "+.3f"),
+                    cell(f.get("overlap"), ".0%"), cell(f.get("gap"), "+.2f"), f.get("note", "")]
                    for name, f in bd.items()]
         parts.append("<h2>Against the anchors</h2><p class='small'>The reading first: where the curves share less "
                      f"than {FEW_OVERLAP:.0%} of their joint PSNR range, the PSNR difference at the model's own rates "

@@ -70,6 +70,10 @@ def uninitialised_parameters() -> Iterator[_SkipInitialisers]:
 def load_weights(model: nn.Module, weights: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """``model.load_state_dict(weights, strict=False)`` for a CompressAI model: (missing keys, unexpected keys).
 
+    ``weights`` are named as the module tree names its entries (TCM's published
+    names turned into them by ``models.state_dict.module_keys``), since the
+    entropy models' tables are found by their module's name.
+
     CompressAI's ``CompressionModel.load_state_dict`` resizes its entropy
     models' table buffers to the file's and renames 2023 bottleneck entries
     before torch loads; it looks for the keys of every submodule in the whole

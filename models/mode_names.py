@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .coding import CodingMode
 
 #: ``CodingMode.ENTROPIES`` and ``CodingMode.TRANSFORMS``.
-ENTROPIES = ("float32", "float64")
+ENTROPIES = ("float32", "float64", "int8")
 TRANSFORMS = ("float32", "bfloat16")
 #: ``str(CodingMode.PUBLISHED)`` and ``str(CodingMode.PORTABLE)``.
 PUBLISHED, PORTABLE = "float32/float32", "float64/float32"

@@ -11,6 +11,7 @@ import torch
 
 import updates
 from models import load_model
+from models.integer_entropy import CHECKPOINT_KEY
 from models.release import round_trip_check
 from tests.helpers import ROOT, tiny_tcm
 
@@ -23,6 +24,13 @@ def _training_checkpoint(path, seed=0):
     return model
 
 
+def test_the_help_names_the_calibration_crop_side_without_torch():
+    """updates.py spells models.integer_entropy.CALIBRATION_SIDE for its --help, which loads no torch."""
+    from models.integer_entropy import CALIBRATION_SIDE
+
+    assert updates.CALIBRATION_SIDE == CALIBRATION_SIDE
+
+
 @pytest.mark.slow
 def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
     ck = tmp_path / "checkpoint_best.pth.tar"
@@ -32,8 +40,9 @@ def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path):
     digest = hashlib.sha256(release.read_bytes()).hexdigest()
     assert release.name == f"tiny-mse-0.05-{digest[:8]}.pth.tar"
     saved = torch.load(release, weights_only=True)
-    assert "optimizer" not in saved and "g_a.0.conv1.weight" in saved  # a bare state_dict
-    assert saved["gaussian_conditional._quantized_cdf"].numel() > 0  # tables built
+    assert set(saved) == {"state_dict", CHECKPOINT_KEY}  # the weights and the integer parameters, no optimizer
+    saved = saved["state_dict"]
+    assert "g_a.0.conv1.weight" in saved and saved["gaussian_conditional._quantized_cdf"].numel() > 0  # tables built
     loaded = load_model(release, update=False)
     assert torch.equal(loaded.state_dict()["g_a.0.conv1.weight"], model.state_dict()["g_a.0.conv1.weight"])
     assert round_trip_check(loaded) <= 1e-4
@@ -47,14 +56,15 @@ def test_half_release_is_smaller_and_still_decodes(tmp_path, capsys):
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full"]) == 0
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half"]) == 0
     out = capsys.readouterr().out.splitlines()
-    steps = [line.split("] ", 1)[1] for line in out[-5:-1]]  # each step as it starts, then what was written
+    steps = [line.split("] ", 1)[1] for line in out[-6:-1]]  # each step as it starts, then what was written
     assert steps == [f"reading {ck}", "building the entropy tables of ck (N=32)",
+                     "calibrating the integer entropy model on the built-in sample photographs",
                      f"writing the release file into {tmp_path} (transforms in float16)",
-                     steps[3]] and steps[3].startswith("reloading half-") and "round-tripping" in steps[3]
+                     steps[4]] and steps[4].startswith("reloading half-") and "round-tripping" in steps[4]
     assert out[-1].startswith(f"wrote {tmp_path / 'half-'}")
     (full,), (half,) = tmp_path.glob("full-*.pth.tar"), tmp_path.glob("half-*.pth.tar")
     assert half.stat().st_size < 0.6 * full.stat().st_size
-    saved = torch.load(half, weights_only=True)
+    saved = torch.load(half, weights_only=True)["state_dict"]
     assert saved["g_a.0.conv1.weight"].dtype == torch.float16
     assert saved["entropy_bottleneck.quantiles"].dtype == torch.float32
     assert saved["gaussian_conditional._quantized_cdf"].numel() == 0  # rebuilt on load

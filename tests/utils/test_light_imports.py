@@ -64,15 +64,20 @@ def test_an_imported_or_missing_package_is_left_alone(log):
 
 
 def test_the_tools_load_no_part_of_the_libraries_they_do_not_use():
-    """Loading a model and coding with it imports neither CompressAI's datasets (torch_geometric, torch._dynamo),
-    nor its registry (torchvision), nor timm's models, nor SciPy's statistics, nor plotting or pandas."""
-    out = run_python("""
+    """Loading a model and coding with it (the published function, a file in codec.py's default mode and in int8)
+    imports neither CompressAI's datasets (torch_geometric, torch._dynamo), nor its registry (torchvision), nor
+    timm's models, nor SciPy's statistics, nor plotting or pandas."""
+    (demo,) = (ROOT / "pretrained").glob("tcm-demo-mse-0.013-*.pth.tar")
+    out = run_python(f"""
         import sys, torch
+        from PIL import Image
         from models import load_model
         from file_codec import Codec
-        net = load_model('pretrained/tcm-demo-mse-0.013-a9574cd6.pth.tar')
+        net = load_model({str(demo)!r})
         with torch.no_grad():
             net.compress(torch.rand(1, 3, 128, 128))
+        for mode in ('float64/float32', 'int8/float32'):
+            Codec.load({str(demo)!r}, mode).encode(Image.new('RGB', (96, 80), (120, 90, 60)))
         real = lambda m: m in sys.modules and type(sys.modules[m]).__name__ == 'module'
         print([m for m in ('compressai.datasets', 'compressai.zoo', 'compressai.registry', 'torch_geometric',
                            'torchvision', 'timm.models', 'scipy.stats', 'torch._dynamo', 'matplotlib', 'pandas')
