@@ -224,7 +224,8 @@ def summarise(rows: dict[str, dict]) -> dict:
         if c and d and "compress" in rows and "decompress" in rows:
             modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"],
                                 "compress_speedup": rows["compress"]["time"] / c["time"],
-                                "decompress_speedup": rows["decompress"]["time"] / d["time"]}
+                                "decompress_speedup": rows["decompress"]["time"] / d["time"],
+                                "bytes": c["bytes"], "bytes_change": c["bytes"] / rows["compress"]["bytes"] - 1}
     if not {"forward", "compress", "decompress"} <= rows.keys():
         return {"coding": modes} if modes else {}
     fwd = rows["forward"]
@@ -276,7 +277,8 @@ def print_table(results: dict, header: str) -> None:
         for mode, f in s.get("coding", {}).items():
             if mode != str(CodingMode.PUBLISHED):
                 print(f"{model:6} {mode}: compress {f['compress_speedup']:.2f}x, decompress "
-                      f"{f['decompress_speedup']:.2f}x as fast as the published {CodingMode.PUBLISHED}")
+                      f"{f['decompress_speedup']:.2f}x as fast as the published {CodingMode.PUBLISHED}; "
+                      f"{f['bytes']} bytes ({100 * f['bytes_change']:+.2f} %)")
         if "forward_split_s" not in s:
             continue
         split = ", ".join(f"{k} {v:.3f}" for k, v in s["forward_split_s"].items())

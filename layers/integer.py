@@ -2,7 +2,7 @@
 
 A value is an integer tensor and a scale fixed when the layer is built (the
 real value is their product).  GEMM inputs are int8 (|q| <= 127), weights
-7-bit (|w| <= 64), accumulators int32; everything between GEMMs is integers
+int8 (|w| <= 127), accumulators int32; everything between GEMMs is integers
 held in float32 or float64.  Each operation is exact because of a bound:
 
 - **int8 GEMMs** (``torch._int_mm``): integer products summed in int32, far
@@ -27,9 +27,11 @@ held in float32 or float64.  Each operation is exact because of a bound:
   float64 (:func:`requantize`, :class:`ExactOut`).
 - **powers of two**: scaling by 2**k is exact (inputs and outputs of a
   network cross in exact dyadic floats, :func:`to_int8_pow2`).
-- **tables** (:class:`Table`): GELU, sigmoid, tanh and exp are integer tables
-  computed once when the layer is calibrated and stored with it, so no
-  machine evaluates them again.
+- **tables** (:class:`TableOut`): GELU, sigmoid, tanh and exp are integer
+  tables built when a layer is built, from IEEE-754 additions,
+  multiplications, divisions and square roots only (which every machine
+  rounds alike: :func:`exp2` builds powers of two from their bits, GELU's
+  normal CDF comes from an integer grid), never from a library's exp or erf.
 - **per-row divisions** (layer norm, softmax): integer square roots and
   reciprocals of integers below 2**53, computed exactly in float64 with an
   integer correction.

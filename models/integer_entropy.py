@@ -3,7 +3,7 @@
 :class:`IntegerEntropyModel` is a copy of a float entropy model whose
 parameter networks (hyper-synthesis, SWAtten with its Swin pair, mean, scale
 and LRP transforms) compute with the exact integer layers of
-``layers.integer``: int8 activations with a scale per channel, 7-bit
+``layers.integer``: int8 activations with a scale per channel, 8-bit
 per-channel weights, int32 sums, exact requantisation, table-driven GELU,
 LeakyReLU, sigmoid, tanh and exp, integer layer norm and softmax, 16-bit
 residual streams.  Between the networks values cross as exact dyadic floats

@@ -22,10 +22,12 @@ def test_rows_are_named_by_their_coding_mode():
 def test_each_mode_is_summarised_against_the_published_function():
     times = {"compress": 2.0, "decompress": 3.0, "compress float32/bfloat16": 1.0, "decompress float32/bfloat16": 1.5}
     rows = {name: {"time": t, "flops": 1e9, "matmul_gflops": 10.0} for name, t in times.items()}
+    rows["compress"]["bytes"], rows["compress float32/bfloat16"]["bytes"] = 1000, 1010
     assert summarise(rows) == {"coding": {
-        "float32/float32": {"compress_s": 2.0, "decompress_s": 3.0, "compress_speedup": 1.0, "decompress_speedup": 1.0},
+        "float32/float32": {"compress_s": 2.0, "decompress_s": 3.0, "compress_speedup": 1.0, "decompress_speedup": 1.0,
+                            "bytes": 1000, "bytes_change": 0.0},
         "float32/bfloat16": {"compress_s": 1.0, "decompress_s": 1.5, "compress_speedup": 2.0,
-                             "decompress_speedup": 2.0},
+                             "decompress_speedup": 2.0, "bytes": 1010, "bytes_change": 1010 / 1000 - 1},
     }}
 
 
