@@ -1,16 +1,20 @@
 """How close TCM runs to this machine's arithmetic limit.
 
 For TCM-S and TCM-L on one image: FLOPs (torch's flop counter, a multiply-add
-counts 2), the float32 matmul rate measured in the same process just before
-each measurement (best of 9), median times of forward / compress / decompress / one
-training step, the share of the matmul rate each reaches, and peak memory.
-Every measurement runs in its own subprocess so that peak RSS
-(``ru_maxrss``) belongs to that measurement alone.  Weights are random (a
-``--checkpoint`` may be given): speed does not depend on them much, but the
-rANS coder's work does, a little.
+counts 2), the matmul rate of the measurement's own arithmetic (float32, or
+bfloat16 for bfloat16 transforms) measured in the same process just before
+it (best of several: the yardstick), median times of forward / compress /
+decompress / one training step after a warm-up run, the share of the
+yardstick each reaches, and peak memory.  Every measurement runs in its own
+subprocess so that peak RSS (``ru_maxrss``) belongs to that measurement
+alone.  The table says which image was measured (random noise where no
+``--image`` is given: its rANS coding costs more than a photograph's) and
+whether the machine was busy (load average, or a yardstick far below the
+run's best).  Weights are random (a ``--checkpoint`` may be given): speed
+does not depend on them much, but the rANS coder's work does, a little.
 
-    python bench.py                       # TCM-S and TCM-L on kodim01 (or a synthetic image)
-    python bench.py --model s --quick     # a smoke run: 256x256, batch 2, one repeat
+    python bench.py --image kodim01.png   # TCM-S and TCM-L on a photograph
+    python bench.py --model s --quick     # a smoke run: 256x256, batch 2, one repeat after one warm-up
     python bench.py --json bench.json     # also write the table
     python bench.py --model s --measures compress,decompress --coding float32/float32 float32/bfloat16 float64/bfloat16
 """
@@ -21,13 +25,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from evaluation.benchmark import MEASURES, run_bench
-from evaluation.speed import CLOCKS
-from models.coding import CodingMode, coding_argument
-from utils.cli import ArgumentParser, run_tool
-from utils.process import keep_freed_memory
+from evaluation.options import CLOCKS, MEASURES
+from models.mode_names import ALL as CODING_MODES
+from models.mode_names import coding_mode
+from utils.cli import ArgumentParser, require_cuda, run_tool
 
 PROG = "bench.py"
 
@@ -35,7 +36,7 @@ PROG = "bench.py"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="s,l", help="comma-separated presets: s, m, l (default s,l)")
-    p.add_argument("--image", help="image to code (default: Kodak kodim01, or a synthetic 768x512)")
+    p.add_argument("--image", help="image to code (default: random noise, 768x512)")
     p.add_argument("--checkpoint", help="weights to load instead of random ones")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
@@ -43,11 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="wall time, or process CPU time (use with --threads 1 on a loaded machine)")
-    p.add_argument("--quick", action="store_true", help="256x256 crop, batch 2, one repeat")
+    p.add_argument("--quick", action="store_true", help="256x256 crop, batch 2, one repeat after one warm-up run")
     p.add_argument("--cuda", action="store_true", help="measure on the GPU")
-    p.add_argument("--coding", nargs="+", type=coding_argument, default=CodingMode.all(), metavar="MODE",
+    p.add_argument("--coding", nargs="+", type=coding_mode, default=None, metavar="MODE",
                    help="coding modes of compress/decompress, ENTROPY/TRANSFORMS (models.coding; default: all "
-                        f"four, {' '.join(map(str, CodingMode.all()))})")
+                        f"four, {' '.join(CODING_MODES)})")
     p.add_argument("--compile", action="store_true", help="torch.compile g_a, h_a, g_s")
     p.add_argument("--measures", default=",".join(MEASURES),
                    help=f"comma-separated subset of {','.join(MEASURES)} (decompress needs compress)")
@@ -56,7 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strings-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.measures = [m.strip() for m in args.measures.split(",") if m.strip()]
-    args.coding = list(dict.fromkeys(args.coding))  # each mode once, in the order given
     bad = [m for m in args.measures if m not in MEASURES]
     if bad or not args.measures:
         p.error(f"--measures: choose from {', '.join(MEASURES)}")
@@ -67,20 +67,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads < 0:
         p.error("--threads must be at least 0")
     if args.quick:
-        args.repeats, args.warmup, args.batch = 1, 0, min(args.batch, 2)
+        args.repeats, args.warmup, args.batch = 1, max(args.warmup, 1), min(args.batch, 2)
     if args.cuda and args.clock == "cpu":
         p.error("--clock cpu does not time GPU work: use the wall clock with --cuda")
-    if args.cuda and not torch.cuda.is_available():
-        p.error("--cuda: no CUDA device is available")
+    if args.cuda:
+        require_cuda(p)
     if args.image and not Path(args.image).is_file():
         p.error(f"--image {args.image}: no such file")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         p.error(f"--checkpoint {args.checkpoint}: no such file")
+    from models.coding import CodingMode
+
+    args.coding = list(dict.fromkeys(args.coding or CodingMode.all()))  # each mode once, in the order given
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from evaluation.benchmark import run_bench
+    from utils.process import keep_freed_memory
+
     keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     return run_tool(PROG, lambda: run_bench(args, argv))
 

@@ -7,7 +7,8 @@
 One input writes OUT as a file (or into OUT if it is a folder or ends in /);
 several inputs write into the folder OUT, one output each (``NAME.tcm`` /
 ``NAME.png``).  Each file done is one line on stdout (input -> output, size,
-bits per pixel, time; ``-q`` leaves them out); every failure is one line on
+bits per pixel, its coding time (reading, coding and writing it) and the wall
+time since the process started, start-up included; ``-q`` leaves them out); every failure is one line on
 stderr naming its input; the others are still processed and the exit status
 is 1 if any failed.  Outputs are written to a temporary file and renamed, so
 an existing output is only ever replaced by a complete one, and temporaries

@@ -4,8 +4,10 @@
    ``demo_out/photos/`` as PNG;
 2. evaluates the shipped trained models (``pretrained/``) on them with real
    bitstreams (``--coding float64/float32``: the codec's entropy arithmetic),
-   measures Pillow's JPEG and WebP on the same photographs, and writes the
-   results JSON, BD-rates, the RD plot and a report page (``eval.py --report``);
+   measures Pillow's JPEG and WebP on the same photographs (at qualities that
+   span the models' rates), and writes the results JSON, the comparisons (gap
+   at matched rate, BD figures with their overlap), the RD plot and a report
+   page (``eval.py --report``);
 3. compresses one photograph to a ``.tcm`` file and back (``codec.py``);
 4. prints where everything went.
 
@@ -22,15 +24,12 @@ import time
 from pathlib import Path
 
 from datasets.samples import export_photos
-from evaluation.bd import FEW_OVERLAP
 from utils.cli import ArgumentParser, ToolError, run_tool
 
 PROG = "demo.py"
 
 ROOT = Path(__file__).resolve().parent
 PRETRAINED = ROOT / "pretrained"
-#: Pillow qualities of the JPEG/WebP sweeps; 1 and 3 reach the demo models' low rates.
-BASELINE_QUALITIES = ("1", "3", "5", "10", "20", "30", "40", "50", "60", "70", "80", "90", "95")
 
 
 def run(cmd: list[str]) -> None:
@@ -65,8 +64,7 @@ def run_demo(out: Path) -> int:
 
     results, plot, report = out / "results.json", out / "rd.png", out / "report"
     run([py, "eval.py", "--checkpoint", *map(str, models), "--data", *map(str, photos),
-         "--real", "--coding", "float64/float32",
-         "--baselines", "jpeg", "webp", "--baseline-qualities", *BASELINE_QUALITIES, "--name", "TCM-demo",
+         "--real", "--coding", "float64/float32", "--baselines", "jpeg", "webp", "--name", "TCM-demo",
          "--output", str(results), "--plot", str(plot), "--report", str(report)])
 
     middle = models[len(models) // 2]
@@ -76,22 +74,21 @@ def run_demo(out: Path) -> int:
     run([py, "codec.py", "decompress", str(coded), str(decoded), "--checkpoint", str(middle)])
     run([py, "codec.py", "info", str(coded)])
 
+    from evaluation.bd import describe
+
     doc = json.loads(results.read_text())
     print("\nDemo finished in {:.0f} s. Outputs:".format(time.time() - start))
     print(f"  photographs         {out / 'photos'}")
     print(f"  results (TCM)       {results}")
     for codec in ("jpeg", "webp"):
-        print(f"  results ({codec:4})      {results.with_name(f'results-{codec}.json')}")
+        print(f"  results ({codec:4})      {results.with_name(f'{results.stem}-{codec}.json')}")
     print(f"  RD plot             {plot}")
     print(f"  report page         {report / 'index.html'}  (open it in a browser: pictures side by side, bit maps)")
     print(f"  compressed file     {coded} ({coded.stat().st_size} bytes, "
           f"{8 * coded.stat().st_size / _pixels(photo):.3f} bpp)")
     print(f"  decompressed image  {decoded}")
     for name, fig in (doc.get("bd") or {}).items():
-        if fig.get("bd-rate") is not None:
-            caveat = (f" (caution: on only {fig['overlap']:.0%} of the joint PSNR range)"
-                      if fig["overlap"] < FEW_OVERLAP else f" (over {fig['overlap']:.0%} of the joint PSNR range)")
-            print(f"  BD-rate vs {name:5}   {fig['bd-rate']:+.1f} % (PSNR){caveat}")
+        print(f"  against {name:12} {describe(fig)}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Evaluate TCM checkpoints on an image folder: rates, PSNR / MS-SSIM, times, RD curves.
 
     python eval.py --checkpoint CK [CK ...] --data DIR [--cuda] [--real [--coding ENTROPY/TRANSFORMS]]
-                   [--output results.json] [--plot rd.png] [--anchor FILE ...]
+                   [--output results.json] [--plot rd.png] [--anchor NAME|FILE ... [--anchor-set SET]]
                    [--baselines jpeg webp avif] [--which best|latest] [--tile PX] [--resume] [--verbose] [-f]
                    [--report DIR [--report-format light|full]]
 
@@ -12,7 +12,9 @@ evaluation); with ``--real`` each image is entropy-coded and decoded, and the
 rate is the bitstream's, coded in ``--coding`` (default float32/float32, the
 published function; ``models.coding``).  Images are padded (centred, zeros)
 to multiples of 128 and the reconstruction cropped back; rates are over the
-original pixels.
+original pixels.  ``--anchor`` takes results files, or the names of the
+published anchors that ship with the project (``evaluation.anchors``: ``vtm``,
+``paper-tcm-large`` …) for the data set evaluated.
 
 No output may be one of the files the run reads (checkpoints, images,
 anchors); an existing output holding something else than what would be
@@ -27,12 +29,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from evaluation import baselines
-from evaluation.runner import run_evaluation
+from evaluation import anchors
+from evaluation.options import CODECS
 from file_codec.settings import tile_argument
-from models.coding import CodingMode, coding_argument
-from utils.cli import ArgumentParser, run_tool
-from utils.process import keep_freed_memory
+from models.mode_names import ALL as CODING_MODES
+from models.mode_names import PUBLISHED, coding_mode
+from utils.cli import ArgumentParser, require_cuda, run_tool
 
 PROG = "eval.py"
 
@@ -48,17 +50,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="image folders (Kodak, Tecnick, CLIC, …) or image files")
     p.add_argument("--cuda", action="store_true", help="run the model on the GPU")
     p.add_argument("--real", action="store_true", help="entropy-code and decode: real bitstream rates")
-    p.add_argument("--output", help="results JSON (CompressAI format), per-image rows included")
+    p.add_argument("--output", help="results JSON (CompressAI format), per-image rows included; each baseline's "
+                                    "beside it, <output stem>-<codec>.json")
     p.add_argument("--plot", help="RD plot image (PSNR-bpp and MS-SSIM-bpp)")
-    p.add_argument("--anchor", nargs="+", default=[], metavar="FILE", help="results files to compare with")
-    p.add_argument("--baselines", nargs="+", default=[], choices=list(baselines.CODECS),
+    p.add_argument("--anchor", nargs="+", default=[], metavar="NAME|FILE",
+                   help="results files to compare with, or built-in published anchors of the data set evaluated: "
+                        + "; ".join(f"{s}: {' '.join(anchors.names(s))}" for s in anchors.SETS))
+    p.add_argument("--anchor-set", choices=list(anchors.SETS),
+                   help="the set of the built-in anchors (default: told from the --data folder names)")
+    p.add_argument("--baselines", nargs="+", default=[], choices=list(CODECS),
                    help="classical codecs measured on the same images (Pillow)")
-    p.add_argument("--baseline-qualities", nargs="+", type=int, default=list(baselines.DEFAULT_QUALITIES),
-                   metavar="Q", help="quality sweep of the baselines (default: %(default)s)")
+    p.add_argument("--baseline-qualities", nargs="+", type=int, default=None, metavar="Q",
+                   help="quality sweep of the baselines (default: qualities chosen so that each baseline's "
+                        "curve spans the evaluated models' rates and PSNRs)")
     p.add_argument("--name", default="TCM", help="name of the evaluated curve (default: %(default)s)")
-    p.add_argument("--coding", type=coding_argument, default=None, metavar="ENTROPY/TRANSFORMS",
-                   help=f"with --real: the coding mode, one of {', '.join(map(str, CodingMode.all()))} "
-                        f"(default: {CodingMode.PUBLISHED}, the paper's function; codec.py writes float64 entropy)")
+    p.add_argument("--coding", type=coding_mode, default=None, metavar="ENTROPY/TRANSFORMS",
+                   help=f"with --real: the coding mode, one of {', '.join(CODING_MODES)} "
+                        f"(default: {PUBLISHED}, the paper's function; codec.py writes float64 entropy)")
     p.add_argument("--tile", type=tile_argument, default=None, metavar="PIXELS",
                    help="code each image in tiles of this side, as codec.py does (for images too large at once)")
     p.add_argument("--save-recon", metavar="DIR",
@@ -76,11 +84,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-f", "--force", action="store_true",
                    help="replace existing outputs that hold something else than what is written "
                         "(an input is never replaced)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cuda:
+        require_cuda(p)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from evaluation.runner import run_evaluation
+    from utils.process import keep_freed_memory
+
     keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     return run_tool(PROG, lambda: run_evaluation(args))
 

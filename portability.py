@@ -12,8 +12,8 @@ NCHW, all three, and the same configuration in another process).  The table
 counts the files that fail to decode (latent checksum mismatch).
 ``--random s`` adds TCM-S with random weights (seed 0).  ``--cost`` times
 instead what each mode costs against the first
-(``evaluation.portability.coding_cost``).  Default data: Kodak from
-../shared, or the built-in photographs.
+(``evaluation.portability.coding_cost``).  Default data: the built-in
+photographs (scikit-image's); ``--data DIR`` takes a folder (Kodak, say).
 """
 
 from __future__ import annotations
@@ -25,32 +25,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from utils import ROOT
+from models.mode_names import coding_mode
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.files import save_torch_atomic, write_text_atomic
 
 PROG = "portability.py"
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from evaluation.portability import DEFAULT_MODES
-    from models.coding import coding_argument
-
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", nargs="*", default=[], help="models to check (e.g. pretrained/*.pth.tar)")
     p.add_argument("--random", nargs="*", default=[], metavar="PRESET", help="also random-weight presets (s, m, l)")
-    p.add_argument("--data", default=None, help="image folder (default: Kodak, or the built-in photographs)")
+    p.add_argument("--data", default=None, help="image folder (default: the built-in photographs)")
     p.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
-    p.add_argument("--coding", nargs="+", type=coding_argument, default=list(DEFAULT_MODES), metavar="MODE",
+    p.add_argument("--coding", nargs="+", type=coding_mode, default=None, metavar="MODE",
                    help="coding modes, ENTROPY/TRANSFORMS: files are encoded in each and decoded with its "
-                        f"transforms (default: {' '.join(map(str, DEFAULT_MODES))})")
+                        "transforms (default: the published function and the file codec's entropy arithmetic, "
+                        "evaluation.portability.DEFAULT_MODES)")
     p.add_argument("--cost", action="store_true",
                    help="instead: time encoding and decoding in each --coding mode, interleaved per image, in this "
                         "process, against the first mode")
     p.add_argument("--json", help="write the table here too")
     args = p.parse_args(argv)
-    args.coding = list(dict.fromkeys(args.coding))  # each mode once, in the order given
+    from evaluation.portability import DEFAULT_MODES
+
+    args.coding = list(dict.fromkeys(args.coding or DEFAULT_MODES))  # each mode once, in the order given
     return args
 
 
@@ -66,12 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --checkpoint and/or --random")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.data:
-            images = list_images(args.data)
-        elif KODAK.is_dir():
-            images = list_images(KODAK)
-        else:
-            images = export_photos(work / "photos")
+        images = list_images(args.data) if args.data else export_photos(work / "photos")
         images = images[: args.limit] if args.limit else images
         models = {Path(c).name: str(c) for c in args.checkpoint}
         for preset in args.random:
@@ -83,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             models[f"TCM-{preset.upper()} random"] = str(path)
         if args.cost:
             return print_cost(args, models, images)
-        results = {"images": len(images), "data": str(args.data or (KODAK if KODAK.is_dir() else "built-in")),
+        results = {"images": len(images), "data": str(args.data or "built-in photographs"),
                    "coding": [str(m) for m in args.coding], "models": {}}
         for name, ck in models.items():
             start = time.monotonic()
@@ -103,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
 
 def print_cost(args: argparse.Namespace, models: dict[str, str], images: list[Path]) -> int:
     from evaluation.portability import coding_cost
-    from utils.process import keep_freed_memory
+    from utils.process import busy_note, keep_freed_memory, load_average
 
     keep_freed_memory()  # as codec.py runs
+    load = load_average()
     results = {"images": len(images), "coding": [str(m) for m in args.coding], "models": {}}
-    print(f"Seconds per image, mean of {len(images)}, modes interleaved per image "
+    print(f"Seconds per image, mean of {len(images)} ({args.data or 'the built-in photographs'}), "
+          "modes interleaved per image "
           f"(cost: against {args.coding[0]}):")
     print(f"{'model':38} {'coding':16} {'encode':>7} {'decode':>7} {'cost':>17}")
     for name, ck in models.items():
@@ -116,6 +112,11 @@ def print_cost(args: argparse.Namespace, models: dict[str, str], images: list[Pa
         for mode, t in cost.items():
             rel = " / ".join(f"{100 * (t[w] / base[w] - 1):+6.1f}%" for w in ("encode", "decode"))
             print(f"{name[:38]:38} {mode:16} {t['encode']:7.3f} {t['decode']:7.3f} {rel:>17}")
+    note = busy_note(max(v for v in (load, load_average()) if v is not None)) if load is not None else busy_note()
+    if note:
+        print(f"note: {note}: times are longer than on an idle machine (the modes are interleaved, so their "
+              "costs stay comparable)")
+    results["busy"] = note
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0

@@ -25,24 +25,9 @@ import os
 import sys
 from typing import Sequence
 
-from models import TCMConfig
-from training.config import TrainingConfig
-from training.options import DEFAULT_LAMBDA, given_options, spelled
-from training.sweep import PROG, run_sweep
-from utils.cli import ArgumentParser, run_tool
-from utils.process import keep_freed_memory
-
-
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless the text gives it already or it has none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (not action.option_strings or default is None or default is argparse.SUPPRESS or default is False
-                or "default" in text):
-            return text
-        return f"{text} (default: {spelled(default).replace('%', '%%')})"
+from models.config import TCMConfig
+from training.options import DEFAULT_LAMBDA, PROG, given_options
+from utils.cli import ArgumentParser, DefaultsHelpFormatter, require_cuda, run_tool, shown_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,13 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default: {getattr(TCMConfig, name)})")
     g.add_argument("--entropy-hidden", type=int, nargs=2, default=None, metavar=("A", "B"),
-                   help=f"hidden widths of the slice transforms (default: {spelled(TCMConfig.entropy_hidden)})")
+                   help=f"hidden widths of the slice transforms (default: {shown_default(TCMConfig.entropy_hidden)})")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cuda:
+        require_cuda(parser)
+    from training.config import TrainingConfig
+    from training.sweep import run_sweep
+    from utils.process import keep_freed_memory
+
     keep_freed_memory()  # large activations reuse freed memory instead of faulting pages in
     return run_tool(PROG, lambda: run_sweep(TrainingConfig.from_args(args), given_options(parser, argv)))
 

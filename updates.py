@@ -10,25 +10,25 @@ the optimizer state and writes ``OUT_DIR/NAME-<sha256[:8]>.pth.tar``
 (CompressAI's release naming) holding the state_dict and those parameters.
 The written file is then reloaded and a synthetic image is round-tripped
 through compress and decompress, in the published arithmetic and in exact
-integers, before success is reported.  The library code is
-``models/release.py``.
+integers, before success is reported; each step is a line on stdout as it
+starts (a failure is still one line on stderr).  The library code is
+``models/release.py``; torch loads after the command line is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from models import display_name, load_model, model_from_state_dict, read_checkpoint
-from models.integer_entropy import (CALIBRATION_SIDE, IntegerEntropyModel, calibration_crops, calibration_latents,
-                                    sample_images)
-from models.release import round_trip_check, write_release
 from utils.cli import ArgumentParser, ToolError, UsageError, run_tool
 
 PROG = "updates.py"
 #: Images of a --calibration folder the integer entropy model is calibrated on.
 CALIBRATION_IMAGES = 8
+#: ``models.integer_entropy.CALIBRATION_SIDE``, spelt here so that --help needs no torch (a test checks the two agree).
+CALIBRATION_SIDE = 384
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,8 +47,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class Steps:
+    """One line on stdout as each step starts, with the seconds since the first: a long step is not silence."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        print(f"[{time.perf_counter() - self.start:5.1f} s] {what}", flush=True)
+
+
 def calibration_set(folder: Path | None) -> tuple[list, str]:
     """(calibration crops, what they are) from ``folder``, or the built-in sample photographs."""
+    from models.integer_entropy import calibration_crops, sample_images
+
     if folder is None:
         return sample_images(), "the built-in sample photographs"
     from datasets import list_images, open_rgb, to_tensor
@@ -62,15 +74,31 @@ def calibration_set(folder: Path | None) -> tuple[list, str]:
 
 
 def release(args: argparse.Namespace) -> int:
+    def check_name(name: str) -> None:
+        if not name or name != Path(name).name or name in (".", ".."):
+            raise UsageError(f"-n {name!r}: a file name without folders (the folder is -o)")
+
+    if args.name is not None:
+        check_name(args.name)
+    step = Steps()
+    step(f"reading {args.checkpoint}")
+    from models import load_model, model_from_state_dict, read_checkpoint
+    from models.checkpoint import checkpoint_stem, display_name
+    from models.integer_entropy import IntegerEntropyModel, calibration_latents
+    from models.release import round_trip_check, write_release
+
     name = args.name or display_name(args.checkpoint)
-    if not name or name != Path(name).name or name in (".", ".."):
-        raise UsageError(f"-n {name!r}: a file name without folders (the folder is -o)")
+    check_name(name)
+
     model = model_from_state_dict(read_checkpoint(args.checkpoint)).eval()
+    step(f"building the entropy tables of {checkpoint_stem(args.checkpoint)} (N={model.N})")
     model.update(force=True)
     images, source = calibration_set(args.calibration)
-    print(f"calibrating the integer entropy model on {source}", flush=True)
+    step(f"calibrating the integer entropy model on {source}")
     integer = IntegerEntropyModel.calibrated(model.entropy_model, calibration_latents(model, images))
+    step(f"writing the release file into {args.output_dir}" + (" (transforms in float16)" if args.half else ""))
     path = write_release(model, args.output_dir, name, args.half, integer.integer_parameters.values)
+    step(f"reloading {path.name} and round-tripping a synthetic image in float32 and in int8")
     reloaded = load_model(path)
     try:
         err = max(round_trip_check(reloaded), round_trip_check(reloaded, "int8/float32"))

@@ -4,7 +4,9 @@ A learned codec's curve means little without a reference measured on the same
 images with the same metrics; the published anchors come from other machines
 and other pipelines.  Each codec is run at every quality of the sweep, on every
 image: bpp from the encoded file's bytes over the pixel count, PSNR and
-MS-SSIM of the decoded 8-bit image (what the file holds).
+MS-SSIM of the decoded 8-bit image (what the file holds).  Without a sweep
+given, :func:`spanning_qualities` chooses one whose curve reaches below and
+above the evaluated models' points, so that every baseline overlaps them.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ from utils.cli import ToolError, first_line
 
 from metrics.quality import quality
 
-#: codec name -> (Pillow format, feature to check, display name)
-CODECS: dict[str, tuple[str, str, str]] = {
-    "jpeg": ("JPEG", "jpg", "JPEG"),
-    "webp": ("WEBP", "webp", "WebP"),
-    "avif": ("AVIF", "avif", "AVIF"),
-}
+from .options import CODECS
 
 DEFAULT_QUALITIES: tuple[int, ...] = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+#: The qualities each codec is swept over when they are chosen (Pillow: JPEG above 95 is not recommended).
+QUALITY_RANGE: dict[str, tuple[int, int]] = {"jpeg": (1, 95), "webp": (0, 100), "avif": (0, 100)}
+#: How many qualities a chosen sweep has (its two ends included).
+SPANNING_POINTS = 8
 
 
 class BaselineError(ToolError):
@@ -129,6 +130,68 @@ def sweep(
         points.append({"quality": q, **{k: _mean([r[k] for r in rows]) for k in keys}})
         per_image[str(q)] = rows
     return Sweep(points, per_image, skipped)
+
+
+def _probe(images: Sequence[tuple[str, Image.Image]], codec: str, q: int) -> tuple[float, float] | None:
+    """(mean bpp, mean PSNR) of ``codec`` at quality ``q`` over the images it can code; None if none."""
+    rates, psnrs = [], []
+    for _, img in images:
+        try:
+            data, dec, _, _ = code_image(img, codec, q)
+        except (OSError, ValueError):
+            continue
+        a = np.asarray(img, dtype=np.float64)
+        mse = float(np.mean((a - np.asarray(dec, dtype=np.float64)) ** 2)) / 255.0**2
+        rates.append(len(data) * 8.0 / (img.width * img.height))
+        psnrs.append(float("inf") if mse == 0 else -10.0 * math.log10(mse))
+    return (float(np.mean(rates)), float(np.mean(psnrs))) if rates else None
+
+
+def spanning_qualities(images: Sequence[tuple[str, Image.Image]], codec: str, rates: Sequence[float],
+                       psnrs: Sequence[float], count: int = SPANNING_POINTS) -> list[int]:
+    """A quality sweep of ``codec`` whose curve spans the models' points: ``count`` qualities, evenly spaced.
+
+    The lowest is the highest quality whose mean rate and PSNR are both at or
+    below the models' lowest (or the codec's lowest quality), the highest the
+    lowest quality whose mean rate and PSNR are both at or above the models'
+    highest (or its highest); each is found by bisection over the images, as
+    rate and PSNR rise with quality.  The BD figures and the gap at matched
+    rate then compare the codec where the models work, instead of over a
+    default sweep that may miss them.
+    """
+    lowest, highest = QUALITY_RANGE[codec]
+    seen: dict[int, tuple[float, float] | None] = {}
+
+    def probe(q: int) -> tuple[float, float] | None:
+        if q not in seen:
+            seen[q] = _probe(images, codec, q)
+        return seen[q]
+
+    def below(q: int) -> bool:
+        p = probe(q)
+        return p is not None and p[0] <= min(rates) and p[1] <= min(psnrs)
+
+    def above(q: int) -> bool:
+        p = probe(q)
+        return p is not None and p[0] >= max(rates) and p[1] >= max(psnrs)
+
+    lo, hi = lowest, highest  # the highest quality that is still below
+    if below(lowest):
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if below(mid) else (lo, mid - 1)
+    q_lo = lo
+    lo, hi = q_lo, highest  # the lowest quality that is above
+    if above(highest):
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if above(mid) else (mid + 1, hi)
+        q_hi = lo
+    else:
+        q_hi = highest
+    if q_hi - q_lo + 1 <= count:
+        return list(range(q_lo, q_hi + 1))
+    return sorted({round(q_lo + i * (q_hi - q_lo) / (count - 1)) for i in range(count)})
 
 
 def display_name(codec: str) -> str:

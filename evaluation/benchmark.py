@@ -21,12 +21,16 @@ from utils import ROOT
 from utils.cli import ToolError
 from utils.files import write_text_atomic
 from utils.padding import pad
+from utils.process import busy_note, load_average
 
-from .speed import CLOCKS, PeakMemory, count_flops, matmul_rate, median_time
+from .options import CLOCKS, MEASURES
+from .speed import PeakMemory, count_flops, matmul_rate, median_time
 
-DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
-MEASURES = ("forward", "compress", "decompress", "train")
 TRAIN_CROP = 256
+#: The random-noise image measured where no ``--image`` is given (the size of a Kodak photograph).
+NOISE_SIZE = (512, 768)
+#: A yardstick below this share of the best one of its arithmetic in the run: the machine was busy meanwhile.
+SLOW_YARDSTICK = 0.7
 
 
 class BenchError(ToolError):
@@ -51,19 +55,40 @@ def build_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
 
 
 def load_image(args: argparse.Namespace) -> torch.Tensor:
+    """``--image`` as a padded batch of one, or random noise of :data:`NOISE_SIZE` without it."""
     from datasets.images import ImageReadError, open_rgb, to_tensor
 
-    if args.image is None and not DEFAULT_IMAGE.exists():
-        g = torch.Generator().manual_seed(0)  # a user's clone: no Kodak
-        x = torch.rand(1, 3, 512, 768, generator=g)
+    if args.image is None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 3, *NOISE_SIZE, generator=g)
     else:
         try:
-            x = to_tensor(open_rgb(args.image or DEFAULT_IMAGE, warn_alpha=False))
+            x = to_tensor(open_rgb(args.image, warn_alpha=False))
         except ImageReadError as e:
             raise BenchError(str(e)) from None
     if args.quick:
         x = x[..., :256, :256]
     return pad(x)[0]
+
+
+def image_line(args: argparse.Namespace) -> str:
+    """Which image the table measured, in words."""
+    h, w = NOISE_SIZE
+    if args.quick:
+        h, w = min(h, 256), min(w, 256)
+    if args.image is None:
+        return (f"image: random noise, {w}x{h} (no --image given; its rANS coding costs more than a photograph's: "
+                "give --image for a photograph's figures)")
+    from PIL import Image
+
+    with Image.open(args.image) as img:
+        size = f"{min(img.width, 256)}x{min(img.height, 256)} crop of it" if args.quick else f"{img.width}x{img.height}"
+    return f"image: {args.image} ({size})"
+
+
+def yardstick_dtype(measure: str, mode: CodingMode) -> torch.dtype:
+    """The arithmetic a measurement's FLOPs are mostly in: the transforms' (bfloat16 modes), else float32."""
+    return mode.transforms_dtype if measure in ("compress", "decompress") else torch.float32
 
 
 def training_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -85,11 +110,14 @@ def run_measure(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.cuda else "cpu")
+    load = load_average()
     net = build_model(args, device)
     x = load_image(args).to(device)
-    rate = matmul_rate(device, args.quick, clock)
+    dtype = yardstick_dtype(args.worker, args.coding[0])
+    rate = matmul_rate(device, args.quick, clock, dtype)
     reps = args.repeats
-    out: dict = {"measure": args.worker, "matmul_gflops": rate}
+    out: dict = {"measure": args.worker, "matmul_gflops": rate, "matmul_dtype": str(dtype).removeprefix("torch."),
+                 "load": load}
     if args.worker in ("compress", "decompress"):
         out["coding"] = str(args.coding[0])
     strings_file = Path(args.strings_file)
@@ -211,14 +239,40 @@ def summarise(rows: dict[str, dict]) -> dict:
     }
 
 
+def busy_notes(results: dict) -> list[str]:
+    """Why the figures may be off: a busy machine (load average, a yardstick far below the run's best), shares
+    above 100 % (a yardstick measured low)."""
+    notes = []
+    rows = [(model, name, r) for model, res in results["models"].items() for name, r in res["rows"].items()]
+    loads = [r["load"] for _, _, r in rows if r.get("load") is not None]
+    loads += [results["load_at_start"]] if results.get("load_at_start") is not None else []
+    busy = busy_note(max(loads)) if loads else None
+    if busy:
+        notes.append(f"{busy} during the measurements: times are longer and shares lower than on an idle machine")
+    best: dict[str, float] = {}
+    for _, _, r in rows:
+        best[r["matmul_dtype"]] = max(best.get(r["matmul_dtype"], 0.0), r["matmul_gflops"])
+    slow = [f"{model} {name}" for model, name, r in rows if r["matmul_gflops"] < SLOW_YARDSTICK * best[r["matmul_dtype"]]]
+    if slow:
+        notes.append(f"the yardstick of {', '.join(slow)} was below {SLOW_YARDSTICK:.0%} of the run's best of its "
+                     "arithmetic: the machine was busy meanwhile, and that row is not comparable")
+    over = [f"{model} {name}" for model, name, r in rows if r["share"] > 1.0]
+    if over:
+        notes.append(f"share above 100 % ({', '.join(over)}): the yardstick was measured low (busy while it ran?); "
+                     "that share is not a fraction of the machine's limit")
+    return notes
+
+
 def print_table(results: dict, header: str) -> None:
     print(header)
+    print(results["image"])
     print(f"{'model':6} {'measure':27} {'GFLOP':>8} {'median s':>9} {'GFLOP/s':>8} "
-          f"{'matmul':>7} {'share':>6} {'peak MiB':>9}")
+          f"{'yardstick':>15} {'share':>6} {'peak MiB':>9}")
     for model, res in results["models"].items():
         for m, r in res["rows"].items():
+            yardstick = f"{r['matmul_gflops']:.1f} {r['matmul_dtype']}"
             print(f"{model:6} {m:27} {r['flops'] / 1e9:8.1f} {r['time']:9.3f} {r['gflops_per_s']:8.1f} "
-                  f"{r['matmul_gflops']:7.1f} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
+                  f"{yardstick:>15} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
         s = res["summary"]
         for mode, f in s.get("coding", {}).items():
             if mode != str(CodingMode.PUBLISHED):
@@ -231,6 +285,8 @@ def print_table(results: dict, header: str) -> None:
         print(f"{model:6} compress / forward of its parts {s['compress_over_forward_parts']:.2f}x, "
               f"decompress / forward of its parts {s['decompress_over_forward_parts']:.2f}x; "
               f"forward split (s): {split}")
+    for note in results["notes"]:
+        print(f"note: {note}")
 
 
 def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -252,7 +308,7 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
                "clock": args.clock,
                "torch": str(torch.__version__), "coding": [str(m) for m in args.coding], "compile": args.compile,
                "command": " ".join(["python bench.py", *(argv if argv is not None else sys.argv[1:])]),
-               "models": {}}
+               "image": image_line(args), "load_at_start": load_average(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:
             strings_file = os.path.join(tmp, f"{m}.json")
@@ -265,6 +321,7 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
                     rows[name] = run_worker(argv_v)
                     print(f"  {m} {name}: {rows[name]['time']:.3f} s", file=sys.stderr, flush=True)
             results["models"][m] = {"rows": rows, "summary": summarise(rows)}
+    results["notes"] = busy_notes(results)
     print_table(results, f"$ {results['command']}   ({results['device']}, {results['threads']} threads, "
                          f"{args.clock} clock, "
                          f"torch {results['torch']}, compile {args.compile})")

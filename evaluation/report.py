@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 
 from utils.files import write_text_atomic
 
-from .bd import FEW_OVERLAP
+from .bd import FEW_OVERLAP, describe
 from .tables import cell, point_rows
 from .visuals import Shown, Visuals
 
@@ -80,13 +80,15 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     header, rows = point_rows(doc)
     parts.append("<h2>Averages</h2>" + _table(header, rows))
     if bd:
-        bd_rows = [[str(name), cell(f.get("bd-rate"), "+.2f"), cell(f.get("bd-psnr"), "+.3f"),
+        bd_rows = [[str(name), describe(f), cell(f.get("bd-rate"), "+.2f"), cell(f.get("bd-psnr"), "+.3f"),
                     cell(f.get("overlap"), ".0%"), cell(f.get("gap"), "+.2f"), f.get("note", "")]
                    for name, f in bd.items()]
-        parts.append("<h2>Against the anchors</h2><p class='small'>BD-rate in %, negative: fewer bits for the "
-                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below "
-                     f"{FEW_OVERLAP:.0%}, read with care); gap: PSNR difference at the model's own rates, in dB.</p>"
-                     + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
+        parts.append("<h2>Against the anchors</h2><p class='small'>The reading first: where the curves share less "
+                     f"than {FEW_OVERLAP:.0%} of their joint PSNR range, the PSNR difference at the model's own rates "
+                     "(gap, dB) leads, since BD figures over a short stretch of curve say little. BD-rate in %, "
+                     "negative: fewer bits for the same PSNR; overlap: share of the joint PSNR range both curves "
+                     "cover.</p>"
+                     + _table(["anchor", "reading", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
     views = ("Full views are lossless PNG." if visuals.view_suffix == ".png" else
              "Full views are JPEG (quality 92, no chroma subsampling) to keep the page light; the crops and "
              "bit maps are lossless PNG (eval.py --report-format full keeps every picture lossless).")

@@ -20,10 +20,12 @@ from tqdm import tqdm
 from models.coding import Coder, CodingMode
 from utils.cli import UsageError
 from utils.files import check_output, check_writable, kind_of_name
+from utils.process import busy_note
 from utils.provenance import provenance
 
+from . import anchors as builtin_anchors
 from . import baselines
-from .bd import FEW_OVERLAP, bd_metrics
+from .bd import bd_metrics, describe
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
@@ -66,18 +68,21 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise UsageError("--coding is how --real codes: give --real too")
 
 
-def input_files(args: argparse.Namespace, checkpoints: list[Path]) -> list[Path]:
-    """Every file the run reads: checkpoints, images (each file of a --data folder) and anchors."""
-    files = [*checkpoints, *map(Path, args.anchor)]
+def input_files(args: argparse.Namespace, checkpoints: list[Path], anchor_files: list[Path] | None = None
+                ) -> list[Path]:
+    """Every file the run reads: checkpoints, images (each file of a --data folder) and anchors
+    (``anchor_files``: ``--anchor`` resolved; by default its arguments as files)."""
+    files = [*checkpoints, *(map(Path, args.anchor) if anchor_files is None else anchor_files)]
     for item in map(Path, args.data):
         files += [f for f in item.iterdir() if f.is_file()] if item.is_dir() else [item]
     return files
 
 
-def check_replaced_outputs(args: argparse.Namespace, checkpoints: list[Path]) -> None:
+def check_replaced_outputs(args: argparse.Namespace, checkpoints: list[Path],
+                           anchor_files: list[Path] | None = None) -> None:
     """No output is an input (checkpoint, image, anchor), and none replaces a file of another kind
     (a checkpoint or an image where results JSON would go) unless --force; before any image."""
-    inputs = input_files(args, checkpoints)
+    inputs = input_files(args, checkpoints, anchor_files)
     outputs: list[tuple[str, Path, str]] = []
     if args.output:
         outputs.append(("--output", Path(args.output), "json"))
@@ -92,19 +97,6 @@ def check_replaced_outputs(args: argparse.Namespace, checkpoints: list[Path]) ->
                     ("--report", Path(args.report) / "rd.png", "png")]
     for what, path, kind in outputs:
         check_output(path, kind, inputs, force=args.force, what=what)
-
-
-def bd_note(fig: dict[str, Any]) -> str:
-    """A BD figure as a line, with a caveat where it rests on little overlap."""
-    gap = (f"; at {fig['gap-points']} of the model's rates the quality differs by {fig['gap']:+.2f}"
-           if fig.get("gap") is not None else "")
-    if fig["bd-rate"] is None:
-        psnr = f"BD-PSNR {fig['bd-psnr']:+.3f} dB; " if fig.get("bd-psnr") is not None else ""
-        return f"{psnr}— ({fig.get('note', 'not computable')}){gap}"
-    line = f"BD-rate {fig['bd-rate']:+.2f} %, BD-PSNR {fig['bd-psnr']:+.3f} dB (overlap {fig['overlap']:.0%})"
-    if fig["overlap"] < FEW_OVERLAP:
-        line += f"; caution: the curves share only {fig['overlap']:.0%} of their quality range{gap}"
-    return line
 
 
 def coding(args: argparse.Namespace) -> CodingMode:
@@ -161,13 +153,29 @@ def evaluate_checkpoint(ck: Checkpoint, images: list, resume_keys: list[Key], de
     return rows
 
 
-def run_baselines(images: list, args: argparse.Namespace) -> list[dict[str, Any]]:
+def baseline_qualities(images: list, codec: str, points: list[dict[str, Any]], args: argparse.Namespace) -> list[int]:
+    """``--baseline-qualities``, or a sweep that spans the evaluated points (:func:`baselines.spanning_qualities`)."""
+    if args.baseline_qualities:
+        return sorted(set(args.baseline_qualities))
+    rates = [p["bpp"] for p in points if p.get("bpp") is not None]
+    psnrs = [p["psnr-rgb"] for p in points if p.get("psnr-rgb") is not None]
+    if not rates or not psnrs:
+        return list(baselines.DEFAULT_QUALITIES)
+    print(f"{codec}: choosing qualities that span the models' {min(rates):.3f}-{max(rates):.3f} bpp and "
+          f"{min(psnrs):.2f}-{max(psnrs):.2f} dB", file=sys.stderr, flush=True)
+    chosen = baselines.spanning_qualities(images, codec, rates, psnrs)
+    print(f"{codec}: qualities {' '.join(map(str, chosen))}", file=sys.stderr, flush=True)
+    return chosen
+
+
+def run_baselines(images: list, points: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each ``--baselines`` codec's sweep as a results document; an image a codec cannot code is a note."""
     docs = []
     for codec in args.baselines:
-        total = len(images) * len(set(args.baseline_qualities))
-        with tqdm(total=total, desc=codec, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            result = baselines.sweep(images, codec, args.baseline_qualities, bar.update)
+        qualities = baseline_qualities(images, codec, points, args)
+        with tqdm(total=len(images) * len(qualities), desc=codec, unit="img", file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            result = baselines.sweep(images, codec, qualities, bar.update)
         for image_name, why in result.skipped.items():
             print(f"note: {image_name} left out of the {codec} baseline: {why}", file=sys.stderr)
         docs.append(results_document(
@@ -180,15 +188,17 @@ def run_baselines(images: list, args: argparse.Namespace) -> list[dict[str, Any]
 def run_evaluation(args: argparse.Namespace) -> int:
     """Evaluate as ``eval.py``'s options say; 0, or :data:`EXIT_MISMATCH` if a decoder disagreed."""
     if args.cuda and not torch.cuda.is_available():
-        raise EvalError("--cuda given but no CUDA device is available")
+        raise UsageError("--cuda: no CUDA device is available here (leave out --cuda to run on the CPU)")
     device = torch.device("cuda" if args.cuda else "cpu")
     check_outputs(args)
     baselines.check_codecs(args.baselines)
-    baselines.check_qualities(args.baseline_qualities)
+    if args.baseline_qualities is not None:
+        baselines.check_qualities(args.baseline_qualities)
+    anchor_files = builtin_anchors.resolve(args.anchor, getattr(args, "anchor_set", None), args.data)
     taken = [args.name, *(baselines.display_name(codec) for codec in args.baselines)]
-    anchors = distinct_names([read_results(a) for a in args.anchor], args.anchor, taken)
+    anchors = distinct_names([read_results(a) for a in anchor_files], anchor_files, taken)
     checkpoint_files = find_checkpoints(args.checkpoint, args.which)
-    check_replaced_outputs(args, checkpoint_files)
+    check_replaced_outputs(args, checkpoint_files, anchor_files)
     checkpoints = load_checkpoints(checkpoint_files)
     images = load_images(args.data)
     figure_names(args.figure_image, images)
@@ -230,7 +240,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
         checkpoints=[ck.describe() for ck in checkpoints], per_image=per_image,
         provenance={**provenance(device), "tile": args.tile, "coding": coded},
     )
-    base_docs = run_baselines(images, args)
+    base_docs = run_baselines(images, points, args)
     skipped = {codec: b["skipped"] for codec, b in zip(args.baselines, base_docs) if b.get("skipped")}
     if skipped:
         doc["baselines-skipped"] = skipped
@@ -251,9 +261,10 @@ def run_evaluation(args: argparse.Namespace) -> int:
         fig = bd_metrics(other, doc)
         bd[fig["anchor"]] = fig
     if bd:
-        print(f"\nBD against each anchor (PCHIP; negative BD-rate: {args.name} needs fewer bits)")
+        print(f"\n{args.name} against each anchor (BD: PCHIP, negative BD-rate: fewer bits; matched rate: PSNR "
+              "difference at the model's own rates)")
         for anchor_name, fig in bd.items():
-            print(f"  {anchor_name}: {bd_note(fig)}")
+            print(f"  {anchor_name}: {describe(fig)}")
         doc["bd"] = bd
 
     if visuals.active and args.baselines:
@@ -271,6 +282,9 @@ def run_evaluation(args: argparse.Namespace) -> int:
         size, files = page_size(page)
         print(f"report: {page} ({size / 1e6:.1f} MB in {files} files, {args.report_format} format)", file=sys.stderr)
     store.close(finished=True)
+    note = busy_note()
+    if note:
+        print(f"note: {note}: the times above are longer than on an idle machine", file=sys.stderr)
     mismatches = sum(p.get("mismatches", 0) for p in points)
     if mismatches:
         print(f"{PROG}: error: {mismatches} decoded image(s) differ from the encoder's reconstruction",

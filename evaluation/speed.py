@@ -48,11 +48,6 @@ def count_flops(fn: Callable[[], object], grad: bool = False) -> int:
 
 
 # ---------------------------------------------------------------- timing
-#: wall: elapsed time.  cpu: this process's CPU time, which with ``--threads 1``
-#: is the compute time even on a machine other jobs are loading.
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 def run_times(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1,
               clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Clock times of ``repeats`` calls after ``warmup`` untimed ones."""
@@ -73,15 +68,21 @@ def median_time(fn: Callable[[], object], repeats: int, device: torch.device, wa
     return statistics.median(run_times(fn, repeats, device, warmup, clock))
 
 
-def matmul_rate(device: torch.device, quick: bool, clock: Callable[[], float] = time.perf_counter) -> float:
-    """float32 GFLOP/s of a large square matmul (with torch's default TF32 settings on CUDA).
+def matmul_rate(device: torch.device, quick: bool, clock: Callable[[], float] = time.perf_counter,
+                dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a large square matmul in ``dtype`` (float32 with torch's default TF32 settings on CUDA).
 
-    The best of several runs, not the median: the yardstick is what the
-    machine can do, and a run slowed by another job would flatter the shares.
+    The yardstick of a measurement in that arithmetic: a bfloat16 model is
+    compared with a bfloat16 matmul, which runs several times faster than a
+    float32 one where the CPU has bfloat16 units.  The best of several runs,
+    not the median: the yardstick is what the machine can do, and a run slowed
+    by another job would flatter the shares.  ``quick`` takes fewer runs of
+    the same size (a smaller matmul reaches less of the machine's rate, and
+    shares above 100 % would follow).
     """
-    n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     return 2 * n**3 / min(run_times(lambda: torch.mm(a, b), 3 if quick else 9, device, 1, clock)) / 1e9
 
 

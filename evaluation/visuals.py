@@ -237,7 +237,9 @@ class Visuals:
             b = entry["baselines"].get(ck, {}).get(codec)
             if b and (f"{codec}@{ck}", image_name) in self.kept:
                 panels.append((f"{b.label}\n{b.bpp:.3f} bpp, {b.psnr:.2f} dB", self.kept[(f"{codec}@{ck}", image_name)]))
-        visual_figure(panels, entry["box"], self.figure, title=f"{image_name}, crop {entry['box']}")
+        left, top, right, bottom = entry["box"]
+        visual_figure(panels, entry["box"], self.figure,
+                      title=f"{image_name}, a {right - left}x{bottom - top} crop at x={left}, y={top}")
 
 
 def figure_names(args_figure_image: str | None, images: list[tuple[str, Image.Image]]) -> None:

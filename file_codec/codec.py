@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from utils.process import quiet_compressai_warnings
+from utils.light_imports import light_imports
 
-quiet_compressai_warnings()  # before the first import of CompressAI
+light_imports()  # before the first import of CompressAI or timm
 
 from compressai.ans import RansDecoder  # noqa: E402
 

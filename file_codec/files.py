@@ -19,6 +19,7 @@ from PIL import Image
 from utils.cli import ToolError, describe_os_error, first_line
 from utils.files import (check_output, check_writable_folder, open_regular_file, remove_stale_parts, save_image_atomic,
                          write_bytes_atomic)
+from utils.process import process_age
 
 from . import container
 from .container import ContainerError, Header
@@ -151,9 +152,12 @@ def output_check(kind: Callable[[Path], str], inputs: Iterable[Path], force: boo
     return check
 
 
-def _report(quiet: bool, line: str) -> None:
+def _report(quiet: bool, line: str, coding_s: float) -> None:
+    """A file done: its line, ending in its coding time and the wall time since the process started."""
     if not quiet:
-        print(line, flush=True)
+        age = process_age()
+        wall = f", wall {age:.2f} s" if age is not None else ""
+        print(f"{line}, coding {coding_s:.2f} s{wall}", flush=True)
 
 
 def check_folders_writable(outputs: Iterable[Path]) -> None:
@@ -182,8 +186,8 @@ def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, f
         data = codec.encode(image)
         write_bytes_atomic(dst, data)
         width, height = image.size
-        _report(quiet, f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (width * height):.4f} bpp, "
-                       f"{time.perf_counter() - start:.2f} s")
+        _report(quiet, f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (width * height):.4f} bpp",
+                time.perf_counter() - start)
 
     return run_batch(inputs, outputs, job, output_check(lambda _: "tcm", [*inputs, *also_read], force))
 
@@ -201,8 +205,8 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
         image = codec_for(header).decode(data)
         save_image_atomic(image, dst, fmt)
         width, height = image.size
-        _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp, "
-                       f"{time.perf_counter() - start:.2f} s")
+        _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp",
+                time.perf_counter() - start)
 
     return run_batch(inputs, outputs, job, output_check(lambda dst: image_format(dst).lower(), [*inputs, *also_read],
                                                         force))

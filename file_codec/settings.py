@@ -9,19 +9,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from models.mode_names import TRANSFORMS
 from utils.cli import ToolError
 
 from .container import tile_side_error
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
-#: The transforms' arithmetics a codec runs (``models.coding.CodingMode.TRANSFORMS``, named here without loading
-#: torch; tests/file_codec checks that the two agree).
-TRANSFORMS = ("float32", "bfloat16")
 #: The entropy arithmetics a codec writes (``models.coding.CodingMode.ENTROPIES``), the default first
-#: (docs/portability.md).
+#: (docs/portability.md); the transforms' (``TRANSFORMS``) are models.mode_names', spelt without torch.
 ENTROPIES = ("float64", "int8", "float32")
 DEFAULT_ENTROPY = ENTROPIES[0]
+__all__ = ["DEFAULT_ENTROPY", "DEFAULT_TILE", "ENTROPIES", "TRANSFORMS", "CodecError", "check_tile_side",
+           "default_coding", "default_transforms", "native_bfloat16", "tile_argument"]
 
 
 class CodecError(ToolError):

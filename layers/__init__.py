@@ -1,8 +1,8 @@
 """Building blocks of TCM (everything else comes from CompressAI and timm)."""
 
-from utils.process import quiet_compressai_warnings
+from utils.light_imports import light_imports
 
-quiet_compressai_warnings()  # before the first import of CompressAI
+light_imports()  # before the first import of CompressAI or timm
 
 from .config import DEFAULT_KERNELS, KernelPolicy, apply_kernel_policy, kernels_of  # noqa: E402
 from .gemm_conv import GemmConv2d  # noqa: E402

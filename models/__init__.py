@@ -1,24 +1,31 @@
-"""TCM models, their configuration, presets and checkpoint loading."""
+"""TCM models, their configuration, presets and checkpoint loading.
 
-from utils.process import quiet_compressai_warnings
+The names below load from their modules on first use, so that a command
+line that needs only the configuration (``models.config``) does not import
+the model, torch or CompressAI.
+"""
 
-quiet_compressai_warnings()  # before the first import of CompressAI
+from typing import TYPE_CHECKING
 
-from utils.padding import PAD_MULTIPLE  # noqa: E402
+from utils.light_imports import lazy_exports, light_imports
+from utils.padding import PAD_MULTIPLE
 
-from .checkpoint import (  # noqa: E402
-    CheckpointError,
-    checkpoint_stem,
-    display_name,
-    extract_state_dict,
-    load_model,
-    model_from_state_dict,
-    read_checkpoint,
-    release_stem,
-)
-from .coding import Coder, CodingMode  # noqa: E402
-from .config import TCMConfig  # noqa: E402
-from .tcm import TCM  # noqa: E402
+light_imports()  # before the first import of CompressAI or timm
+
+if TYPE_CHECKING:
+    from .checkpoint import (
+        CheckpointError,
+        checkpoint_stem,
+        display_name,
+        extract_state_dict,
+        load_model,
+        model_from_state_dict,
+        read_checkpoint,
+        release_stem,
+    )
+    from .coding import Coder, CodingMode
+    from .config import TCMConfig
+    from .tcm import TCM
 
 #: Named presets of the paper: N for Small, Middle and Large.
 PRESETS = {"small": 64, "middle": 96, "large": 128}
@@ -33,25 +40,33 @@ def preset_name(name: str) -> str:
     return key
 
 
-def tcm(preset: str = "large", **kwargs) -> TCM:
+def tcm(preset: str = "large", **kwargs) -> "TCM":
     """TCM by preset name ("small", "middle", "large" or "s", "m", "l")."""
+    from .tcm import TCM
+
     return TCM(N=PRESETS[preset_name(preset)], **kwargs)
 
 
-def tcm_small(**kwargs) -> TCM:
-    return TCM(N=PRESETS["small"], **kwargs)
+def tcm_small(**kwargs) -> "TCM":
+    return tcm("small", **kwargs)
 
 
-def tcm_middle(**kwargs) -> TCM:
-    return TCM(N=PRESETS["middle"], **kwargs)
+def tcm_middle(**kwargs) -> "TCM":
+    return tcm("middle", **kwargs)
 
 
-def tcm_large(**kwargs) -> TCM:
-    return TCM(N=PRESETS["large"], **kwargs)
+def tcm_large(**kwargs) -> "TCM":
+    return tcm("large", **kwargs)
 
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(("CheckpointError", "checkpoint_stem", "display_name", "extract_state_dict", "load_model",
+                     "model_from_state_dict", "read_checkpoint", "release_stem"), "checkpoint"),
+    "Coder": "coding", "CodingMode": "coding", "TCMConfig": "config", "TCM": "tcm",
+}, keep=("tcm",))  # models.tcm is the preset function, as it always was; the module is models/tcm.py
 
 __all__ = [
-    "PAD_MULTIPLE", "PRESETS", "TCM", "TCMConfig", "CheckpointError", "Coder", "CodingMode", "checkpoint_stem", "display_name", "extract_state_dict",
-    "load_model", "model_from_state_dict", "preset_name", "read_checkpoint", "release_stem", "tcm", "tcm_large",
-    "tcm_middle", "tcm_small",
+    "PAD_MULTIPLE", "PRESETS", "TCM", "TCMConfig", "CheckpointError", "Coder", "CodingMode", "checkpoint_stem",
+    "display_name", "extract_state_dict", "load_model", "model_from_state_dict", "preset_name", "read_checkpoint",
+    "release_stem", "tcm", "tcm_large", "tcm_middle", "tcm_small",
 ]

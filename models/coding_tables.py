@@ -59,13 +59,21 @@ def install_canonical_tables(gc: GaussianConditional) -> bool:
 
 
 class SearchedGaussianConditional(GaussianConditional):
-    """CompressAI's ``GaussianConditional`` whose scale indexes come from one binary search.
+    """CompressAI's ``GaussianConditional`` whose scale indexes come from one binary search,
+    and whose tables for the paper's scale table are the stored ones.
 
     ``build_indexes`` counts the table entries below each scale: CompressAI
     does it with one comparison pass per entry (64 passes over every latent),
     this with ``torch.searchsorted``, giving the same integers (the table is
     compared in the scales' dtype, as CompressAI's comparisons promote it).
+    ``update`` installs the stored tables where the scale table is the paper's
+    (the same on every machine, and without SciPy, which CompressAI's
+    computation needs); any other scale table is computed as CompressAI does.
     """
+
+    def update(self) -> None:
+        if not install_canonical_tables(self):
+            super().update()
 
     def build_indexes(self, scales: Tensor) -> Tensor:
         table = self.scale_table

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch loads when a state dict is read, not for the defaults (train.py --help)
+    from torch import Tensor
 
 #: Largest values a configuration may take (the published TCM-Large: N 128, M 320,
 #: hyper_channels 192, atten_dim 128, entropy_hidden 224/128, 5 slices, 2 blocks a stage).
@@ -158,8 +158,10 @@ def check_stored(sd: Mapping[str, Any]) -> None:
     entry to float32, would allocate.  Weights written by training never
     share elements within one tensor.
     """
+    import torch
+
     for key, value in sd.items():
-        if not isinstance(value, Tensor) or value.layout != torch.strided:
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
             raise ValueError(f"not a TCM checkpoint: {key} is not a dense tensor")
         claimed = value.numel() * value.element_size()
         stored = value.untyped_storage().nbytes()

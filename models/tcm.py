@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
-from compressai.models import CompressionModel
+from compressai.models.base import CompressionModel
 from compressai.ops import quantize_ste
 from torch import Tensor
 
@@ -31,6 +31,7 @@ from layers.config import DEFAULT_KERNELS, KernelPolicy
 from .coder_inputs import CoderInputError, check_codable, check_finite, check_indexes, checked_tables
 from .coding_tables import SearchedGaussianConditional, install_canonical_tables
 from .config import TCMConfig
+from .construction import load_weights, uninitialised_parameters
 from .entropy_model import ChannelEntropyModel, SymbolReader, hyper_stage, reader_of
 from .state_dict import (ENTROPY_MODEL, load_published_names, module_keys, published_key, save_published_names,
                          weights_of)
@@ -138,9 +139,10 @@ class TCM(CompressionModel):
         the entries missing and those found, or the shapes that differ.
         """
         weights = weights_of(state_dict)
-        model = cls.from_config(TCMConfig.from_state_dict(weights))
+        with uninitialised_parameters():  # every parameter is loaded below
+            model = cls.from_config(TCMConfig.from_state_dict(weights))
         try:
-            missing, unexpected = model.load_state_dict(weights, strict=False)
+            missing, unexpected = load_weights(model, module_keys(model, weights))
         except RuntimeError as e:  # torch's size-mismatch report: many lines
             sizes = [line.strip().replace(f"for {ENTROPY_MODEL}.", "for ") for line in str(e).splitlines()
                      if "size mismatch" in line]

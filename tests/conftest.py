@@ -1,6 +1,11 @@
-"""Test-wide settings and fixtures: the tests never read or write the user's cache folder; a disk that fills up."""
+"""Test-wide settings and fixtures: CompressAI and timm imported by their parts (as the tools do), the tests
+never read or write the user's cache folder; a disk that fills up."""
 
 import pytest
+
+from utils.light_imports import light_imports
+
+light_imports()  # before any test module imports CompressAI or timm
 
 
 @pytest.fixture(autouse=True, scope="session")

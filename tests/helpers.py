@@ -18,6 +18,8 @@ SHARED = ROOT.parent / "shared"
 KODAK = SHARED / "data" / "kodak"
 BSDS = SHARED / "data" / "bsds500"
 REFERENCE = SHARED / "reference"
+#: The published anchors that ship with the project (every clone has them).
+ANCHORS = ROOT / "evaluation" / "data" / "anchors"
 
 
 def require(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -354,13 +355,19 @@ def test_one_line_per_file_done_and_quiet(ck, tmp_path, capsys, small):
                        "-c", str(ck)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
+    walls = []
     for name, line in zip("ab", lines):
         size = len(small[1])
-        assert line.startswith(f"{tmp_path / f'{name}.png'} -> {tmp_path / 't' / f'{name}.tcm'}: {size} bytes, "
-                               f"{8 * size / (30 * 20):.4f} bpp, ") and line.endswith(" s")
+        head = f"{tmp_path / f'{name}.png'} -> {tmp_path / 't' / f'{name}.tcm'}: {size} bytes, {8 * size / 600:.4f} bpp"
+        m = re.fullmatch(re.escape(head) + r", coding (\d+\.\d\d) s, wall (\d+\.\d\d) s", line)
+        assert m, line
+        assert float(m[1]) <= float(m[2])  # the wall time counts the start-up of the process too
+        walls.append(float(m[2]))
+    assert walls[0] <= walls[1]
     assert codec.main(["decompress", str(tmp_path / "t" / "a.tcm"), str(tmp_path / "a2.png"), "-c", str(ck)]) == 0
     line, = capsys.readouterr().out.strip().splitlines()
-    assert line.startswith(f"{tmp_path / 't' / 'a.tcm'} -> {tmp_path / 'a2.png'}: 30x20, ")
+    assert re.fullmatch(re.escape(f"{tmp_path / 't' / 'a.tcm'} -> {tmp_path / 'a2.png'}: 30x20, ")
+                        + r"\d+\.\d{4} bpp, coding \d+\.\d\d s, wall \d+\.\d\d s", line), line
     for argv in (["compress", str(tmp_path / "a.png"), str(tmp_path / "t" / "a.tcm")],
                  ["decompress", str(tmp_path / "t" / "a.tcm"), str(tmp_path / "a2.png")]):
         assert codec.main([*argv, "-c", str(ck), "-q"]) == 0

@@ -172,8 +172,6 @@ def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
         (["--checkpoint", path, "--data", tmp_path / "nowhere"], "data not found"),
         (["--checkpoint", path, "--data", junk, "--anchor", tmp_path / "none.json"], "results file not found"),
     ]
-    if not torch.cuda.is_available():
-        cases.append((["--checkpoint", path, "--data", junk, "--cuda"], "no CUDA device"))
     for argv, message in cases:
         rc, out, err = run_cli(capsys, *argv, "--output", tmp_path / "o.json")
         lines = [line for line in err.splitlines() if not line.startswith("skipping")]
@@ -422,3 +420,23 @@ def test_resume_reuses_a_row_only_for_the_same_pixels(tmp_path, trained, capsys,
     for name in ("a.png", "b.png", "c.png"):
         assert resumed[name]["psnr-rgb"] == fresh[name]["psnr-rgb"], name
         assert resumed[name]["bpp"] == fresh[name]["bpp"], name
+
+
+def test_built_in_anchors_are_named_for_the_set_of_the_folder(tmp_path, trained, capsys, monkeypatch):
+    """``--anchor vtm paper-tcm-large`` on a folder named kodak compares with the shipped Kodak files."""
+    data = _two_images(tmp_path / "kodak")
+    out = tmp_path / "r.json"
+    rc, stdout, err = run_cli(capsys, "--checkpoint", trained[0], "--data", data, "--output", out,
+                              "--anchor", "vtm", "paper-tcm-large")
+    assert rc == 0, err
+    assert set(json.loads(out.read_text())["bd"]) == {"VTM", "TCM-large (paper)"}
+    assert "  VTM: " in stdout and "  TCM-large (paper): " in stdout
+    calls = _counting(monkeypatch)
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", _two_images(tmp_path / "photos"),
+                         "--anchor", "vtm")
+    assert rc == 2 and calls == []
+    assert err.strip() == (f"eval.py: error: --anchor vtm: cannot tell which data set {tmp_path / 'photos'} is from "
+                           "the folder names; give --anchor-set (kodak, tecnick, clic2020-professional)")
+    rc, _, err = run_cli(capsys, "--checkpoint", trained[0], "--data", tmp_path / "photos", "--anchor", "vtm",
+                         "--anchor-set", "tecnick")
+    assert rc == 2 and "no such built-in anchor for tecnick" in err and calls == []

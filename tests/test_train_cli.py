@@ -22,7 +22,7 @@ from PIL import Image
 import train
 from datasets import PatchDataset, find_splits
 from models import load_model
-from tests.helpers import BSDS, ROOT, require
+from tests.helpers import ROOT
 from training import BEST, LATEST, Dist, Plan, Trainer, TrainingConfig, train_step
 
 TINY = ["--N", "32", "--M", "80", "--hyper-channels", "32", "--atten-dim", "32", "--entropy-hidden", "32", "32"]
@@ -67,9 +67,13 @@ def runs(data: Path, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
-    train_paths, test_paths, _ = find_splits(require(BSDS))
+    """On a photograph (scikit-image's, shipped with it), two steps of the paper's recipe lower TCM-S's loss."""
+    from datasets.samples import export_photos
+
+    photos = export_photos(tmp_path / "photos")[0].parent
+    train_paths, test_paths, _ = find_splits(photos)
     args = train.build_parser().parse_args(
-        ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
+        ["-d", str(photos), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
     trainer = Trainer(Plan(0.013, tmp_path / "run", TrainingConfig.from_args(args)), Dist(), train_paths, test_paths)
     assert trainer.net.N == 64
     x = PatchDataset(train_paths[:1], (128, 128), train=True)[0].unsqueeze(0)
@@ -204,6 +208,23 @@ def test_sweep_on_a_plain_folder_with_a_corrupt_image(tmp_path: Path, capsys):
     assert train.main(cli(folder, save, "--lambda", "0.05", "--epochs", "2", "--resume")) == 0
     assert "mse_lambda_0.05: resumed at epoch 1 (global step 1)" in capsys.readouterr().out.splitlines()
     assert torch.load(save / "mse_lambda_0.05" / LATEST, weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_a_run_of_the_authors_train_py_resumes_into_a_run_folder(runs, tmp_path: Path, data: Path):
+    """docs/training.md: their ``runs/0.013checkpoint_latest.pth.tar`` (six entries, no lambda, no options)
+    resumes with --lambda and --save_path, with its optimizers and epoch, into ``runs/mse_lambda_0.01/``."""
+    ours = torch.load(runs["split"] / LATEST, weights_only=True)
+    first = runs["first_epoch"]
+    theirs = {k: first[k] for k in ("epoch", "state_dict", "loss", "optimizer", "aux_optimizer", "lr_scheduler")}
+    (tmp_path / "0.01").mkdir()  # their run folder, left empty
+    torch.save(theirs, tmp_path / "0.01checkpoint_latest.pth.tar")
+    assert train.main(cli(data, tmp_path, "--epochs", "2", "--lambda", "0.01",
+                          "--checkpoint", str(tmp_path / "0.01checkpoint_latest.pth.tar"))) == 0
+    ck = torch.load(tmp_path / "mse_lambda_0.01" / LATEST, weights_only=True)
+    assert ck["epoch"] == 1 and ck["lambda"] == 0.01 and len(ck["history"]) == 1  # their epoch 0, then ours
+    assert {int(s["step"]) for s in ck["optimizer"]["state"].values()} == {2}  # their Adam state went on
+    assert ck["lr_scheduler"]["last_epoch"] == ours["lr_scheduler"]["last_epoch"]
 
 
 @pytest.mark.slow

@@ -34,6 +34,13 @@ def _training_checkpoint(path, seed=0):
     return model
 
 
+def test_the_help_names_the_calibration_crop_side_without_torch():
+    """updates.py spells models.integer_entropy.CALIBRATION_SIDE for its --help, which loads no torch."""
+    from models.integer_entropy import CALIBRATION_SIDE
+
+    assert updates.CALIBRATION_SIDE == CALIBRATION_SIDE
+
+
 @pytest.mark.slow
 def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path, capsys):
     ck = tmp_path / "checkpoint_best.pth.tar"
@@ -56,11 +63,18 @@ def test_release_file_is_named_by_hash_reloads_and_decodes(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_half_release_is_smaller_and_still_decodes(tmp_path, calibration):
+def test_half_release_is_smaller_and_still_decodes(tmp_path, capsys, calibration):
     ck = tmp_path / "ck.pth.tar"
     _training_checkpoint(ck)
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "full", *calibration]) == 0
     assert updates.main([str(ck), "-o", str(tmp_path), "-n", "half", "--half", *calibration]) == 0
+    out = capsys.readouterr().out.splitlines()
+    steps = [line.split("] ", 1)[1] for line in out[-6:-1]]  # each step as it starts, then what was written
+    assert steps == [f"reading {ck}", "building the entropy tables of ck (N=32)",
+                     f"calibrating the integer entropy model on 2 images of {calibration[1]}",
+                     f"writing the release file into {tmp_path} (transforms in float16)",
+                     steps[4]] and steps[4].startswith("reloading half-") and "round-tripping" in steps[4]
+    assert out[-1].startswith(f"wrote {tmp_path / 'half-'}")
     (full,), (half,) = tmp_path.glob("full-*.pth.tar"), tmp_path.glob("half-*.pth.tar")
     assert half.stat().st_size < 0.6 * full.stat().st_size
     saved = torch.load(half, weights_only=True)["state_dict"]

@@ -1,16 +1,30 @@
-"""Training: options and their config, run folders and locks, the training step, the epoch loop, logs, sweeps."""
+"""Training: options and their config, run folders and locks, the training step, the epoch loop, logs, sweeps.
 
-from utils.process import quiet_compressai_warnings
+The names below load from their modules on first use, so that ``train.py
+--help`` reads the options (``training.options``) without importing torch.
+"""
 
-quiet_compressai_warnings()  # before the first import of CompressAI
+from typing import TYPE_CHECKING
 
-from .config import TrainingConfig  # noqa: E402
-from .distributed import Dist  # noqa: E402
-from .loop import Diverged, Stopped, Trainer  # noqa: E402
-from .runs import BEST, LATEST, Plan, RunLock, plan_runs, run_name  # noqa: E402
-from .step import Optimization, make_optimizers, train_step  # noqa: E402
-from .stop import StopRequest  # noqa: E402
-from .sweep import run_sweep  # noqa: E402
+from utils.light_imports import lazy_exports, light_imports
+
+light_imports()  # before the first import of CompressAI
+
+if TYPE_CHECKING:
+    from .config import TrainingConfig
+    from .distributed import Dist
+    from .loop import Diverged, Stopped, Trainer
+    from .runs import BEST, LATEST, Plan, RunLock, plan_runs, run_name
+    from .step import Optimization, make_optimizers, train_step
+    from .stop import StopRequest
+    from .sweep import run_sweep
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "TrainingConfig": "config", "Dist": "distributed", "Diverged": "loop", "Stopped": "loop", "Trainer": "loop",
+    **dict.fromkeys(("BEST", "LATEST", "Plan", "RunLock", "plan_runs", "run_name"), "runs"),
+    **dict.fromkeys(("Optimization", "make_optimizers", "train_step"), "step"),
+    "StopRequest": "stop", "run_sweep": "sweep",
+})
 
 __all__ = [
     "BEST", "LATEST", "Diverged", "Dist", "Optimization", "Plan", "RunLock", "Stopped", "StopRequest", "Trainer",

@@ -7,8 +7,11 @@ The parser itself lives in ``train.py``; the options it parses become a
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from typing import Sequence
 
+from utils.cli import shown_default as spelled  # a value as the command line spells it: ``45 48``, ``on``
+
+PROG = "train.py"
 DEFAULT_LAMBDA = 0.013
 #: Model-shape options (``--N``, ``--hyper-channels`` …) and the TCMConfig fields they set.
 SHAPE_OPTIONS = ("N", "M", "num_slices", "max_support_slices", "hyper_channels", "atten_dim", "entropy_hidden")
@@ -22,15 +25,6 @@ RESUMED_OPTIONS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "
                    "save_every", "test_dir", "image_every")
 #: The options whose change on resume is said, one line each: the restored ones and the dataset.
 COMPARED_ON_RESUME = (*RESUMED_OPTIONS, "dataset")
-
-
-def spelled(value: Any) -> str:
-    """A value as the command line spells it: ``45 48``, ``on``, ``0.0001``."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
 
 
 def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:

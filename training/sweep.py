@@ -15,10 +15,9 @@ from .config import TrainingConfig
 from .distributed import Dist, setup_processes, teardown_processes
 from .failures import OutOfMemory, describe
 from .loop import Diverged, Stopped, Trainer
+from .options import PROG
 from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
-
-PROG = "train.py"
 
 
 def format_table(rows: list[dict], metric: str) -> str:

@@ -2,8 +2,9 @@
 
 - :mod:`utils.cli`: the command-line tools' convention (one-line errors, exit statuses, signals)
 - :mod:`utils.files`: atomic writes, stale temporaries, regular-file checks, what an output may replace
+- :mod:`utils.light_imports`: CompressAI, timm and SciPy's statistics imported by the parts used
 - :mod:`utils.padding`: padding images to the multiples of 128 TCM needs, and back
-- :mod:`utils.process`: process tuning (memory reuse, library warnings) and device waits
+- :mod:`utils.process`: process tuning (memory reuse) and device waits
 - :mod:`utils.provenance`: what produced a result (commit, versions, device)
 
 None of them imports torch or CompressAI at load time (the functions that need

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 #: Exit statuses shared by all tools.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 128 + signal.SIGTERM
@@ -91,3 +91,36 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {first_line(message)} (see --help)\n")
+
+
+def shown_default(value: Any) -> str:
+    """A default as the command line would spell it: ``45 48``, ``on``, ``0.0001``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text gives it already or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is argparse.SUPPRESS or default is False
+                or "default" in text):
+            return text
+        return f"{text} (default: {shown_default(default).replace('%', '%%')})"
+
+
+def require_cuda(parser: argparse.ArgumentParser) -> None:
+    """``--cuda`` where torch sees no CUDA device: the tools' usage error (one line, exit status 2).
+
+    The authors' commands carry ``--cuda``; on a machine without a GPU they
+    stop here, before any work, rather than deep inside torch.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        parser.error("--cuda: no CUDA device is available here (leave out --cuda to run on the CPU)")

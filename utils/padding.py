@@ -22,9 +22,9 @@ def pad(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     """
     import torch.nn.functional as F
 
-    from .process import quiet_compressai_warnings
+    from .light_imports import light_imports
 
-    quiet_compressai_warnings()
+    light_imports()
     from compressai.ops import compute_padding
 
     h, w = x.shape[-2:]
@@ -41,9 +41,9 @@ def pad_replicate(x: Tensor, p: int = PAD_MULTIPLE) -> tuple[Tensor, Padding]:
     """
     import torch.nn.functional as F
 
-    from .process import quiet_compressai_warnings
+    from .light_imports import light_imports
 
-    quiet_compressai_warnings()
+    light_imports()
     from compressai.ops import compute_padding
 
     h, w = x.shape[-2:]

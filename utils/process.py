@@ -1,23 +1,13 @@
-"""Process tuning and state: memory reuse and running out of it, a library's import-time warnings, waiting for
-a device."""
+"""Process tuning and state: memory reuse and running out of it, waiting for a device, whether other work loads
+the machine."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-
-
-def quiet_compressai_warnings() -> None:
-    """Hide the FutureWarning current torch gives for CompressAI's ``torch.jit.script`` helpers.
-
-    CompressAI scripts them at import time and on first use, so every run of
-    every tool would print it.  The packages that import CompressAI call this
-    first (pytest.ini filters it for the tests).
-    """
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 
 #: How allocators word a failed allocation: CUDA's caching allocator, torch's CPU allocator, errno 12.
@@ -73,3 +63,36 @@ def keep_freed_memory() -> bool:
     ok &= mallopt(m_trim_threshold, (1 << 31) - 1)  # a C int: the largest
     ok &= mallopt(m_top_pad, 256 << 20)
     return bool(ok)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included), or None where unknown."""
+    try:
+        stat = open("/proc/self/stat").read()
+        uptime = float(open("/proc/uptime").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    started = int(stat.rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks
+    return max(0.0, uptime - started)
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable processes), or None where the system does not say."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_note(load: float | None = None) -> str | None:
+    """A note for timings made while other work loads the machine, or None.
+
+    Busy means a 1-minute load average above the number of cores: processes
+    then wait for a core, and wall times stretch by up to that ratio.
+    ``load`` is a load average read earlier (at the start of a measurement).
+    """
+    load = load_average() if load is None else load
+    cores = os.cpu_count() or 1
+    if load is None or load <= cores:
+        return None
+    return f"the machine was busy: load average {load:.1f} on {cores} cores"

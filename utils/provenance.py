@@ -47,8 +47,12 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """What produced a result: project commit, library versions, device and threads."""
     import platform
 
-    import compressai
     import torch
+
+    from .light_imports import light_imports
+
+    light_imports()
+    import compressai
 
     return {
         "commit": project_commit(),

@@ -49,3 +49,25 @@ def test_an_image_a_codec_cannot_code_is_left_out_with_the_reason():
         assert [p[key] for p in webp.points] == [p[key] for p in both.points]
     jpeg = baselines.sweep(images, "jpeg", (30, 70))
     assert jpeg.skipped == {} and len(jpeg.per_image["30"]) == 3
+
+
+@pytest.mark.parametrize("codec", [c for c in ("jpeg", "webp") if c in baselines.available()])
+def test_chosen_qualities_span_the_models_points_so_the_curves_overlap(codec):
+    """The default sweep (5..95) misses a low-rate model; the chosen one reaches below and above its points."""
+    from evaluation.bd import bd_metrics
+    from tests.helpers import rd_doc
+
+    images = [("a", synthetic_photo(176, 200, 0)), ("b", synthetic_photo(168, 170, 1))]
+    low = baselines.sweep(images, codec, (1,)).points[0]
+    default = baselines.sweep(images, codec, baselines.DEFAULT_QUALITIES).points
+    rates = [0.8 * low["bpp"] + 0.2 * default[0]["bpp"], default[0]["bpp"]]  # a model below the default sweep
+    psnrs = [low["psnr-rgb"] + 0.3, default[0]["psnr-rgb"] + 0.2]
+    chosen = baselines.spanning_qualities(images, codec, rates, psnrs)
+    assert chosen == sorted(set(chosen)) and 2 <= len(chosen) <= baselines.SPANNING_POINTS
+    points = baselines.sweep(images, codec, chosen).points
+    assert points[0]["bpp"] <= min(rates) and points[0]["psnr-rgb"] <= min(psnrs)
+    assert points[-1]["bpp"] >= max(rates) and points[-1]["psnr-rgb"] >= max(psnrs)
+    model = rd_doc("model", rates, psnrs)
+    spanned = bd_metrics(rd_doc(codec, [p["bpp"] for p in points], [p["psnr-rgb"] for p in points]), model)
+    swept = bd_metrics(rd_doc(codec, [p["bpp"] for p in default], [p["psnr-rgb"] for p in default]), model)
+    assert spanned["gap-points"] == 2 and spanned["overlap"] > swept["overlap"]

@@ -7,9 +7,9 @@ from PIL import Image
 
 from evaluation.plots import plot_rd
 from evaluation.results import read_results
-from tests.helpers import REFERENCE, rd_doc, require
+from tests.helpers import ANCHORS, rd_doc
 
-ANCHORS = REFERENCE / "anchors" / "kodak"
+KODAK_ANCHORS = ANCHORS / "kodak"
 
 
 def test_the_plot_shows_each_curve_on_the_panels_it_has_data_for(tmp_path, monkeypatch):
@@ -62,13 +62,13 @@ def test_a_panel_no_curve_has_data_for_says_so(tmp_path, monkeypatch):
 
 
 def test_the_published_anchors_plot(tmp_path, monkeypatch):
-    """The anchor files in ../shared: each curve drawn with every point it has."""
+    """The published anchors that ship (evaluation/data/anchors): each curve drawn with every point it has."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    vtm = read_results(require(ANCHORS / "vtm.json"))
+    vtm = read_results(KODAK_ANCHORS / "vtm.json")
     drawn = []
     monkeypatch.setattr(plt, "close", drawn.append)
     plot_rd([vtm], tmp_path / "rd.png", title="kodak", measured=0)

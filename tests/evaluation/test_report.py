@@ -90,6 +90,21 @@ def test_the_figure_has_one_panel_per_codec(report, monkeypatch):
     assert Image.open(report / "visual.png").size[0] > 600  # the real one: original, model, JPEG, WebP
 
 
+def test_the_figure_title_says_the_crop_size_and_corner(tmp_path, monkeypatch):
+    """--figure's title: "kodim23.png, a 192x192 crop at x=280, y=96", not a bare (left, top, right, bottom)."""
+    import evaluation.visuals as visuals
+
+    titles = []
+    monkeypatch.setattr(visuals, "visual_figure", lambda panels, box, path, title="": titles.append(title))
+    img = Image.new("RGB", (120, 90), (90, 120, 150))
+    v = visuals.Visuals(figure=str(tmp_path / "visual.png"))
+    v.images["a.png"] = {"box": (16, 8, 80, 56), "models": {"m": visuals.Shown("m", 0.3, 30.0)},
+                         "baselines": {}, "size": img.size}
+    v.kept = {("m", "a.png"): img}
+    v.write_figure([("a.png", img)], ["m"], [], "TCM")
+    assert titles == ["a.png, a 64x48 crop at x=16, y=8"]
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt install chromium)")
 @pytest.mark.slow
 def test_the_page_renders_in_a_headless_browser(report, tmp_path):

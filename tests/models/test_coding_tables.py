@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from compressai.entropy_models import GaussianConditional
@@ -9,7 +13,7 @@ from compressai.models.base import get_scale_table
 
 from models import load_model
 from models.coding_tables import SearchedGaussianConditional, canonical_gaussian_tables, compute_gaussian_tables
-from tests.helpers import tiny_tcm
+from tests.helpers import ROOT, tiny_tcm
 
 BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
@@ -74,3 +78,22 @@ def test_searched_scale_indexes_are_compressais(dtype):
     got = gc.build_indexes(scales)
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert torch.equal(got, expected)
+
+
+def test_the_papers_tables_are_installed_without_computing_them():
+    """Where the scale table is the paper's, update() installs the stored tables: no SciPy, the same bits."""
+    code = textwrap.dedent("""
+        import sys, torch
+        from models.coding_tables import SearchedGaussianConditional  # CompressAI by its parts, as the tools
+        from compressai.models.base import get_scale_table
+        from models.coding_tables import SearchedGaussianConditional, canonical_gaussian_tables
+        gc = SearchedGaussianConditional(None)
+        gc.update_scale_table(get_scale_table())
+        stored = canonical_gaussian_tables()
+        print(all(torch.equal(getattr(gc, k), v) for k, v in stored.items()), 'scipy.stats._stats_py' in sys.modules)
+        gc.update_scale_table(get_scale_table(0.2, 100, 32), force=True)  # another table: computed as CompressAI does
+        print(gc._quantized_cdf.shape[0], 'scipy.stats._stats_py' in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "32", "True"]
