@@ -1,6 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
-    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--transforms T] [-f] [-q]
+    python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--transforms T] [--entropy E]
+        [-f] [-q]
     python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--transforms T] [--max-pixels N] [-f] [-q]
     python codec.py info FILE [FILE ...]
 
@@ -19,8 +20,9 @@ would go) only with ``-f``.  The file layout is documented in
 ``file_codec/container.py``.
 
 Files decode on any machine: the means and scales the coder uses are computed
-in float64 (the coding mode's entropy arithmetic, recorded in the file, format
-version 2 and later); the transforms run in ``--transforms`` (float32 or
+in exact integers from the integer parameters release files carry (float64
+for weights without them; the coding mode's entropy arithmetic, recorded in
+the file, ``--entropy``); the transforms run in ``--transforms`` (float32 or
 bfloat16; bfloat16 by default where the CPU has it natively), which encoder
 and decoder need not share (``models.coding``).  ``--checkpoint`` defaults to the
 environment variable ``TCM_CHECKPOINT``.  Without either, decompress finds
@@ -40,7 +42,8 @@ from pathlib import Path
 from file_codec import container
 from file_codec.files import (CHECKPOINT_ENV, PROG, check_folders_writable, compress_files, decompress_files,
                               info_files, plan_outputs)
-from file_codec.settings import DEFAULT_ENTROPY, DEFAULT_TILE, ENTROPIES, TRANSFORMS, default_transforms, tile_argument
+from file_codec.settings import (DEFAULT_ENTROPY, DEFAULT_TILE, ENTROPIES, FALLBACK_ENTROPY, TRANSFORMS,
+                                 default_transforms, tile_argument)
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.process import keep_freed_memory
@@ -73,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=tile_argument, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
     c.add_argument("--transforms", **transforms)
-    c.add_argument("--entropy", choices=ENTROPIES, default=DEFAULT_ENTROPY,
-                   help="arithmetic of the entropy parameters (default %(default)s; float64: the published "
-                        "function, decodes on other machines; int8: exact integers, decode on any machine; float32: "
-                        "the published function, decodes only alike)")
+    c.add_argument("--entropy", choices=ENTROPIES, default=None,
+                   help=f"arithmetic of the entropy parameters (default {DEFAULT_ENTROPY} for weights that carry "
+                        f"integer parameters, as release files do, else {FALLBACK_ENTROPY}; int8: exact integers, "
+                        "files decode on any machine; float64: the published function, decodes on other machines "
+                        "but for a chance below 1e-8 per image; float32: the published function, decodes only alike)")
     c.add_argument("-f", "--force", **force)
     c.add_argument("-q", "--quiet", **quiet)
     d = sub.add_parser("decompress", help=".tcm files -> images")
@@ -107,13 +111,20 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
         # A folder no output can be written into is refused before the seconds of loading a model.
         check_folders_writable(plan_outputs(args.inputs, args.out, ".tcm" if args.command == "compress" else ".png"))
-        from file_codec.codec import Codec  # torch and CompressAI: seconds to import
+        from file_codec.codec import Codec, default_mode  # torch and CompressAI: seconds to import
 
         limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
 
         def load(checkpoint: str | Path) -> Codec:
-            mode = f"{getattr(args, 'entropy', DEFAULT_ENTROPY)}/{args.transforms}"  # decoding: each file's entropy
-            return Codec.load(checkpoint, mode, getattr(args, "tile", DEFAULT_TILE), **limits)
+            entropy = getattr(args, "entropy", None)  # decoding: each file's own
+            codec = Codec.load(checkpoint, entropy and f"{entropy}/{args.transforms}",
+                               getattr(args, "tile", DEFAULT_TILE), **limits)
+            if entropy is None:
+                codec.mode = default_mode(codec.net, args.transforms)
+                if args.command == "compress" and codec.mode.entropy != DEFAULT_ENTROPY:
+                    print(f"note: {checkpoint} carries no integer entropy parameters (updates.py adds them): "
+                          f"{codec.mode.entropy} entropy parameters", file=sys.stderr)
+            return codec
 
         options = dict(force=args.force, quiet=args.quiet,
                        also_read=[Path(args.checkpoint)] if args.checkpoint else [])

@@ -26,7 +26,7 @@ from utils.padding import PADDINGS, PAD_MULTIPLE, crop
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-from .settings import DEFAULT_TILE, CodecError, check_tile_side
+from .settings import DEFAULT_ENTROPY, DEFAULT_TILE, FALLBACK_ENTROPY, CodecError, check_tile_side
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -170,6 +170,14 @@ LATENT_MISMATCH = ("latent checksum mismatch: the decoded latents differ from th
                    "(a crafted file, or a decoder whose arithmetic differs from the encoder's)")
 
 
+def default_mode(net: torch.nn.Module, transforms: str = "float32") -> CodingMode:
+    """What ``codec.py`` writes with these weights: exact integer entropy parameters where the weights carry
+    their integer parameters (a release file made by updates.py), else float64 (``settings.DEFAULT_ENTROPY``'s
+    fallback): calibrating here would give files that only a decoder reaching the same parameters reads."""
+    entropy = DEFAULT_ENTROPY if getattr(net, "integer_parameters", None) is not None else FALLBACK_ENTROPY
+    return CodingMode(entropy, transforms)
+
+
 @dataclass
 class Codec:
     """A loaded model, its ids, and how it codes.
@@ -219,14 +227,15 @@ class Codec:
         self.tables_id = self.tables_id or tables_id(self.net)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, mode: CodingMode | str = CodingMode.PORTABLE,
+    def load(cls, checkpoint: str | os.PathLike, mode: CodingMode | str | None = None,
              tile: int = DEFAULT_TILE, **options) -> "Codec":
-        """The checkpoint's model; ``options`` are the other fields (``version``, ``max_pixels``, ...)."""
+        """The checkpoint's model; ``options`` are the other fields (``version``, ``max_pixels``, ...).  Without
+        ``mode``: :func:`default_mode` for its weights with float32 transforms."""
         try:
             net = load_model(checkpoint)
         except CheckpointError as e:
             raise CodecError(str(e)) from None
-        return cls(net, weights_id(net), tile, mode, **options)
+        return cls(net, weights_id(net), tile, mode or default_mode(net), **options)
 
     @property
     def id_hex(self) -> str:

@@ -17,11 +17,13 @@ from .container import tile_side_error
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
 #: The entropy arithmetics a codec writes (``models.coding.CodingMode.ENTROPIES``), the default first
-#: (docs/portability.md); the transforms' (``TRANSFORMS``) are models.mode_names', spelt without torch.
-ENTROPIES = ("float64", "int8", "float32")
+#: (docs/portability.md): exact integers for weights that carry their integer parameters, else the fallback,
+#: float64; the transforms' (``TRANSFORMS``) are models.mode_names', spelt without torch.
+ENTROPIES = ("int8", "float64", "float32")
 DEFAULT_ENTROPY = ENTROPIES[0]
-__all__ = ["DEFAULT_ENTROPY", "DEFAULT_TILE", "ENTROPIES", "TRANSFORMS", "CodecError", "check_tile_side",
-           "default_coding", "default_transforms", "native_bfloat16", "tile_argument"]
+FALLBACK_ENTROPY = "float64"
+__all__ = ["DEFAULT_ENTROPY", "DEFAULT_TILE", "ENTROPIES", "FALLBACK_ENTROPY", "TRANSFORMS", "CodecError",
+           "check_tile_side", "default_coding", "default_transforms", "native_bfloat16", "tile_argument"]
 
 
 class CodecError(ToolError):
@@ -43,7 +45,8 @@ def default_transforms() -> str:
 
 
 def default_coding() -> str:
-    """The coding mode ``codec.py compress`` writes by default here, as text (``"int8/bfloat16"``)."""
+    """The coding mode ``codec.py compress`` writes by default here with weights that carry integer entropy
+    parameters (the shipped models, release files), as text (``"int8/bfloat16"``)."""
     return f"{DEFAULT_ENTROPY}/{default_transforms()}"
 
 

@@ -181,7 +181,7 @@ def test_batch_goes_on_after_failures(ck, tmp_path, capsys):
         noise_image(20, 30, seed=ord(name)).save(tmp_path / f"{name}.png")
     (tmp_path / "c.png").write_bytes(b"")
     inputs = [tmp_path / "a.png", tmp_path / "c.png", tmp_path / "missing.png", tmp_path / "b.png"]
-    assert codec.main(["compress", *map(str, inputs), str(tmp_path / "out"), "-c", str(ck)]) == 1
+    assert codec.main(["compress", *map(str, inputs), str(tmp_path / "out"), "-c", str(ck), "--entropy", "float64"]) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tcm", "b.tcm"]
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "c.png" in err[0] and "missing.png" in err[1]
@@ -266,7 +266,7 @@ def mutants(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
         for v in (0x00, 0xFF):
             if valid[pos] != v:
                 cases[f"head{pos:02d}_{v:02x}"] = (valid[:pos] + bytes([v]) + valid[pos + 1 :], "parse")
-    for v in (0, 4, 9, 255):  # other format versions, checksum made valid
+    for v in (0, 5, 9, 255):  # other format versions, checksum made valid
         cases[f"version{v}"] = (refix_crc(valid[:4] + bytes([v]) + valid[5:], n), "parse")
     cases["weights"] = (refix_crc(valid[:5] + other_weights + valid[11:], n), "weights")
     cases["tables"] = (refix_crc(valid[:11] + bytes(b ^ 0x5A for b in valid[11:15]) + valid[15:], n), "tables")
@@ -570,7 +570,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed_at_the_next_start(ck, tmp
         path.write_bytes(b"partial")
     for path in stale + kept[1:]:
         os.utime(path, (hour_ago, hour_ago))
-    assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck)]) == 0
+    assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck), "--entropy", "float64"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(["a.tcm", *(p.name for p in kept)])
     assert capsys.readouterr().err.strip() == f"note: removed 2 temporary file(s) left in {out} by an interrupted run"
 
@@ -622,3 +622,24 @@ def test_a_file_made_with_a_shipped_model_decodes_with_no_option(tmp_path, monke
     proc = subprocess.run([sys.executable, str(ROOT / "codec.py"), "info", str(tmp_path / "a.tcm")],
                           capture_output=True, text=True, timeout=60)
     assert f"  weights         found: {shipped}\n" in proc.stdout
+
+
+def test_the_default_entropy_is_int8_for_weights_with_integer_parameters_else_float64_with_a_note(
+        ck, tmp_path, capsys, small):
+    """Release files carry integer parameters (the conformance model does): their files are exact integers; other
+    weights would calibrate their own, which another machine may not reproduce, so they write float64 and say so."""
+    small[0].save(tmp_path / "a.png")
+    released = ROOT / "tests" / "data" / "conformance" / "model.pth.tar"
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.tcm"), "-c", str(released), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert container.parse((tmp_path / "a.tcm").read_bytes())[0].entropy == "int8"
+    assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / "a.png"), "-c", str(released), "-f",
+                       "-q"]) == 0
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "b.tcm"), "-c", str(ck), "-q"]) == 0
+    assert capsys.readouterr().err.strip() == \
+        f"note: {ck} carries no integer entropy parameters (updates.py adds them): float64 entropy parameters"
+    assert container.parse((tmp_path / "b.tcm").read_bytes())[0].entropy == "float64"
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "c.tcm"), "-c", str(ck), "-q",
+                       "--entropy", "float32"]) == 0
+    assert container.parse((tmp_path / "c.tcm").read_bytes())[0].entropy == "float32"  # asked for: no note
+    assert capsys.readouterr().err == ""

@@ -281,3 +281,16 @@ def test_version_2_is_still_written_on_request(tcm, small):
     assert tcm.decode(data).size == small[0].size
     with pytest.raises(CodecError, match="version 2 records no padding"):
         Codec(tcm.net, tcm.weights_id, version=2, padding="replicate")
+
+
+def test_default_coding_is_what_codec_py_writes_with_a_release_file(tcm):
+    from file_codec.codec import default_mode
+    from file_codec.settings import default_coding, default_transforms
+
+    assert default_coding() == f"int8/{default_transforms()}"
+    assert str(CodingMode.parse(default_coding())) == default_coding()
+    net = copy.deepcopy(tcm.net)
+    net.integer_parameters = None
+    assert str(default_mode(net, default_transforms())) == f"float64/{default_transforms()}"
+    net.integer_parameters = {"version": torch.tensor(1)}
+    assert str(default_mode(net, default_transforms())) == default_coding()
