@@ -3,7 +3,8 @@
 Shared by evaluation, training and the codec so that every tool converts the
 same way: EXIF orientation applied; grayscale, palette and CMYK converted to
 RGB; alpha dropped (composited on nothing: the colour channels are kept);
-16-bit and 32-bit integer or float images scaled to 8 bits.
+16-bit and 32-bit integer or float images scaled to 8 bits.  A large image
+costs Pillow's 8-bit copy of it (4 bytes a pixel) and no second one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -49,8 +51,8 @@ def _stored_deeper_than_8_bits(img: Image.Image) -> bool:
     return False
 
 
-def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
-    """The RGB image and what the conversion lost (alpha, bit depth), for notes."""
+def _to_8bit(img: Image.Image) -> tuple[Image.Image, list[str]]:
+    """The image in an 8-bit mode (integer and float grey images scaled) and what the conversion lost, for notes."""
     lost = []
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         lost.append("alpha channel dropped")
@@ -66,25 +68,31 @@ def _to_8bit_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
         top = 1.0 if a.max() <= 1.0 else 255.0
         lost.append("floating-point samples reduced to 8 bits")
         img = Image.fromarray(np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8), mode="L")
-    return img.convert("RGB"), lost
+    return img, lost
 
 
-def open_rgb(path: str | os.PathLike, warn_alpha: bool = True) -> Image.Image:
+def open_rgb(path: str | os.PathLike, warn_alpha: bool = True,
+             check_size: Callable[[int, int], None] | None = None) -> Image.Image:
     """Open ``path`` as an 8-bit RGB image (EXIF rotation applied) or raise ImageReadError.
 
     What the conversion loses (alpha, samples deeper than 8 bits, every frame
     of an animation but the first) is said in one warning per file, unless
     ``warn_alpha`` is False (training data).
+    ``check_size(width, height)`` sees the size before any pixel is decoded
+    and raises to refuse the image (the file codec's limits).
     """
     path = os.fspath(path)
     try:
         # A FIFO or a device is refused before reading: Pillow would wait for a writer, or read forever.
         with open_regular_file(path) as f, Image.open(f) as img:
+            if check_size is not None:
+                check_size(*img.size)
             frames = getattr(img, "n_frames", 1)
             deep = _stored_deeper_than_8_bits(img)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb, lost = _to_8bit_rgb(img)
+            ImageOps.exif_transpose(img, in_place=True)  # a copy only where the orientation needs one
+            img, lost = _to_8bit(img)
+            rgb = img if img.mode == "RGB" else img.convert("RGB")  # no copy of an RGB image
             if deep and DEEP_SAMPLES not in lost:
                 lost.append(DEEP_SAMPLES)
     except FileNotFoundError:

@@ -21,11 +21,11 @@ from compressai.ans import RansDecoder  # noqa: E402
 from datasets import to_image, to_tensor  # noqa: E402
 from models import CheckpointError, load_model  # noqa: E402
 from models.coding import Coder, CodingMode  # noqa: E402
-from utils.padding import PADDINGS, PAD_MULTIPLE, crop
+from utils.padding import PADDINGS, centred_padding, image_part, padded_region  # noqa: E402
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-from .settings import DEFAULT_TILE, CodecError, check_tile_side
+from .settings import DEFAULT_TILE, CodecError, check_image_size, check_tile_side
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -244,19 +244,26 @@ class Codec:
         return self._coders[mode]
 
     def encode(self, image: Image.Image) -> bytes:
-        """The ``.tcm`` bytes of an RGB image."""
+        """The ``.tcm`` bytes of an RGB image.
+
+        Each tile is cut from the image and padded on its own
+        (``utils.padding.padded_region``: the same pixels as padding the whole
+        image), so that beside the 8-bit image only one tile is ever held in
+        float32 (docs/format.md, Memory).
+        """
         width, height = image.size
-        if width * height > container.MAX_PIXELS or max(width, height) > container.MAX_SIDE:
-            raise CodecError(f"image of {width}x{height} is larger than this codec supports")
+        check_image_size(width, height)
         check_tile_side(self.tile)
-        x, (left, _, top, _) = PADDINGS[self.padding](to_tensor(image), PAD_MULTIPLE)
+        padding = centred_padding(height, width)
+        left, _, top, _ = padding
         header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
                         tables_id=self.tables_id,
                         entropy=self.entropy, padding_mode=PADDING_CODES[self.padding])
         coder = self.coder(self.entropy)
         streams, crc = [], 0
-        for k, (t, l, th, tw) in enumerate(header.tiles()):
-            z, y, symbols = encode_tile(coder, x[..., t : t + th, l : l + tw])
+        for k, tile in enumerate(header.tiles()):
+            x = to_tensor(padded_region(image, padding, self.padding, tile)).contiguous()
+            z, y, symbols = encode_tile(coder, x)
             streams.append((z, y))
             if header.version >= 3:
                 header.tile_crcs.append(container.tile_crc(header, k, symbols))
@@ -312,7 +319,7 @@ class Codec:
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
         coder = self.coder(header.entropy)
-        canvas = torch.empty(1, 3, *header.padded_size)
+        canvas = Image.new("RGB", (header.width, header.height))  # 8-bit: a decoded tile is rounded as it comes
         crc = 0
         for k, ((t, l, th, tw), (z, y)) in enumerate(zip(tiles, streams)):
 
@@ -324,8 +331,11 @@ class Codec:
                 x_hat, symbols = decode_tile(coder, z, y, th, tw, check if header.version >= 3 else None)
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
-            canvas[..., t : t + th, l : l + tw] = x_hat
+            part = image_part(header.padding, canvas.size, (t, l, th, tw))
+            if part is not None:  # what utils.padding.crop keeps of the tile
+                rows, cols, corner = part
+                canvas.paste(to_image(x_hat[..., rows, cols]), corner)
             crc = zlib.crc32(symbols, crc)
         if header.version < 3 and crc != header.latent_crc:
             raise CodecError(LATENT_MISMATCH)
-        return to_image(crop(canvas, header.padding))
+        return canvas

@@ -21,7 +21,7 @@ from utils.files import atomic_write, check_output, open_regular_file, remove_st
 
 from . import container
 from .container import ContainerError, Header
-from .settings import CodecError
+from .settings import CodecError, check_image_size
 from .weights import locate
 
 if TYPE_CHECKING:
@@ -39,12 +39,15 @@ def fail(message: str) -> None:
 
 
 def read_image(path: Path) -> Image.Image:
-    """The image as 8-bit RGB; what the conversion loses is said in a ``note:`` line."""
+    """The image as 8-bit RGB; what the conversion loses or changes is said in a ``note:`` line.
+
+    An image a ``.tcm`` file cannot hold is refused before its pixels are decoded.
+    """
     from datasets import open_rgb
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        image = open_rgb(path)
+        image = open_rgb(path, check_size=check_image_size)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     return image

@@ -11,7 +11,7 @@ from pathlib import Path
 from utils.cli import ToolError
 from utils.padding import PAD_MULTIPLE
 
-from .container import MAX_TILE
+from .container import MAX_PIXELS, MAX_SIDE, MAX_TILE
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
@@ -41,3 +41,10 @@ def default_transforms() -> str:
 def check_tile_side(tile: int) -> None:
     if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
         raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}")
+
+
+def check_image_size(width: int, height: int) -> None:
+    """Refuse an image a ``.tcm`` file cannot hold; ``codec.py compress`` asks before decoding its pixels."""
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise CodecError(f"image of {width}x{height} is larger than this codec supports "
+                         f"(at most {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels)")

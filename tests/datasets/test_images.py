@@ -83,3 +83,28 @@ def test_to_image_rounds_where_truncation_would_lower_every_pixel():
     x = torch.full((1, 3, 2, 2), 100.6 / 255)
     assert np.asarray(to_image(x)).max() == 101
     assert torch.equal(to_tensor(to_image(x)), torch.full((1, 3, 2, 2), 101 / 255))
+
+
+def test_an_rgb_image_is_read_without_a_second_copy(tmp_path, monkeypatch):
+    """Pillow's decoded image is what comes back: no copy for the EXIF rotation nor for the conversion to RGB."""
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a second copy of the image")
+
+    monkeypatch.setattr(Image.Image, "copy", refuse)
+    monkeypatch.setattr(Image.Image, "convert", refuse)
+    assert open_rgb(tmp_path / "a.png").size == (60, 40)
+
+
+def test_a_size_check_refuses_the_image_before_its_pixels_are_decoded(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.new("RGB", (60, 40)).save(tmp_path / "a.png")
+
+    def refuse(width: int, height: int) -> None:
+        raise ImageReadError(f"{width}x{height} refused")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    with pytest.raises(ImageReadError, match="60x40 refused"):
+        open_rgb(tmp_path / "a.png", check_size=refuse)
