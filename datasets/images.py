@@ -3,8 +3,9 @@
 Shared by evaluation, training and the codec so that every tool converts the
 same way: EXIF orientation applied; grayscale, palette and CMYK converted to
 RGB; alpha dropped (composited on nothing: the colour channels are kept);
-16-bit and 32-bit integer or float images scaled to 8 bits.  A large image
-costs Pillow's 8-bit copy of it (4 bytes a pixel) and no second one.
+16-bit and 32-bit integer or float images scaled to 8 bits; an embedded
+colour profile converted to sRGB (``datasets.colour``).  A large image costs
+Pillow's 8-bit copy of it (4 bytes a pixel) and no second one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils.cli import ToolError
+from utils.cli import ToolError, first_line
 from utils.files import NotARegularFile, open_regular_file
+
+from .colour import to_srgb
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
@@ -73,11 +76,11 @@ def _to_8bit(img: Image.Image) -> tuple[Image.Image, list[str]]:
 
 def open_rgb(path: str | os.PathLike, warn_alpha: bool = True,
              check_size: Callable[[int, int], None] | None = None) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB image (EXIF rotation applied) or raise ImageReadError.
+    """Open ``path`` as an 8-bit RGB image (EXIF rotation applied, sRGB colours) or raise ImageReadError.
 
-    What the conversion loses (alpha, samples deeper than 8 bits, every frame
-    of an animation but the first) is said in one warning per file, unless
-    ``warn_alpha`` is False (training data).
+    What the conversion loses or changes (alpha, samples deeper than 8 bits,
+    every frame of an animation but the first, a colour profile) is said in
+    one warning per file, unless ``warn_alpha`` is False (training data).
     ``check_size(width, height)`` sees the size before any pixel is decoded
     and raises to refuse the image (the file codec's limits).
     """
@@ -91,15 +94,21 @@ def open_rgb(path: str | os.PathLike, warn_alpha: bool = True,
             deep = _stored_deeper_than_8_bits(img)
             img.load()
             ImageOps.exif_transpose(img, in_place=True)  # a copy only where the orientation needs one
+            icc = img.info.get("icc_profile")
             img, lost = _to_8bit(img)
-            rgb = img if img.mode == "RGB" else img.convert("RGB")  # no copy of an RGB image
+            colour = to_srgb(img, icc)
+            rgb = colour.image
             if deep and DEEP_SAMPLES not in lost:
                 lost.append(DEEP_SAMPLES)
+            if colour.note:
+                lost.append(colour.note)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except NotARegularFile as e:
         raise ImageReadError(f"{path}: {e}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # its message gives the size and Pillow's limit
+        raise ImageReadError(f"{path}: {first_line(e)}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
     if frames > 1:
         lost.append(f"first of {frames} frames kept")

@@ -83,6 +83,23 @@ def test_image_modes_through_the_command_line(ck, tmp_path, capsys):
     assert Image.open(tmp_path / "out" / "alpha.png").mode == "RGB"
 
 
+def test_a_colour_profile_is_converted_to_srgb_and_said(ck, tcm, tmp_path, capsys):
+    """A Display P3 image is coded as the sRGB colours a colour-managed viewer shows, not its raw values."""
+    import io
+
+    from PIL import ImageCms
+
+    from tests.colour_profiles import matrix_profile
+
+    p3 = matrix_profile("Display P3")
+    image = noise_image(20, 30, seed=6)
+    image.save(tmp_path / "p3.png", icc_profile=p3)
+    assert codec.main(["compress", str(tmp_path / "p3.png"), str(tmp_path / "p3.tcm"), "-c", str(ck)]) == 0
+    assert capsys.readouterr().err.strip() == f"note: {tmp_path / 'p3.png'}: colour profile 'Display P3' converted to sRGB"
+    srgb = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(p3)), ImageCms.createProfile("sRGB"))
+    assert (tmp_path / "p3.tcm").read_bytes() == tcm.encode(srgb) != tcm.encode(image)
+
+
 def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.bin"), "-c", str(ck)]) == 0

@@ -108,3 +108,20 @@ def test_a_size_check_refuses_the_image_before_its_pixels_are_decoded(tmp_path, 
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
     with pytest.raises(ImageReadError, match="60x40 refused"):
         open_rgb(tmp_path / "a.png", check_size=refuse)
+
+
+def test_a_decompression_bomb_is_refused_naming_its_size(tmp_path):
+    """A 20000x20000 PNG header (Pillow refuses it at open, before any pixel): the message says why."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(1000)))
+                                        + chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError) as e:
+        open_rgb(tmp_path / "bomb.png")
+    assert str(e.value) == (f"{tmp_path / 'bomb.png'}: Image size (400000000 pixels) exceeds limit of "
+                            f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.")
