@@ -8,6 +8,7 @@ colorimetric one, which LittleCMS then uses).  A profile that gives sRGB's
 values anyway (an embedded sRGB profile) changes nothing; a profile that
 cannot be read, or that does not fit the image (a grey profile on a colour
 image), is ignored.  Each case but the first two is said (``ColourResult.note``).
+Images written from sRGB values say so (:func:`srgb_marking`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 #: A profile's ICC colour space -> the Pillow mode its transform reads, and the image modes brought to it.
 PROFILE_MODES = {
@@ -112,3 +113,29 @@ def to_srgb(img: Image.Image, icc: bytes | None) -> ColourResult:
         rgb = plan.transform.apply(source)
     rgb.info.pop("icc_profile", None)
     return ColourResult(rgb, plan.note)
+
+
+#: Formats whose files Pillow writes with an ICC profile (``icc_profile=``); PNG says sRGB in its own chunk.
+ICC_FORMATS = ("JPEG", "TIFF", "WEBP")
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes:
+    """LittleCMS's built-in sRGB profile (588 bytes)."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def srgb_marking(fmt: str) -> dict:
+    """Pillow ``save`` options that mark a file of format ``fmt`` as holding sRGB values, as a decoded file does.
+
+    PNG gets its ``sRGB`` chunk (13 bytes, perceptual intent); JPEG, TIFF and
+    WebP an sRGB profile; other formats (BMP, PPM, GIF) have no way to say it
+    and are read as sRGB anyway.
+    """
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add(b"sRGB", b"\x00")
+        return {"pnginfo": info}
+    if fmt in ICC_FORMATS:
+        return {"icc_profile": srgb_profile()}
+    return {}

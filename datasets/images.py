@@ -54,23 +54,38 @@ def _stored_deeper_than_8_bits(img: Image.Image) -> bool:
     return False
 
 
+#: Rows scaled at a time when deep samples are reduced to 8 bits: the float64 work is a strip, not the image.
+STRIP_ROWS = 256
+
+
+def _scaled_to_8bit(img: Image.Image, top: float) -> Image.Image:
+    """A grey image of deep samples (integer or float) as "L", ``top`` at 255, a strip of rows at a time.
+
+    Beside the image itself only its 8-bit copy and one strip are held (a
+    whole float64 copy would be 8 bytes a pixel, more than the image read).
+    """
+    out = np.empty((img.height, img.width), dtype=np.uint8)
+    for r in range(0, img.height, STRIP_ROWS):
+        a = np.asarray(img.crop((0, r, img.width, min(r + STRIP_ROWS, img.height))), dtype=np.float64)
+        out[r : r + a.shape[0]] = np.clip(np.round(a / top * 255.0), 0, 255)
+    return Image.fromarray(out, mode="L")
+
+
 def _to_8bit(img: Image.Image) -> tuple[Image.Image, list[str]]:
     """The image in an 8-bit mode (integer and float grey images scaled) and what the conversion lost, for notes."""
     lost = []
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         lost.append("alpha channel dropped")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        largest = img.getextrema()[1]
+        top = 65535.0 if img.mode.startswith("I;16") or largest > 255 else 255.0
         if top > 255:
             lost.append(DEEP_SAMPLES)
-        a = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
-        img = Image.fromarray(a, mode="L")
+        img = _scaled_to_8bit(img, top)
     elif img.mode == "F":
-        a = np.asarray(img, dtype=np.float64)
-        top = 1.0 if a.max() <= 1.0 else 255.0
+        top = 1.0 if img.getextrema()[1] <= 1.0 else 255.0
         lost.append("floating-point samples reduced to 8 bits")
-        img = Image.fromarray(np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+        img = _scaled_to_8bit(img, top)
     return img, lost
 
 

@@ -25,7 +25,7 @@ from utils.padding import PADDINGS, centred_padding, image_part, padded_region  
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-from .settings import DEFAULT_TILE, CodecError, check_image_size, check_tile_side
+from .settings import DEFAULT_TILE, CodecError, check_image_size, check_tile_side, image_memory
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -277,7 +277,8 @@ class Codec:
         if pixels > self.max_pixels:
             raise CodecError(
                 f"the file claims a {header.width}x{header.height} image, {pixels} pixels, over the limit of "
-                f"{self.max_pixels} that guards against decompression bombs: if you trust the file, "
+                f"{self.max_pixels} that guards against decompression bombs (decoding it would take "
+                f"{image_memory(pixels)} beside the model and one tile): if you trust the file, "
                 f"pass --max-pixels {pixels}"
             )
 

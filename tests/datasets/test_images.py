@@ -125,3 +125,28 @@ def test_a_decompression_bomb_is_refused_naming_its_size(tmp_path):
         open_rgb(tmp_path / "bomb.png")
     assert str(e.value) == (f"{tmp_path / 'bomb.png'}: Image size (400000000 pixels) exceeds limit of "
                             f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.")
+
+
+def test_deep_samples_are_reduced_a_strip_at_a_time(tmp_path):
+    """A tall 16-bit grey image: the conversion's own arrays (traced: numpy's) are its 8-bit copy and a strip.
+
+    Scaling the whole image in float64 took 24 bytes a pixel beside the image
+    Pillow holds (a copy, its scaled copy, the rounded one), three times what
+    the 8-bit RGB result takes; a strip of rows costs the same whatever the height.
+    """
+    import tracemalloc
+
+    height, width = 32768, 64
+    samples = np.arange(height * width, dtype=np.uint32).reshape(height, width) * 7 % 65536
+    Image.fromarray(samples.astype(np.uint16)).save(tmp_path / "deep.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracemalloc.start()
+        try:
+            img = open_rgb(tmp_path / "deep.png")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    expected = np.clip(np.round(samples / 65535 * 255), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(img), np.repeat(expected[..., None], 3, axis=2))
+    assert peak < 1.5 * height * width, f"{peak / (height * width):.1f} bytes a pixel"

@@ -136,9 +136,9 @@ def test_only_tiles_are_ever_held_in_float(small_model, monkeypatch):
     """A 1000x700 image in 128-pixel tiles: every float32 conversion, either way, is at most a tile.
 
     The coding of each tile is replaced by a stand-in (this is about how
-    pixels reach the tiles and the output); before, the whole padded image
-    was converted (3 copies, 12 bytes a pixel each) and decoded into a
-    float32 canvas of the whole padded image.
+    pixels reach the tiles and the output); before, the whole image was
+    converted to float32 and padded whole (12 bytes a pixel, twice), and
+    decoded into a float32 canvas of the whole padded image.
     """
     converted = []
 
