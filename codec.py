@@ -40,22 +40,12 @@ import sys
 from pathlib import Path
 
 from file_codec import container
-from file_codec.files import CHECKPOINT_ENV, PROG, compress_files, decompress_files, info_files
-from file_codec.settings import DEFAULT_TILE, TRANSFORMS, CodecError, check_tile_side, default_transforms
+from file_codec.files import (CHECKPOINT_ENV, PROG, check_folders_writable, compress_files, decompress_files,
+                              info_files, plan_outputs)
+from file_codec.settings import DEFAULT_ENTROPY, DEFAULT_TILE, ENTROPIES, TRANSFORMS, default_transforms, tile_argument
 from file_codec.weights import WEIGHTS_PATH_ENV
 from utils.cli import ArgumentParser, UsageError, run_tool
 from utils.process import keep_freed_memory
-
-
-def tile_side(text: str) -> int:
-    try:
-        value = int(text)
-        check_tile_side(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    except CodecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
 
 
 def pixel_count(text: str) -> int:
@@ -82,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE")
     c.add_argument("out", metavar="OUT")
     c.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
-    c.add_argument("--tile", type=tile_side, default=DEFAULT_TILE,
+    c.add_argument("--tile", type=tile_argument, default=DEFAULT_TILE,
                    help=f"code images whose padded side exceeds this in tiles of this side; the memory coding takes "
                         f"grows with a tile's area (default {DEFAULT_TILE})")
     c.add_argument("--transforms", **transforms)
+    c.add_argument("--entropy", choices=ENTROPIES, default=DEFAULT_ENTROPY,
+                   help="arithmetic of the entropy parameters (default %(default)s; float64: the published "
+                        "function, decodes on other machines; int8: exact integers, decode on any machine; float32: "
+                        "the published function, decodes only alike)")
     c.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
                    help="refuse images of more pixels than this, before decoding them: the image is held whole, "
                         "at 4 bytes a pixel (default %(default)s)")
@@ -117,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             return info_files(args.inputs)  # headers only: neither torch nor the model is loaded
         if not args.checkpoint and args.command == "compress":
             raise UsageError(f"compress needs --checkpoint CK (or {CHECKPOINT_ENV})")
+        # A folder no output can be written into is refused before the seconds of loading a model.
+        check_folders_writable(plan_outputs(args.inputs, args.out, ".tcm" if args.command == "compress" else ".png"))
         from file_codec.codec import Codec  # torch and CompressAI: seconds to import
 
         def load(checkpoint: str | Path) -> Codec:
-            return Codec.load(checkpoint, getattr(args, "tile", DEFAULT_TILE), args.transforms,
-                              max_pixels=args.max_pixels)
+            mode = f"{getattr(args, 'entropy', DEFAULT_ENTROPY)}/{args.transforms}"  # decoding: each file's entropy
+            return Codec.load(checkpoint, mode, getattr(args, "tile", DEFAULT_TILE), max_pixels=args.max_pixels)
 
         options = dict(force=args.force, quiet=args.quiet,
                        also_read=[Path(args.checkpoint)] if args.checkpoint else [])
@@ -133,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         from file_codec.weights import WeightsFinder
 
         finder = WeightsFinder(load)
-        return decompress_files(lambda header: finder.codec_for(header.weights_id), args.inputs, args.out, **options)
+        return decompress_files(lambda header: finder.codec_for(header.weights_id, header.tables_id or None),
+                                args.inputs, args.out, **options)
 
     return run_tool(PROG, body)
 

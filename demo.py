@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from datasets.samples import export_photos
-from evaluation.runner import FEW_OVERLAP
+from evaluation.bd import FEW_OVERLAP
 from utils.cli import ArgumentParser, ToolError, run_tool
 
 PROG = "demo.py"

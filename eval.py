@@ -29,6 +29,7 @@ from typing import Sequence
 
 from evaluation import baselines
 from evaluation.runner import run_evaluation
+from file_codec.settings import tile_argument
 from models.coding import CodingMode, coding_argument
 from utils.cli import ArgumentParser, run_tool
 from utils.process import keep_freed_memory
@@ -58,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--coding", type=coding_argument, default=None, metavar="ENTROPY/TRANSFORMS",
                    help=f"with --real: the coding mode, one of {', '.join(map(str, CodingMode.all()))} "
                         f"(default: {CodingMode.PUBLISHED}, the paper's function; codec.py writes float64 entropy)")
-    p.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+    p.add_argument("--tile", type=tile_argument, default=None, metavar="PIXELS",
                    help="code each image in tiles of this side, as codec.py does (for images too large at once)")
     p.add_argument("--save-recon", metavar="DIR",
                    help="keep each decoded image (and, with --baselines, each codec's at the matching rate) here")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from utils import ROOT
 from utils.cli import ArgumentParser, UsageError, run_tool
-from utils.files import write_text_atomic
+from utils.files import save_torch_atomic, write_text_atomic
 
 PROG = "portability.py"
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             net = tcm(preset)
             net.update(force=True)
             path = work / f"random-{preset}.pth"
-            torch.save(net.state_dict(), path)
+            save_torch_atomic(net.state_dict(), path)
             models[f"TCM-{preset.upper()} random"] = str(path)
         if args.cost:
             return print_cost(args, models, images)

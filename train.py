@@ -23,23 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from models import TCMConfig
 from training.config import TrainingConfig
-from training.options import DEFAULT_LAMBDA, given_options
+from training.options import DEFAULT_LAMBDA, given_options, spelled
 from training.sweep import PROG, run_sweep
 from utils.cli import ArgumentParser, run_tool
 from utils.process import keep_freed_memory
-
-
-def shown_default(value: Any) -> str:
-    """A default as the command line would spell it: ``45 48``, ``on``, ``0.0001``."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -51,7 +42,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if (not action.option_strings or default is None or default is argparse.SUPPRESS or default is False
                 or "default" in text):
             return text
-        return f"{text} (default: {shown_default(default).replace('%', '%%')})"
+        return f"{text} (default: {spelled(default).replace('%', '%%')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--save_path", "--save-path", dest="save_path", default=None,
       help="parent folder of the run folders (default: runs, or the resumed checkpoint's parent)")
     a("--save-every", type=int, default=5, help="keep checkpoint_epoch<E> every this many epochs (0: never)")
-    a("--seed", type=int, default=0, help="seed of the weights, the crops and a plain folder's test split")
+    a("--seed", type=int, default=0, help="seed (0..4294967295) of the weights, the crops and a plain folder's test split")
     a("--clip_max_norm", "--clip-max-norm", dest="clip_max_norm", type=float, default=1.0,
       help="gradient clipping norm (0: off)")
     a("--lr_epoch", "--lr-epoch", dest="lr_epoch", type=int, nargs="+", default=[45, 48],
@@ -107,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default: {getattr(TCMConfig, name)})")
     g.add_argument("--entropy-hidden", type=int, nargs=2, default=None, metavar=("A", "B"),
-                   help=f"hidden widths of the slice transforms (default: {shown_default(TCMConfig.entropy_hidden)})")
+                   help=f"hidden widths of the slice transforms (default: {spelled(TCMConfig.entropy_hidden)})")
     return p
 
 

@@ -149,6 +149,7 @@ class PatchDataset(Dataset):
         return len(self.paths)
 
     def _load(self, index: int) -> Image.Image:
+        why = ""
         for k in range(len(self.paths)):
             i = (index + k) % len(self.paths)
             if i in self._bad:
@@ -157,8 +158,11 @@ class PatchDataset(Dataset):
                 return open_rgb(self.paths[i], warn_alpha=False)
             except ImageReadError as e:
                 self._bad.add(i)
-                _warn_unreadable(self.paths[i], str(e))
-        raise DatasetError("none of the images can be read")
+                why = str(e).removeprefix(f"{self.paths[i]}: ")
+                _warn_unreadable(self.paths[i], why)
+        what = "training" if self.train else "test"
+        last = f" (the last, {self.paths[i]}: {why})" if why else ""
+        raise DatasetError(f"none of the {len(self.paths)} {what} images can be read{last}")
 
     def __getitem__(self, index: int) -> torch.Tensor:
         img = self._load(index)

@@ -9,6 +9,12 @@ import numpy as np
 
 from .results import json_safe, rd_points
 
+#: Below this share of the joint quality range that both curves cover, a BD figure rests on a short stretch
+#: of curve: eval.py's line, its report and the demo add a caution.  The one threshold of the project: the
+#: fits average over the shared range only and are told ``min_overlap=0`` (``bjontegaard`` would warn below
+#: its own 0.75), so a figure is given at any overlap and the caution says how much of the curves it covers.
+FEW_OVERLAP = 0.5
+
 
 def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr-rgb") -> dict[str, Any]:
     """BD-rate (%) and BD-PSNR (dB) of ``test`` against ``anchor``, PCHIP (``bjontegaard``).
@@ -17,8 +23,8 @@ def bd_metrics(anchor: dict[str, Any], test: dict[str, Any], metric: str = "psnr
     are None, with a ``note``, when either curve has fewer than two points or
     the curves do not overlap; ``gap`` (:func:`quality_gap`) is given whenever
     the test's rates fall within the anchor's.  ``overlap`` is the share of the joint quality
-    range (for BD-rate) that both curves cover; below ~0.75 the figure
-    extrapolates little but rests on a short stretch of curve.  BD-rate reads
+    range (for BD-rate) that both curves cover; below :data:`FEW_OVERLAP` the
+    figure rests on a short stretch of curve.  BD-rate reads
     rate as a function of quality, so it needs a quality that rises with rate
     on both curves; where one does not (a higher-rate point of lower quality),
     BD-rate is None with the reason and BD-PSNR, which needs only rising

@@ -118,7 +118,7 @@ def run_measure(args: argparse.Namespace) -> dict:
             enc = compress()
         out["flops"] = count_flops(compress)
         y_strings, z_strings = enc["strings"]
-        strings_file.write_text(json.dumps({
+        write_text_atomic(strings_file, json.dumps({
             "y": [s.hex() for s in y_strings], "z": [s.hex() for s in z_strings], "shape": list(enc["shape"]),
         }))
         out["bytes"] = sum(len(s) for s in y_strings + z_strings)

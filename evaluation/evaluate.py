@@ -15,7 +15,7 @@ from file_codec.container import tile_grid
 from models.coding import Coder
 from utils.cli import ToolError
 from utils.padding import crop, pad
-from utils.process import synchronize
+from utils.process import is_out_of_memory, synchronize
 
 from metrics.bits import STRIDES, bit_map, channel_shares, latent_bits, mean_shares
 from metrics.quality import quality, quantize_8bit
@@ -23,11 +23,6 @@ from metrics.quality import quality, quantize_8bit
 
 class OutOfMemory(ToolError):
     """An image the model cannot hold in memory at once."""
-
-
-def _is_out_of_memory(e: BaseException) -> bool:
-    text = str(e)
-    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 @torch.no_grad()
@@ -52,7 +47,7 @@ def evaluate_image(model, img: Image.Image, device: torch.device, real: bool, ti
     try:
         return _evaluate(model, img, device, real, tile, coder or Coder(model), outputs)
     except (RuntimeError, MemoryError) as e:
-        if not _is_out_of_memory(e):
+        if not is_out_of_memory(e):
             raise
         hint = f"a smaller --tile than {tile}" if tile else "--tile 1024"
         raise OutOfMemory(f"out of memory on a {img.width}x{img.height} image: evaluate it in tiles with {hint}") \

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from layers.config import KernelPolicy, get_kernel_policy, set_kernel_policy
+from layers.config import KernelPolicy, apply_kernel_policy
 from models.coding import Coder, CodingMode, coding_argument
 from utils import ROOT
 from utils.cli import ToolError
@@ -46,20 +46,28 @@ def kernel_policy_of(config: dict[str, Any]) -> KernelPolicy:
 
 @contextlib.contextmanager
 def configuration(config: dict[str, Any]) -> Iterator[None]:
-    """Run a block of code in ``config`` (threads, oneDNN, kernel policy); the previous settings after."""
+    """Run a block of code with ``config``'s process settings (threads, oneDNN); the previous ones after.
+
+    Its kernel policy is the model's: :func:`configured` rebuilds a model (or a copy) to it.
+    """
     import torch
 
-    threads, mkldnn, policy = torch.get_num_threads(), torch.backends.mkldnn.enabled, get_kernel_policy()
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     try:
         if config.get("threads"):
             torch.set_num_threads(int(config["threads"]))
         torch.backends.mkldnn.enabled = bool(config.get("mkldnn", True))
-        set_kernel_policy(kernel_policy_of(config))
         yield
     finally:
         torch.set_num_threads(threads)
         torch.backends.mkldnn.enabled = mkldnn
-        set_kernel_policy(policy)
+
+
+def configured(net, config: dict[str, Any]):
+    """A copy of ``net`` rebuilt to ``config``'s kernel policy (``layers.config.apply_kernel_policy``)."""
+    import copy
+
+    return apply_kernel_policy(copy.deepcopy(net), kernel_policy_of(config))
 
 
 def _worker_command(action: str, checkpoint: str, config: str, files: Sequence[str], out: str | None,
@@ -117,30 +125,34 @@ def mismatch_table(checkpoint: str, images: Sequence[Path], work: Path, configs:
 
 
 # ------------------------------------------------------------------ how close decisions come to flipping
+class ReplayedSymbols:
+    """A stream reader (``models.entropy_model.SymbolReader``) that gives back known symbols, slice by slice."""
+
+    def __init__(self, symbols):
+        self.symbols, self.at = symbols.reshape(-1).tolist(), 0
+
+    def decode_stream(self, indexes: list[int], *tables) -> list[int]:
+        part = self.symbols[self.at : self.at + len(indexes)]
+        self.at += len(indexes)
+        return part
+
+
 def decoder_parameters(coder: Coder, encoded: dict) -> tuple[list, list]:
     """The means and scales, slice by slice (float64, on the CPU), that a decoder of ``coder``'s mode
     computes for ``encoded`` (``compress``'s result, one image).
 
     A decoder that recovers the coded symbols computes exactly these: the
-    per-slice step is ``TCM.code_slices``', given the symbols instead of the
-    rANS streams, so no coder runs.
+    y stream is read by :class:`ReplayedSymbols`, which gives back the
+    encoder's symbols, so no other configuration's decoding decision
+    changes what the next slices see.
     """
     import torch
 
-    net = coder.net
     y_symbols = encoded["symbols"]["y"]  # (images, M*h*w): slice after slice
-    per_slice = y_symbols.shape[1] // net.num_slices
-    means, scales = [], []
-
-    def record(i: int, mu, scale):
-        means.append(mu.detach().to(torch.float64).cpu().clone())
-        scales.append(scale.detach().to(torch.float64).cpu().clone())
-        q = y_symbols[:, i * per_slice : (i + 1) * per_slice].reshape(mu.shape).to(mu.device)
-        return net.gaussian_conditional.dequantize(q, mu), None
-
-    with torch.no_grad():
-        z_hat = net.entropy_bottleneck.decompress(encoded["strings"][1], encoded["shape"])
-        coder.code_slices(z_hat, record)
+    readers = [ReplayedSymbols(row) for row in y_symbols]
+    out = coder.decode_latents([readers, encoded["strings"][1]], encoded["shape"], keep_parameters=True)
+    means = [m.detach().to(torch.float64).cpu().clone() for m in out["means"]]
+    scales = [s.detach().to(torch.float64).cpu().clone() for s in out["scales"]]
     return means, scales
 
 
@@ -160,7 +172,8 @@ def boundary_margins(net, x, configs: Sequence[str], entropy: str = "float32") -
     """
     import torch
 
-    coder = Coder(net, CodingMode(entropy, "float32"))
+    mode = CodingMode(entropy, "float32")
+    coder = Coder(configured(net, CONFIGS["same"]), mode)
     with configuration(CONFIGS["same"]):
         encoded = coder.compress(x)
         ref_means, ref_scales = decoder_parameters(coder, encoded)
@@ -174,7 +187,7 @@ def boundary_margins(net, x, configs: Sequence[str], entropy: str = "float32") -
     out: dict[str, Any] = {"elements": scales.numel(), "share_within_1e-3": below / scales.numel(), "configs": {}}
     for config in configs:
         with configuration(CONFIGS[config]):
-            means, cfg_scales = decoder_parameters(coder, encoded)
+            means, cfg_scales = decoder_parameters(Coder(configured(net, CONFIGS[config]), mode), encoded)
         rel = max(((a - b).abs() / b.abs().clamp_min(1e-12)).max().item() for a, b in zip(cfg_scales, ref_scales))
         mu = max((a - b).abs().max().item() for a, b in zip(means, ref_means))
         flips = scales.numel() * (below / scales.numel()) * (rel / threshold)
@@ -199,7 +212,7 @@ def coding_cost(checkpoint: str, images: Sequence[Path], modes: Sequence[CodingM
     from file_codec import Codec
 
     loaded = Codec.load(checkpoint)
-    codecs = {mode: dataclasses.replace(loaded, entropy=mode.entropy, transforms=mode.transforms) for mode in modes}
+    codecs = {mode: dataclasses.replace(loaded, mode=mode) for mode in modes}
     totals = {mode: {"encode": 0.0, "decode": 0.0} for mode in codecs}
 
     def run(mode: CodingMode, image) -> tuple[float, float]:
@@ -237,7 +250,8 @@ def _worker(argv: Sequence[str]) -> int:
     from utils.files import write_bytes_atomic
 
     with configuration(CONFIGS[args.config]):  # this process's whole work
-        codec = Codec.load(args.checkpoint, transforms=args.coding.transforms, entropy=args.coding.entropy)
+        codec = Codec.load(args.checkpoint, args.coding)
+        apply_kernel_policy(codec.net, kernel_policy_of(CONFIGS[args.config]))  # before its coders are made
         results = {}
         for f in args.files:
             try:

@@ -5,7 +5,10 @@ row to ``results.json.partial.jsonl`` (one JSON line, flushed at once).
 ``--resume`` takes the rows whose key matches the run being asked for
 (:func:`row_key`: checkpoint sha256, mode, tile side, device, image name and
 the image's pixels) and evaluates only the rest; a run that finishes removes
-the file.  A line cut short by a kill is ignored.
+the file.  A line that is not a row (cut short by a kill, damaged, not
+UTF-8) is left out with a note, its image evaluated again; the rows read are
+written back as a file of its own before new ones are appended, so a link
+placed at that name is replaced and what it points to is never written.
 
 An image is identified by the sha256 of its decoded 8-bit RGB pixels (and
 size), not of its file: that is exactly what a row was computed from, so the
@@ -25,9 +28,12 @@ from typing import Any, Iterable
 
 from PIL import Image
 
+from utils.files import open_own_file, open_regular_file, write_text_atomic
+
 from .results import json_safe
 
 Key = tuple[str, str, int, str, str, str]  # checkpoint sha256, mode, tile side (0: whole), device, image, pixels
+KEY_FIELDS = 6
 
 
 def image_digest(img: Image.Image) -> str:
@@ -47,6 +53,35 @@ def partial_path(output: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".partial.jsonl")
 
 
+def _line(key: Key, row: dict[str, Any]) -> str:
+    return json.dumps({"key": list(key), "row": json_safe(row)}) + "\n"
+
+
+def read_rows(path: Path) -> tuple[list[tuple[Key, dict[str, Any]]], int]:
+    """The (key, row) entries of a rows file, and how many of its lines are not one.
+
+    A line is taken only if it is UTF-8 JSON of the form :class:`RowStore`
+    writes; any other (cut short by a kill, or bytes of something else) is
+    counted and left out, so that a damaged file costs only its rows.
+    """
+    entries, unreadable = [], 0
+    with open_regular_file(path) as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw.decode("utf-8"))
+                key, row = tuple(entry["key"]), entry["row"]
+                if not isinstance(row, dict) or len(key) != KEY_FIELDS:
+                    raise TypeError
+                hash(key)
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
+                unreadable += 1
+                continue
+            entries.append((key, row))
+    return entries, unreadable
+
+
 class RowStore:
     """The rows of this evaluation that are already done (resumed) and the file new ones go to."""
 
@@ -54,22 +89,22 @@ class RowStore:
         self.path = partial_path(output) if output else None
         self.done: dict[Key, dict[str, Any]] = {}
         self.added = 0
-        if self.path is not None and resume and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    key, row = tuple(entry["key"]), entry["row"]
-                    if isinstance(row, dict):
-                        self.done[key] = row  # type: ignore[index]
-                except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
-                    continue  # a line cut short by a kill
         self._file = None
-        if self.path is not None and not resume and self.path.exists() and self.path.stat().st_size:
+        if self.path is None:
+            return
+        if resume and self.path.exists():
+            entries, unreadable = read_rows(self.path)
+            self.done = {key: row for key, row in entries}
+            if unreadable:
+                print(f"note: {unreadable} line(s) of {self.path} are not rows (cut short by a kill, or not "
+                      "written by eval.py): left out, their images evaluated again", file=sys.stderr)
+            # The rows read, rewritten as a file of its own: a link is replaced, never written through.
+            write_text_atomic(self.path, "".join(_line(key, row) for key, row in entries))
+        elif not resume and self.path.exists() and self.path.stat().st_size:
             print(f"note: starting afresh; {self.path} held rows of an earlier, interrupted run "
                   "(--resume would have continued it)", file=sys.stderr)
-        if self.path is not None:
-            # Without --resume an old file is replaced: its rows may belong to other weights or images.
-            self._file = open(self.path, "a" if resume else "w")
+        # Without --resume an old file is replaced: its rows may belong to other weights or images.
+        self._file = os.fdopen(open_own_file(self.path, "a" if resume else "w"), "a", encoding="utf-8")
 
     def match(self, wanted: Iterable[Key]) -> tuple[int, list[str]]:
         """(rows that will be reused, names of images evaluated again though a row of that checkpoint and
@@ -87,7 +122,7 @@ class RowStore:
         self.done[key] = row
         self.added += 1
         if self._file is not None:
-            self._file.write(json.dumps({"key": list(key), "row": json_safe(row)}) + "\n")
+            self._file.write(_line(key, row))
             self._file.flush()
 
     def close(self, finished: bool) -> None:

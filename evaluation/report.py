@@ -18,7 +18,8 @@ from urllib.parse import quote, unquote
 
 from utils.files import write_text_atomic
 
-from .tables import point_rows
+from .bd import FEW_OVERLAP
+from .tables import cell, point_rows
 from .visuals import Shown, Visuals
 
 STYLE = """
@@ -32,10 +33,6 @@ figure { margin: 0; } figure img { display: block; border: 1px solid #ddd; }
 figcaption { font-size: 0.8em; text-align: center; margin-top: 2px; }
 .small { color: #666; font-size: 0.85em; }
 """
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
 def text(value: Any) -> str:
@@ -83,12 +80,12 @@ def write_report(visuals: Visuals, doc: dict[str, Any], bd: dict[str, Any], code
     header, rows = point_rows(doc)
     parts.append("<h2>Averages</h2>" + _table(header, rows))
     if bd:
-        bd_rows = [[str(name), _fmt(f.get("bd-rate"), "+.2f"), _fmt(f.get("bd-psnr"), "+.3f"),
-                    _fmt(f.get("overlap"), ".0%"), _fmt(f.get("gap"), "+.2f"), f.get("note", "")]
+        bd_rows = [[str(name), cell(f.get("bd-rate"), "+.2f"), cell(f.get("bd-psnr"), "+.3f"),
+                    cell(f.get("overlap"), ".0%"), cell(f.get("gap"), "+.2f"), f.get("note", "")]
                    for name, f in bd.items()]
         parts.append("<h2>Against the anchors</h2><p class='small'>BD-rate in %, negative: fewer bits for the "
-                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below 50 %, read with "
-                     "care); gap: PSNR difference at the model's own rates, in dB.</p>"
+                     "same PSNR; overlap: share of the joint PSNR range both curves cover (below "
+                     f"{FEW_OVERLAP:.0%}, read with care); gap: PSNR difference at the model's own rates, in dB.</p>"
                      + _table(["anchor", "BD-rate %", "BD-PSNR dB", "overlap", "gap dB", "note"], bd_rows))
     views = ("Full views are lossless PNG." if visuals.view_suffix == ".png" else
              "Full views are JPEG (quality 92, no chroma subsampling) to keep the page light; the crops and "

@@ -23,20 +23,18 @@ from utils.files import check_output, check_writable, kind_of_name
 from utils.provenance import provenance
 
 from . import baselines
-from .bd import bd_metrics
+from .bd import FEW_OVERLAP, bd_metrics
 from .evaluate import evaluate_image, mean_point
 from .inputs import Checkpoint, EvalError, find_checkpoints, load_checkpoints, load_images
 from .plots import check_plot_path, plot_rd
 from .progress import Key, RowStore, image_digest, partial_path, row_key
 from .report import page_size, write_report
 from .visuals import Visuals, figure_names
-from .results import read_results, results_document, write_json
+from .results import distinct_names, read_results, results_document, write_json
 from .tables import COLUMNS, QUALITY_KEYS, table
 
 #: Exit status when a decoded image differs from the encoder's reconstruction.
 EXIT_MISMATCH = 3
-#: Below this share of the joint quality range, a BD figure rests on a short stretch of curve.
-FEW_OVERLAP = 0.5
 PROG = "eval.py"
 
 
@@ -64,8 +62,6 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_writable(Path(args.report) / "index.html", "report")
     if args.save_recon:
         check_writable(Path(args.save_recon) / "probe.png", "reconstructions folder")
-    if args.tile is not None and (args.tile < 128 or args.tile % 128):
-        raise UsageError(f"--tile {args.tile}: a multiple of 128")
     if args.coding is not None and not args.real:
         raise UsageError("--coding is how --real codes: give --real too")
 
@@ -189,7 +185,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     check_outputs(args)
     baselines.check_codecs(args.baselines)
     baselines.check_qualities(args.baseline_qualities)
-    anchors = [read_results(a) for a in args.anchor]
+    taken = [args.name, *(baselines.display_name(codec) for codec in args.baselines)]
+    anchors = distinct_names([read_results(a) for a in args.anchor], args.anchor, taken)
     checkpoint_files = find_checkpoints(args.checkpoint, args.which)
     check_replaced_outputs(args, checkpoint_files)
     checkpoints = load_checkpoints(checkpoint_files)
@@ -198,7 +195,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     store = RowStore(args.output, args.resume)
     digests = {name: image_digest(img) for name, img in images}
     keys = {ck.name: row_keys(ck, images, digests, device, args) for ck in checkpoints}
-    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format)
+    visuals = Visuals(args.save_recon, args.report, args.figure, args.figure_image, args.report_format,
+                      image_names=[name for name, _ in images])
     data = " ".join(args.data)
     reused, again = store.match(k for ck_keys in keys.values() for k in ck_keys)
     print(f"{len(images)} images from {data}; {len(checkpoints)} checkpoint(s); "

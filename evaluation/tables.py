@@ -6,7 +6,8 @@ import math
 from typing import Any, Sequence
 
 
-def _fmt(v: Any, spec: str) -> str:
+def cell(v: Any, spec: str) -> str:
+    """A table cell: ``v`` in format ``spec``, or a dash where there is no finite value."""
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
@@ -41,7 +42,7 @@ def table(rows: Sequence[tuple[str, dict[str, Any]]], first: str, width: int = 0
     width = max([width, len(first)] + [len(label) for label, _ in rows])
     lines = [f"{first:<{width}}  " + "  ".join(f"{h:>10}" for _, h, _ in cols)] if header else []
     for label, r in rows:
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{_fmt(r.get(k), f):>10}" for k, _, f in cols))
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{cell(r.get(k), f):>10}" for k, _, f in cols))
     return "\n".join(lines)
 
 
@@ -62,6 +63,6 @@ def point_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for p in points:
         share = p.get("slice-share")
         slices = " / ".join(f"{100 * v:.0f}%" for v in share) if share else "—"
-        rows.append([str(p.get("checkpoint", "")), _fmt(p.get("lambda"), "g"),
-                     *(_fmt(p.get(k), f) for k, _, f in cols), slices])
+        rows.append([str(p.get("checkpoint", "")), cell(p.get("lambda"), "g"),
+                     *(cell(p.get(k), f) for k, _, f in cols), slices])
     return header, rows

@@ -3,7 +3,9 @@
 ``--save-recon DIR`` keeps each decoded image (8-bit PNG, what a ``.tcm``
 file holds) as ``DIR/<checkpoint>/<image>.png`` and, with ``--baselines``,
 each codec's decoded image at the quality closest in rate to the model's on
-that image as ``DIR/<codec>/<checkpoint>/<image>.png``.  ``--report DIR``
+that image as ``DIR/<codec>/<checkpoint>/<image>.png``; ``<image>`` is the
+image's name less its extension, or where two names would meet there
+(``x.png`` and ``x.jpg``) the whole name (``x-png``, :func:`file_stems`).  ``--report DIR``
 collects the same pictures, the bit-allocation maps and enlarged crops under
 ``DIR/assets/`` for ``DIR/index.html`` (``evaluation.report``); ``--figure``
 draws one image's crops across codecs.  Files are written as each image
@@ -18,14 +20,15 @@ and the bit maps stay lossless PNG.  ``full`` keeps every picture lossless.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from PIL import Image
 
 from datasets import to_tensor
-from utils.files import atomic_write
+from utils.files import save_image_atomic
 
 from . import baselines
 from .figures import detail_box, enlarged_crop, save_bit_map, visual_figure
@@ -37,6 +40,31 @@ def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "_"
 
 
+def file_stems(names: Sequence[str]) -> dict[str, str]:
+    """A file-name stem for each name, no two alike: what the pictures of that image are saved under.
+
+    The name's stem made :func:`safe` (``x.png``: ``x``) where no other name
+    gives the same; where several would (``x.png`` and ``x.jpg``, ``a/x.png``
+    and ``b/x.png``, ``a b.png`` and ``a_b.png``) each takes its whole name
+    (``x-png``, ``a_x-png``), then a number where even those meet.  The same
+    names in the same order give the same stems, so a resumed run finds the
+    pictures of the run it continues.
+    """
+    names = list(dict.fromkeys(names))
+    stems = {n: safe(Path(n).stem) for n in names}
+    shared = Counter(stems.values())
+    stems = {n: safe(n.replace(".", "-")) if shared[s] > 1 else s for n, s in stems.items()}
+    taken: set[str] = set()
+    for n, s in stems.items():
+        stem, k = s, 1
+        while stem.lower() in taken:  # case-insensitive file systems too
+            k += 1
+            stem = f"{s}-{k}"
+        taken.add(stem.lower())
+        stems[n] = stem
+    return stems
+
+
 #: ``--report-format`` -> (file suffix, Pillow format, save options) of the full views.
 REPORT_FORMATS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "light": (".jpg", "JPEG", {"quality": 92, "subsampling": 0}),
@@ -45,12 +73,7 @@ REPORT_FORMATS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 
 def save_png(image: Image.Image, path: Path) -> None:
-    save_image(image, path, "PNG")
-
-
-def save_image(image: Image.Image, path: Path, fmt: str, **options: Any) -> None:
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        image.save(f, format=fmt, **options)
+    save_image_atomic(image, path, "PNG")
 
 
 @dataclass
@@ -69,8 +92,9 @@ class Visuals:
     """Writes the pictures of an evaluation as it goes; remembers what it wrote for the report."""
 
     def __init__(self, recon: str | None = None, report: str | None = None, figure: str | None = None,
-                 figure_image: str | None = None, report_format: str = "light"):
+                 figure_image: str | None = None, report_format: str = "light", image_names: Sequence[str] = ()):
         self.recon = Path(recon) if recon else None
+        self.stems = file_stems(image_names)  # image name -> the stem of its files (x.png and x.jpg apart)
         self.report = Path(report) if report else None
         self.view_suffix, self._view_format, self._view_options = REPORT_FORMATS[report_format]
         self.figure, self.figure_image = figure, figure_image
@@ -81,9 +105,19 @@ class Visuals:
     def active(self) -> bool:
         return bool(self.recon or self.report or self.figure)
 
+    def _stem(self, image_name: str) -> str:
+        if image_name not in self.stems:  # an image not named at the start: after the others, still apart
+            self.stems = file_stems([*self.stems, image_name])
+        return self.stems[image_name]
+
+    def _recon(self, *folders: str, image_name: str) -> Path:
+        """Where ``--save-recon`` keeps a decoded image: ``DIR/<folders>/<image's stem>.png``."""
+        assert self.recon is not None
+        return self.recon.joinpath(*folders) / f"{self._stem(image_name)}.png"
+
     def _asset(self, image_name: str, name: str) -> Path:
         assert self.report is not None
-        return self.report / "assets" / safe(Path(image_name).stem) / name
+        return self.report / "assets" / self._stem(image_name) / name
 
     def _rel(self, path: Path) -> str:
         assert self.report is not None
@@ -92,7 +126,7 @@ class Visuals:
     def _view(self, image: Image.Image, image_name: str, stem: str) -> str:
         """Save a full view in the report's format; its path relative to the report."""
         path = self._asset(image_name, stem + self.view_suffix)
-        save_image(image, path, self._view_format, **self._view_options)
+        save_image_atomic(image, path, self._view_format, **self._view_options)
         return self._rel(path)
 
     def _entry(self, image_name: str, original: Image.Image) -> dict[str, Any]:
@@ -113,7 +147,7 @@ class Visuals:
             return
         x_hat: Image.Image = outputs["x_hat"]
         if self.recon:
-            save_png(x_hat, self.recon / safe(checkpoint) / f"{safe(Path(image_name).stem)}.png")
+            save_png(x_hat, self._recon(safe(checkpoint), image_name=image_name))
         entry = self._entry(image_name, original)
         shown = Shown(checkpoint, row["bpp"], row["psnr-rgb"])
         if self.report:
@@ -147,7 +181,7 @@ class Visuals:
                 shown.image, shown.crop = self._rel(paths["image"]), self._rel(paths["crop"])
                 shown.extra = {k: self._rel(paths[k]) for k in ("bits-y", "bits-z")}
         entry["models"][checkpoint] = shown
-        recon = (self.recon / safe(checkpoint) / f"{safe(Path(image_name).stem)}.png") if self.recon else None
+        recon = self._recon(safe(checkpoint), image_name=image_name) if self.recon else None
         if self.figure and recon is not None and recon.exists():
             self.kept[(checkpoint, image_name)] = Image.open(recon).convert("RGB")
 
@@ -174,7 +208,7 @@ class Visuals:
                       bpp: float, quality: float, q: int) -> None:
         name = baselines.display_name(codec).split(" ")[0]
         if self.recon:
-            save_png(decoded, self.recon / codec / safe(ck) / f"{safe(Path(image_name).stem)}.png")
+            save_png(decoded, self._recon(codec, safe(ck), image_name=image_name))
         entry = self._entry(image_name, original)
         shown = Shown(f"{name} q={q}", bpp, quality)
         if self.report:

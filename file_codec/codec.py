@@ -21,6 +21,7 @@ from compressai.ans import RansDecoder  # noqa: E402
 from datasets import to_image, to_tensor  # noqa: E402
 from models import CheckpointError, load_model  # noqa: E402
 from models.coding import Coder, CodingMode  # noqa: E402
+from models.state_dict import published_key  # noqa: E402
 from utils.padding import PADDINGS, centred_padding, image_part, padded_region  # noqa: E402
 
 from . import container
@@ -31,25 +32,28 @@ from .settings import DEFAULT_TILE, CodecError, check_image_size, check_tile_sid
 def weights_id(net: torch.nn.Module) -> bytes:
     """First bytes of a sha256 over the model's parameters (names, dtypes, shapes, values).
 
-    Only learned parameters count: the entropy tables are derived from them by
-    ``update()``, so a training checkpoint and a release file holding the same
-    weights get the same id whatever their file name, format or key prefix.
+    Only learned parameters count, by their published names: the entropy
+    tables are derived from them by ``update()``, so a training checkpoint and
+    a release file holding the same weights get the same id whatever their file
+    name, format or key prefix.
     """
     h = hashlib.sha256()
-    for name, p in sorted(net.named_parameters()):
+    for name, p in sorted((published_key(n), p) for n, p in net.named_parameters()):
         t = p.detach().to("cpu", torch.float32).contiguous()
         h.update(f"{name}|{tuple(t.shape)}|".encode())
         h.update(t.numpy().tobytes())
     return h.digest()[: container.ID_BYTES]
 
 
-def tables_id(net: torch.nn.Module) -> bytes:
-    """First bytes of a sha256 over the coding tables (the bottleneck's and the Gaussian CDFs).
+def tables_id(net: torch.nn.Module, integer_digest: bytes = b"") -> bytes:
+    """First bytes of a sha256 over the coding tables (the bottleneck's and the Gaussian CDFs), and for the
+    int8 entropy arithmetic the digest of the integer parameters (``models.integer_entropy.Parameters``).
 
-    The rANS coder codes with these, so encoder and decoder must hold the same
-    ones: a release file carries them; a training checkpoint builds the
-    bottleneck's on load (``update()``), which another machine may do with
-    other last bits.
+    The rANS coder codes with the tables and the integer model computes with
+    the parameters, so encoder and decoder must hold the same ones: a release
+    file carries them; a training checkpoint builds the bottleneck's tables on
+    load (``update()``), and a model without stored integer parameters
+    calibrates them, which another machine may do with other last bits.
     """
     h = hashlib.sha256()
     for module in (net.entropy_bottleneck, net.gaussian_conditional):
@@ -57,6 +61,7 @@ def tables_id(net: torch.nn.Module) -> bytes:
             t = getattr(module, name).detach().to("cpu", torch.int32).contiguous()
             h.update(f"{name}|{tuple(t.shape)}|".encode())
             h.update(t.numpy().astype("<i4").tobytes())
+    h.update(integer_digest)
     return h.digest()[: container.TABLES_ID_BYTES]
 
 
@@ -103,58 +108,44 @@ def encode_tile(coder: Coder, x: Tensor) -> tuple[bytes, bytes, bytes]:
     return z_stream, y_stream, _symbol_bytes(out["symbols"])
 
 
-@torch.no_grad()
-def _decode_z(net, z_stream: bytes, z_shape: tuple[int, int]) -> Tensor:
-    net._checked_bottleneck(net.entropy_bottleneck.channels)  # before the C++ decoder sees its tables
-    n = net.entropy_bottleneck.channels * z_shape[0] * z_shape[1]
-    first, second = (net.entropy_bottleneck.decompress([_bounded(z_stream, n, fill)], z_shape) for fill in _FILLS)
-    if not torch.equal(first, second):
-        raise CodecError("its z stream ends before its symbols do (a crafted file)")
-    return first
+class BoundedStream:
+    """A stream read twice, followed by either fill of :data:`_FILLS` (a stream reader of
+    ``models.entropy_model``: ``RansDecoder``'s ``decode_stream``).
 
-
-class BoundedYStream:
-    """A y stream read twice, followed by either fill of :data:`_FILLS` (``RansDecoder``'s ``decode_stream``).
-
-    The two readings agree while the stream lasts; the first slice where they
-    differ read past its end, and decoding stops there: a stream shorter than
-    the symbols the header's tile size needs (a crafted file) costs one slice
-    of work, not a whole image's.
+    The two readings agree while the stream lasts; the first part (a y slice,
+    or the whole z) where they differ read past its end, and decoding stops
+    there: a stream shorter than the symbols the header's tile size needs (a
+    crafted file) costs one slice of work, not a whole image's.
     """
 
-    def __init__(self, stream: bytes, n_symbols: int, num_slices: int):
+    def __init__(self, stream: bytes, n_symbols: int, name: str, parts: int = 1):
         self.readers = []
         for fill in _FILLS:
             self.readers.append(RansDecoder())
             self.readers[-1].set_stream(_bounded(stream, n_symbols, fill))
-        self.num_slices, self.slice = num_slices, 0
+        self.name, self.parts, self.part = name, parts, 0
 
     def decode_stream(self, indexes: list[int], cdf: list, cdf_lengths: list, offsets: list) -> list[int]:
-        self.slice += 1
+        self.part += 1
         first, second = (r.decode_stream(indexes, cdf, cdf_lengths, offsets) for r in self.readers)
         if first != second:
-            raise CodecError(f"its y stream ends before its symbols do, in slice {self.slice} of {self.num_slices} "
-                             "(a crafted file)")
+            where = f", in slice {self.part} of {self.parts}" if self.parts > 1 else ""
+            raise CodecError(f"its {self.name} stream ends before its symbols do{where} (a crafted file)")
         return first
 
 
 @torch.no_grad()
 def decode_latents(coder: Coder, z_stream: bytes, y_stream: bytes, height: int, width: int) -> tuple[Tensor, bytes]:
-    """(y_hat, symbol bytes) of one tile: the coder's entropy decoding (``TCM.entropy_decode``), bounded.
-
-    The z stream is read twice first (:func:`_decode_z`: it is a few percent of
-    the symbols) and the y stream slice by slice through :class:`BoundedYStream`.
-    """
+    """(y_hat, symbol bytes) of one tile: the coder's entropy decoding, each stream read by a
+    :class:`BoundedStream`."""
     check_stream(z_stream, "z")
     check_stream(y_stream, "y")
     net = coder.net
     z_shape = (height // 64, width // 64)
-    _decode_z(net, z_stream, z_shape)
-    z_bounded = _bounded(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1])
-    n_symbols = net.M * (height // 16) * (width // 16)
-    y_hat, symbols = coder.entropy_decode([[y_stream], [z_bounded]], z_shape,
-                                          lambda s: BoundedYStream(s, n_symbols, net.num_slices))
-    return y_hat, _symbol_bytes(symbols)
+    z_reader = BoundedStream(z_stream, net.entropy_bottleneck.channels * z_shape[0] * z_shape[1], "z")
+    y_reader = BoundedStream(y_stream, net.M * (height // 16) * (width // 16), "y", net.num_slices)
+    out = coder.decode_latents([[y_reader], [z_reader]], z_shape)
+    return out["y_hat"], _symbol_bytes(out["symbols"])
 
 
 @torch.no_grad()
@@ -183,38 +174,43 @@ LATENT_MISMATCH = ("latent checksum mismatch: the decoded latents differ from th
 class Codec:
     """A loaded model, its ids, and how it codes.
 
-    Files are written in format version 3 with the float64 entropy
-    arithmetic (``entropy``; ``models.coding``), so that they decode on other
-    machines, and padded with repeated edges (``padding``; zeros leave a dark
-    frame along the decoded borders: docs/format.md, Padding); ``version=2``
-    writes the previous format (zero padding, one latent checksum).
-    ``transforms`` is the transforms' arithmetic (g_a, h_a when encoding, g_s
-    when decoding) and may differ between encoder and decoder; a file decodes
-    in the entropy arithmetic its header names (version 1: float32).  The
-    codec's coders (``models.coding.Coder``, one per entropy arithmetic) copy
-    the networks they run in another dtype at first use: change the model's
-    weights afterwards, and they refuse to code.  Decoding refuses a file
-    claiming more than ``max_pixels`` pixels.
+    Files are written in format version 4 in the coding ``mode``
+    (``models.coding.CodingMode``; default float64/float32: the published
+    function, decodes on other machines; int8 computes exact integer entropy
+    parameters, which decode on any machine; float32 entropy writes the
+    published function, whose files decode only alike), padded with repeated edges
+    (``padding``; zeros leave a dark frame along the decoded borders:
+    docs/format.md, Padding); ``version=3`` writes the previous format (no
+    int8), ``version=2`` the one before (zero padding, one latent checksum).  The mode's transforms (g_a, h_a when
+    encoding, g_s when decoding) may differ between encoder and decoder; a file
+    decodes in the entropy arithmetic its header names (version 1: float32)
+    with this codec's transforms.  The codec's coders (``models.coding.Coder``,
+    one per entropy arithmetic) convert what they run at first use: change the
+    model's weights afterwards, and they refuse to code.  Decoding refuses a
+    file claiming more than ``max_pixels`` pixels.
     """
 
     net: torch.nn.Module
     weights_id: bytes
     tile: int = DEFAULT_TILE
-    transforms: str = "float32"
+    mode: CodingMode = CodingMode.PORTABLE
     tables_id: bytes = field(default=b"")
-    entropy: str = "float64"  # "float32" writes the published function (for comparisons; such files decode only alike)
     version: int = container.VERSION
     padding: str = ""  # a utils.PADDINGS name; default: "replicate" (version 3), "zero" (version 2)
     max_pixels: int = DEFAULT_MAX_PIXELS
     _coders: dict[CodingMode, Coder] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        try:
-            CodingMode(self.entropy, self.transforms)
-        except ValueError as e:
-            raise CodecError(str(e)) from None
-        if self.version not in (2, 3):
-            raise CodecError(f"writes format versions 2 and 3, not {self.version}")
+        if isinstance(self.mode, str):
+            try:
+                self.mode = CodingMode.parse(self.mode)
+            except ValueError as e:
+                raise CodecError(str(e)) from None
+        if self.version not in (2, 3, 4):
+            raise CodecError(f"writes format versions 2, 3 and 4, not {self.version}")
+        if self.version < container.ENTROPY_SINCE[self.mode.entropy]:
+            raise CodecError(f"format version {self.version} has no {self.mode.entropy} entropy arithmetic: "
+                             f"write version {container.ENTROPY_SINCE[self.mode.entropy]}")
         self.padding = self.padding or ("replicate" if self.version >= 3 else "zero")
         if self.padding not in PADDINGS:
             raise CodecError(f"padding {self.padding!r}: choose from {', '.join(PADDINGS)}")
@@ -223,14 +219,14 @@ class Codec:
         self.tables_id = self.tables_id or tables_id(self.net)
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike, tile: int = DEFAULT_TILE, transforms: str = "float32",
-             **options) -> "Codec":
+    def load(cls, checkpoint: str | os.PathLike, mode: CodingMode | str = CodingMode.PORTABLE,
+             tile: int = DEFAULT_TILE, **options) -> "Codec":
         """The checkpoint's model; ``options`` are the other fields (``version``, ``max_pixels``, ...)."""
         try:
             net = load_model(checkpoint)
         except CheckpointError as e:
             raise CodecError(str(e)) from None
-        return cls(net, weights_id(net), tile, transforms, **options)
+        return cls(net, weights_id(net), tile, mode, **options)
 
     @property
     def id_hex(self) -> str:
@@ -238,10 +234,16 @@ class Codec:
 
     def coder(self, entropy: str) -> Coder:
         """The model's coder in the ``entropy`` arithmetic and this codec's transforms, made on first use."""
-        mode = CodingMode(entropy, self.transforms)
+        mode = CodingMode(entropy, self.mode.transforms)
         if mode not in self._coders:
             self._coders[mode] = Coder(self.net, mode)
         return self._coders[mode]
+
+    def tables_id_for(self, entropy: str) -> bytes:
+        """The tables id files of the ``entropy`` arithmetic carry (the int8 one covers the integer parameters)."""
+        if entropy != "int8":
+            return self.tables_id
+        return tables_id(self.net, self.coder(entropy).entropy_model.integer_parameters.digest())
 
     def encode(self, image: Image.Image) -> bytes:
         """The ``.tcm`` bytes of an RGB image.
@@ -257,9 +259,9 @@ class Codec:
         padding = centred_padding(height, width)
         left, _, top, _ = padding
         header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
-                        tables_id=self.tables_id,
-                        entropy=self.entropy, padding_mode=PADDING_CODES[self.padding])
-        coder = self.coder(self.entropy)
+                        tables_id=self.tables_id_for(self.mode.entropy),
+                        entropy=self.mode.entropy, padding_mode=PADDING_CODES[self.padding])
+        coder = self.coder(self.mode.entropy)
         streams, crc = [], 0
         for k, tile in enumerate(header.tiles()):
             x = to_tensor(padded_region(image, padding, self.padding, tile)).contiguous()
@@ -289,11 +291,16 @@ class Codec:
                 f"made with weights {header.weights_id.hex()}, but the checkpoint has weights "
                 f"{self.id_hex}: decode it with the checkpoint that compressed it"
             )
-        if header.version >= 2 and header.tables_id != self.tables_id:
+        if header.version < 2:
+            return
+        expected = self.tables_id_for(header.entropy)
+        if header.tables_id != expected:
+            why = ("a checkpoint without stored integer parameters calibrates its own, and another machine may "
+                   "calibrate them differently" if header.entropy == "int8" else
+                   "a training checkpoint builds its tables on load, and another machine may build them differently")
             raise CodecError(
                 f"made with coding tables {header.tables_id.hex()}, but the checkpoint gives tables "
-                f"{self.tables_id.hex()} (the same weights: a training checkpoint builds its tables on load, "
-                "and another machine may build them differently): decode with a release file (updates.py)"
+                f"{expected.hex()} (the same weights: {why}): decode with the release file that made it (updates.py)"
             )
 
     def decode(self, data: bytes) -> Image.Image:

@@ -1,20 +1,23 @@
 """The ``.tcm`` file container: header layout, versioning, checksums, bounds.
 
-Version 3, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
+Version 4, all integers unsigned; "varint" is LEB128 (7 bits a byte, low
 first, at most 5 bytes)::
 
     magic        4 bytes   b"TCM\\x89"
-    version      1 byte    3
+    version      1 byte    4
     weights id   6 bytes   first bytes of the sha256 of the model's parameters
     tables id    4 bytes   first bytes of the sha256 of its coding tables (the
-                           bottleneck's and the Gaussian CDFs the coder used)
+                           bottleneck's and the Gaussian CDFs the coder used;
+                           with the int8 entropy path, also the integer
+                           parameters of the entropy model)
     entropy path 1 byte    the arithmetic of the means and scales (the coding
                            mode's entropy, ``models.coding``): 0 float32 (the
                            published function), 1 float64 (decodes on other
-                           machines)
+                           machines), 2 int8 (exact integers, decodes on any
+                           machine; version 4 only)
     padding      1 byte    what fills the padding: 0 zeros (``utils.padding.pad``, the
                            paper's), 1 the repeated edge pixels
-                           (``utils.pad_replicate``)
+                           (``utils.padding.pad_replicate``)
     height       varint    original image size, 1..MAX_SIDE
     width        varint
     pad top      1 byte    rows of padding above the image: (padded height -
@@ -43,6 +46,8 @@ encoder's reports it instead of writing a wrong image.  Padding right/bottom
 follow from the size: padded sides are the next multiples of 128.  A Kodak
 file carries 37 header bytes.
 
+Version 3 (still read and written: ``Codec(..., version=3)``) is version 4
+without the int8 entropy path.
 Version 2 (still read and written: ``Codec(..., version=2)``) has no padding
 byte (zeros) and, instead of the tile crcs, one ``latent crc`` (4 bytes,
 after the last y length) of every decoded symbol, tile by tile, checked after
@@ -62,16 +67,19 @@ from utils.cli import ToolError
 from utils.padding import PAD_MULTIPLE
 
 MAGIC = b"TCM\x89"
-VERSION = 3
-VERSIONS = (1, 2, 3)
+VERSION = 4
+VERSIONS = (1, 2, 3, 4)
 ID_BYTES = 6
 TABLES_ID_BYTES = 4
 #: The entropy path byte (after the tables id) of each entropy arithmetic (``models.coding.CodingMode.entropy``):
 #: the only place where the byte and the name meet.
-ENTROPY_BYTES = {"float32": 0, "float64": 1}
+ENTROPY_BYTES = {"float32": 0, "float64": 1, "int8": 2}
 ENTROPY_NAMES = {code: name for name, code in ENTROPY_BYTES.items()}
+#: The first format version that has each entropy path.
+ENTROPY_SINCE = {"float32": 2, "float64": 2, "int8": 4}
 #: What ``codec.py info`` says of each.
-ENTROPY_NOTES = {"float32": "the published function", "float64": "decodes on other machines"}
+ENTROPY_NOTES = {"float32": "the published function", "float64": "decodes on other machines",
+                 "int8": "exact integers, decodes on any machine"}
 #: Paddings (version 3's byte after the entropy path; versions 1 and 2: zeros), by ``utils.PADDINGS`` name.
 PAD_ZERO, PAD_REPLICATE = 0, 1
 PADDING_NAMES = {PAD_ZERO: "zero", PAD_REPLICATE: "replicate"}
@@ -166,6 +174,14 @@ def get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- checks
+def tile_side_error(tile: int) -> str | None:
+    """Why ``tile`` is not a side a header can record (a multiple of 128 in 128..MAX_TILE), or None: the one
+    rule for a file's tiles, ``codec.py --tile`` and ``eval.py --tile``."""
+    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
+        return f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}"
+    return None
+
+
 def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: int) -> None:
     """Bounds of a header, before anything is allocated; raises ContainerError.
 
@@ -177,9 +193,9 @@ def check_geometry(height: int, width: int, pad_top: int, pad_left: int, tile: i
         raise ContainerError(f"corrupt header: image size {width}x{height} out of range")
     if height * width > MAX_PIXELS:
         raise ContainerError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit")
-    if tile < PAD_MULTIPLE or tile > MAX_TILE or tile % PAD_MULTIPLE:
-        raise ContainerError(f"corrupt header: tile side {tile} is not a multiple of {PAD_MULTIPLE} in "
-                             f"{PAD_MULTIPLE}..{MAX_TILE}")
+    why = tile_side_error(tile)
+    if why:
+        raise ContainerError(f"corrupt header: {why}")
     top, left = (padded(height) - height) // 2, (padded(width) - width) // 2
     if (pad_top, pad_left) != (top, left):
         raise ContainerError(f"corrupt header: padding top {pad_top}, left {pad_left} is not the centred padding "
@@ -223,6 +239,8 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
         raise ValueError(f"unknown version {header.version}")
     if header.version >= 2 and (len(header.tables_id) != TABLES_ID_BYTES or header.entropy not in ENTROPY_BYTES):
         raise ValueError("a version-2 header needs a 4-byte tables id and a known entropy path")
+    if header.version >= 2 and header.version < ENTROPY_SINCE[header.entropy]:
+        raise ValueError(f"format version {header.version} has no {header.entropy} entropy path")
     if header.version >= 3 and (header.padding_mode not in PADDING_NAMES or len(header.tile_crcs) != n_tiles):
         raise ValueError("a version-3 header needs a known padding and one crc per tile")
     if header.version < 3 and header.padding_mode != PAD_ZERO:
@@ -239,6 +257,14 @@ def pack(header: Header, streams: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(head) + _CRC.pack(crc) + payload
 
 
+def check_magic(head: bytes) -> None:
+    """Refuse bytes that do not begin as a TCM file; the first ``len(MAGIC)`` bytes are enough."""
+    if not head:
+        raise ContainerError("empty file")
+    if head[: len(MAGIC)] != MAGIC:
+        raise ContainerError("not a TCM file (bad magic bytes)")
+
+
 def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     """Validate ``data`` completely (bounds, lengths, file CRC) and split it.
 
@@ -246,10 +272,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
     proportion to what the header claims before it is checked against the
     file's actual length.
     """
-    if not data:
-        raise ContainerError("empty file")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise ContainerError("not a TCM file (bad magic bytes)")
+    check_magic(data)
     if len(data) < _FIXED.size:
         raise ContainerError("truncated header")
     _, version, weights_id = _FIXED.unpack_from(data)
@@ -264,7 +287,7 @@ def parse(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]]]:
             raise ContainerError("truncated header")
         tables_id, path = _V2.unpack_from(data, pos)
         pos += _V2.size
-        if path not in ENTROPY_NAMES:
+        if path not in ENTROPY_NAMES or version < ENTROPY_SINCE[ENTROPY_NAMES[path]]:
             raise ContainerError(f"corrupt header: unknown entropy path {path}")
     if version >= 3:
         if pos >= len(data):

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from PIL import Image
 
 from utils.cli import ToolError, describe_os_error, first_line
-from utils.files import atomic_write, check_output, open_regular_file, remove_stale_parts, write_bytes_atomic
+from utils.files import (check_output, check_writable_folder, open_regular_file, remove_stale_parts, save_image_atomic,
+                         write_bytes_atomic)
 
 from . import container
 from .container import ContainerError, Header
@@ -132,10 +133,13 @@ def run_batch(inputs: list[Path], outputs: list, job: Callable[[Path, Path], Non
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of a ``.tcm`` file; a FIFO, a device or a file too large is refused before reading."""
+    """The bytes of a ``.tcm`` file; a FIFO, a device, a file that does not begin as a TCM file (read up to
+    its magic bytes only) or one too large is refused before it is read."""
     limit = 4 * container.MAX_PIXELS
     with open_regular_file(path) as f:
-        data = f.read(limit + 1)
+        head = f.read(len(container.MAGIC))
+        container.check_magic(head)
+        data = head + f.read(limit + 1 - len(head))
     if len(data) > limit:
         raise ContainerError("too large to be a TCM file")
     return data
@@ -156,11 +160,25 @@ def _report(quiet: bool, line: str) -> None:
         print(line, flush=True)
 
 
+def check_folders_writable(outputs: Iterable[Path]) -> None:
+    """Refuse, before any image is coded, an output folder where no file can be created (read-only)."""
+    for folder in dict.fromkeys(dst.parent for dst in outputs):
+        check_writable_folder(folder)
+
+
+def prepared_outputs(inputs: list[Path], out: str | os.PathLike, suffix: str) -> list[Path]:
+    """The outputs of a batch (:func:`plan_outputs`), their folders checked writable and cleared of what an
+    interrupted run left."""
+    outputs = plan_outputs(inputs, out, suffix)
+    check_folders_writable(outputs)
+    clean_stale_temporaries(outputs)
+    return outputs
+
+
 def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, force: bool = False,
                    quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
     """Each image to a ``.tcm`` file; ``also_read`` (the checkpoint) is never overwritten either."""
-    outputs = plan_outputs(inputs, out, ".tcm")
-    clean_stale_temporaries(outputs)
+    outputs = prepared_outputs(inputs, out, ".tcm")
 
     def job(src: Path, dst: Path) -> None:
         start = time.perf_counter()
@@ -179,8 +197,7 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
     """Each ``.tcm`` file to an image, decoded by ``codec_for(its header)``."""
     from datasets.colour import srgb_marking  # beside torch, which decoding loads anyway
 
-    outputs = plan_outputs(inputs, out, ".png")
-    clean_stale_temporaries(outputs)
+    outputs = prepared_outputs(inputs, out, ".png")
 
     def job(src: Path, dst: Path) -> None:
         start = time.perf_counter()
@@ -188,8 +205,7 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
         data = read_file(src)
         header, _ = container.parse(data)
         image = codec_for(header).decode(data)
-        with atomic_write(dst) as tmp, open(tmp, "wb") as f:
-            image.save(f, format=fmt, **srgb_marking(fmt))  # the file says it holds sRGB (docs/format.md, Colour)
+        save_image_atomic(image, dst, fmt, **srgb_marking(fmt))  # the file says it holds sRGB (docs/format.md, Colour)
         width, height = image.size
         _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp, "
                        f"{time.perf_counter() - start:.2f} s")

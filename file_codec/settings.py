@@ -6,18 +6,22 @@ Nothing here imports torch or CompressAI, so that ``codec.py info`` and
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from utils.cli import ToolError
-from utils.padding import PAD_MULTIPLE
 
-from .container import MAX_PIXELS, MAX_SIDE, MAX_TILE
+from .container import MAX_PIXELS, MAX_SIDE, tile_side_error
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
 #: The transforms' arithmetics a codec runs (``models.coding.CodingMode.TRANSFORMS``, named here without loading
 #: torch; tests/file_codec checks that the two agree).
 TRANSFORMS = ("float32", "bfloat16")
+#: The entropy arithmetics a codec writes (``models.coding.CodingMode.ENTROPIES``), the default first
+#: (docs/portability.md).
+ENTROPIES = ("float64", "int8", "float32")
+DEFAULT_ENTROPY = ENTROPIES[0]
 
 
 class CodecError(ToolError):
@@ -38,9 +42,28 @@ def default_transforms() -> str:
     return "bfloat16" if native_bfloat16() else "float32"
 
 
+def default_coding() -> str:
+    """The coding mode ``codec.py compress`` writes by default here, as text (``"int8/bfloat16"``)."""
+    return f"{DEFAULT_ENTROPY}/{default_transforms()}"
+
+
 def check_tile_side(tile: int) -> None:
-    if tile % PAD_MULTIPLE or not PAD_MULTIPLE <= tile <= MAX_TILE:
-        raise CodecError(f"tile side {tile} is not a multiple of {PAD_MULTIPLE} in {PAD_MULTIPLE}..{MAX_TILE}")
+    """CodecError for a tile side a file cannot record (``container.tile_side_error``)."""
+    why = tile_side_error(tile)
+    if why:
+        raise CodecError(why)
+
+
+def tile_argument(text: str) -> int:
+    """``--tile``'s argparse type (codec.py, eval.py): a side a file can record, else argparse's one-line error."""
+    try:
+        tile = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    why = tile_side_error(tile)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return tile
 
 
 #: Bytes a pixel of the image the codec holds whole: Pillow's 8-bit RGB (docs/format.md, Memory).

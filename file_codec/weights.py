@@ -169,15 +169,21 @@ class WeightsFinder:
         self.index = index or WeightsIndex()
         self.found: dict[bytes, "Codec"] = {}
 
-    def codec_for(self, weights_id: bytes) -> "Codec":
-        if weights_id in self.found:
-            return self.found[weights_id]
+    def codec_for(self, weights_id: bytes, tables_id: bytes | None = None) -> "Codec":
+        """The codec of the first file, in the order looked in, with these weights (and coding tables, if
+        given).  A file that cannot be loaded (damaged: its CRCs fail) is skipped for the next; so is one
+        with the weights but other tables, unless no file has both: it is then the one returned, and
+        decoding says whose tables differ."""
+        key = (weights_id, tables_id)
+        if key in self.found:
+            return self.found[key]
         wanted = weights_id.hex()
         folders = search_folders()
         files = candidates(folders)
         remembered = {f: self.index.lookup(f) for f in files}
         # Files the index names first; then those it has not seen.  Every one is checked once loaded.
         order = [f for f in files if remembered[f] == wanted] + [f for f in files if remembered[f] == UNKNOWN]
+        other_tables = None
         try:
             for file in order:
                 try:
@@ -186,11 +192,16 @@ class WeightsFinder:
                     self.index.remember(file, None)
                     continue
                 self.index.remember(file, codec.id_hex)
-                if codec.weights_id == weights_id:
-                    self.found[weights_id] = codec
+                if codec.weights_id != weights_id:
+                    continue
+                if tables_id is None or codec.tables_id == tables_id:
+                    self.found[key] = codec
                     return codec
+                other_tables = other_tables or codec
         finally:
             self.index.save()
+        if other_tables is not None:
+            return other_tables
         raise CodecError(
             f"made with weights {wanted}, found in none of the {len(files)} checkpoint files of "
             f"{describe_places(folders)}: pass --checkpoint CK, set TCM_CHECKPOINT, or add the folder holding "

@@ -1,8 +1,13 @@
-"""Which kernels the layers run, by device, dtype and grad mode: one policy, set by a caller.
+"""Which kernels a layer runs: a policy stored on each layer when it is built, changed only by a rebuild.
 
 The layers compute one function several ways; which way is fastest depends on
-the device, the dtype and whether autograd records.  Each layer asks the
-current :class:`KernelPolicy` instead of deciding on its own:
+the device, the dtype and whether autograd records.  Each layer that has a
+choice keeps a :class:`KernelPolicy` in its ``kernels`` attribute, set when it
+is built (the default policy) and changed only by :func:`apply_kernel_policy`,
+an explicit rebuild of a whole model or copy.  No process-wide setting is read
+during a forward call: two models in one process, built or rebuilt under two
+policies, each keep their own (a float32 stream decodes exactly only with the
+kernels it was encoded with).
 
 - **Attention** (:meth:`KernelPolicy.attention_kernel`, ``WindowAttention``):
   torch's fused ``scaled_dot_product_attention``; on the CPU in bfloat16,
@@ -15,36 +20,30 @@ current :class:`KernelPolicy` instead of deciding on its own:
   ``ConvTransBlock``): CPU inference runs a Swin block a cache-sized chunk of
   windows at a time; on a GPU, with autograd, or with a random drop-path, one
   batched call per mask block.
-- **Memory layout** (:meth:`KernelPolicy.memory_format`,
-  :func:`inference_layout`): inference convolutions run channels-last in
-  float32 and bfloat16 (oneDNN's CPU convolutions work in channels-last; fed
-  NCHW they convert on every call, and 3x3 convolutions of 64 channels run
-  1.7x faster given channels-last), NCHW in float64 (oneDNN has no float64
-  kernels); with autograd the layout is left alone (torch 2.14's CPU backward
-  of CompressAI's ``ResidualBlockWithStride`` crashes on channels-last input).
-- **float64 convolutions** (:meth:`KernelPolicy.gemm_convolution`,
-  ``GemmConv2d``): per-tap matrix products on the CPU.
+- **Memory layout** (:meth:`KernelPolicy.layout`, used by ``models.TCM`` and
+  its entropy model): inference convolutions run channels-last in float32 and
+  bfloat16 (oneDNN's CPU convolutions work in channels-last; fed NCHW they
+  convert on every call, and 3x3 convolutions of 64 channels run 1.7x faster
+  given channels-last), NCHW in float64 (oneDNN has no float64 kernels); with
+  autograd the layout is left alone (torch 2.14's CPU backward of CompressAI's
+  ``ResidualBlockWithStride`` crashes on channels-last input).
+- **float64 convolutions** (``gemm_float64``): a float64 copy's stride-1
+  convolutions on the CPU are :class:`~layers.gemm_conv.GemmConv2d` (per-tap
+  matrix products); :func:`apply_kernel_policy` makes them so, or plain again.
 
-The choices change the last bits of float results, never the function.  The
-layout also picks the convolution algorithm: the float32 entropy arithmetic
-decodes exactly only under the policy it was encoded with, while the float64
-one (``models.coding``) decodes under either.
-
-The policy is process-wide: :func:`set_kernel_policy` sets it (for a tool or a
-worker process), ``with kernel_policy(channels_last=False): ...`` sets it for
-a block of code and restores the previous one after.  The default reproduces
-the choices above.
+The choices change the last bits of float results, never the function.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
+import torch.nn as nn
 from torch import Tensor
+
+from .gemm_conv import GemmConv2d
 
 #: Attention kernels (:meth:`KernelPolicy.attention_kernel`'s answers).
 SDPA, MATMUL, SOFTMAX = "sdpa", "matmul", "softmax"
@@ -73,6 +72,10 @@ class KernelPolicy:
         if self.attention not in ATTENTION_CHOICES:
             raise ValueError(f"attention {self.attention!r}: choose from {', '.join(ATTENTION_CHOICES)}")
 
+    def replace(self, **changes) -> "KernelPolicy":
+        """A copy with ``changes``; an unknown field is a TypeError, a bad value a ValueError."""
+        return dataclasses.replace(self, **changes)
+
     def attention_kernel(self, dtype: torch.dtype, device: torch.device, bias_needs_grad: bool) -> str:
         """:data:`SDPA`, :data:`MATMUL` or :data:`SOFTMAX` for attention in ``dtype`` on ``device``."""
         if bias_needs_grad:
@@ -97,45 +100,47 @@ class KernelPolicy:
             return torch.contiguous_format
         return torch.channels_last
 
+    def layout(self, x: Tensor) -> Tensor:
+        """``x`` in the layout this policy gives for its dtype and the grad mode (unchanged with autograd).
+
+        The entropy model normalises each of its inputs with this, so that an
+        encoder and a decoder of one policy compute identical parameters.
+        """
+        fmt = self.memory_format(x.dtype, torch.is_grad_enabled())
+        return x if fmt is None else x.contiguous(memory_format=fmt)
+
     def gemm_convolution(self, dtype: torch.dtype, device: torch.device) -> bool:
-        """Whether ``GemmConv2d`` computes with per-tap matrix products (else torch's convolution)."""
+        """Whether a convolution in ``dtype`` on ``device`` is a :class:`GemmConv2d` under this policy."""
         return self.gemm_float64 and dtype == torch.float64 and device.type == "cpu"
 
 
-_current = [KernelPolicy()]
+#: What every layer is built with.
+DEFAULT_KERNELS = KernelPolicy()
 
 
-def get_kernel_policy() -> KernelPolicy:
-    """The policy the layers follow now."""
-    return _current[0]
+def apply_kernel_policy(module: nn.Module, policy: KernelPolicy) -> nn.Module:
+    """Rebuild ``module`` (in place) to run ``policy``: every layer's ``kernels``, and its float64 convolutions.
 
-
-def set_kernel_policy(policy: KernelPolicy | None = None, **changes) -> KernelPolicy:
-    """Follow ``policy`` (default: the current one) with ``changes`` from now on; returns the previous policy.
-
-    ``set_kernel_policy(KernelPolicy())`` restores the default.  An unknown
-    field is a TypeError, a bad value a ValueError.
+    The explicit way to change the kernels of an existing model or copy (a
+    ``models.coding.Coder`` copies the policy of the model it is made from).
+    Returns ``module``.
     """
-    previous = _current[0]
-    _current[0] = dataclasses.replace(policy or previous, **changes)
-    return previous
+    if not isinstance(policy, KernelPolicy):
+        raise TypeError(f"a KernelPolicy, not {type(policy).__name__}")
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, whatever mode the caller is in
+        for m in module.modules():
+            if isinstance(getattr(m, "kernels", None), KernelPolicy):
+                m.kernels = policy
+            if isinstance(m, nn.Conv2d):
+                gemm = policy.gemm_convolution(m.weight.dtype, m.weight.device) and GemmConv2d.applies_to(m)
+                if gemm and type(m) is nn.Conv2d:
+                    m.__class__ = GemmConv2d
+                    m.store_tap_major()
+                elif not gemm and type(m) is GemmConv2d:
+                    m.__class__ = nn.Conv2d
+    return module
 
 
-@contextlib.contextmanager
-def kernel_policy(policy: KernelPolicy | None = None, **changes) -> Iterator[KernelPolicy]:
-    """``with kernel_policy(channels_last=False): ...``: a policy for a block of code, the previous one after."""
-    previous = set_kernel_policy(policy, **changes)
-    try:
-        yield _current[0]
-    finally:
-        _current[0] = previous
-
-
-def inference_layout(x: Tensor) -> Tensor:
-    """``x`` in the layout the policy gives for its dtype and the grad mode (unchanged with autograd).
-
-    The entropy model normalises each of its inputs with this, so that encoder
-    and decoder under one policy compute identical parameters.
-    """
-    fmt = get_kernel_policy().memory_format(x.dtype, torch.is_grad_enabled())
-    return x if fmt is None else x.contiguous(memory_format=fmt)
+def kernels_of(module: nn.Module) -> set[KernelPolicy]:
+    """The policies the layers of ``module`` hold (one, unless a caller set layers one by one)."""
+    return {m.kernels for m in module.modules() if isinstance(getattr(m, "kernels", None), KernelPolicy)}

@@ -11,8 +11,9 @@ convolutions of 16-128 channels run 1.5-1.9x faster than channels-last
 ``F.conv2d`` (the shipped models' entropy networks); the largest (576 -> 224,
 TCM-S) run at the float64 matrix-product rate either way.  The sums are the
 same, in another order: in float64 that moves results by ~1e-16 relative,
-which the float64 entropy arithmetic is built to tolerate (``models.coding.Coder``).
-Where it runs is the kernel policy's choice (``layers.config``).
+which the float64 entropy arithmetic is built to tolerate (``models.coding``).
+Where it runs is the kernel policy's choice: ``layers.config.apply_kernel_policy``
+makes a float64 copy's convolutions GemmConv2d, or plain again.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import get_kernel_policy
-
 
 class GemmConv2d(nn.Conv2d):
     """A ``Conv2d`` whose float64 CPU forward is per-tap matrix products (same parameters; ``layers.config``)."""
 
+    @staticmethod
+    def applies_to(conv: nn.Conv2d) -> bool:
+        """Whether ``conv``'s shape is one the per-tap products compute: stride 1, an odd square kernel,
+        "same" zero padding, no dilation, no groups."""
+        k = conv.kernel_size[0]
+        return (conv.kernel_size == (k, k) and k % 2 == 1 and conv.padding == (k // 2, k // 2)
+                and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+                and conv.padding_mode == "zeros")
+
     def _uses_gemm(self, x: Tensor) -> bool:
-        k = self.kernel_size[0]
-        return (get_kernel_policy().gemm_convolution(x.dtype, x.device) and x.dim() == 4
-                and self.kernel_size == (k, k) and k % 2 == 1 and self.padding == (k // 2, k // 2)
-                and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
-                and self.padding_mode == "zeros")
+        return x.dtype == torch.float64 and x.device.type == "cpu" and x.dim() == 4 and self.applies_to(self)
 
     def _taps(self) -> Tensor:
         """(k*k, Cout, C) weight slices: a view once :meth:`store_tap_major` ran, else a copy."""
@@ -66,13 +70,3 @@ class GemmConv2d(nn.Conv2d):
                 torch.addmm(bias if t == 0 else acc, taps[t], padded[i, :, off:off + n], out=acc)
         # the 2p padding columns of each row are left in memory: consumers take strided views
         return out.view(b, self.out_channels, h, row)[..., :w]
-
-
-def use_gemm_convs(module: nn.Module) -> nn.Module:
-    """Make every plain ``nn.Conv2d`` in ``module`` a :class:`GemmConv2d` in place (same parameters)."""
-    for m in module.modules():
-        if type(m) is nn.Conv2d:
-            m.__class__ = GemmConv2d
-            if m.weight.device.type == "cpu":
-                m.store_tap_major()
-    return module

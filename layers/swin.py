@@ -7,7 +7,7 @@ import torch.nn as nn
 from timm.layers import DropPath
 from torch import Tensor
 
-from .config import get_kernel_policy
+from .config import DEFAULT_KERNELS, KernelPolicy
 from .window_attention import WindowAttention
 
 #: Inference runs a Swin block over chunks of about this many activations
@@ -29,12 +29,14 @@ class SwinBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        #: Whether inference runs window chunks: fixed until ``layers.config.apply_kernel_policy`` rebuilds it.
+        self.kernels: KernelPolicy = DEFAULT_KERNELS
 
     def uses_window_chunks(self, device: torch.device) -> bool:
-        """Whether a call on ``device`` runs chunk by chunk of windows: the kernel policy's answer
+        """Whether a call on ``device`` runs chunk by chunk of windows: this block's policy's answer
         (``layers.config``) for the grad mode and whether drop-path is random now."""
         random_drop_path = self.training and not isinstance(self.drop_path, nn.Identity)
-        return get_kernel_policy().chunks_windows(device, torch.is_grad_enabled(), random_drop_path)
+        return self.kernels.chunks_windows(device, torch.is_grad_enabled(), random_drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.uses_window_chunks(x.device):

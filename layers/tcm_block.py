@@ -29,7 +29,7 @@ class ConvTransBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv_x, trans_x = torch.split(self.conv1_1(x), (self.conv_dim, self.trans_dim), dim=1)
-        if self.trans_block.uses_window_chunks(x.device):  # the kernel policy's choice (layers.config)
+        if self.trans_block.uses_window_chunks(x.device):  # the block's kernel policy (layers.config)
             # Chunked inference: both branches write straight into the buffer
             # conv1_2 reads, instead of into tensors that a cat then copies.
             both = torch.empty_like(x)

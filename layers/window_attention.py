@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timm.layers import gen_relative_position_index, trunc_normal_
 from torch import Tensor
 
-from .config import MATMUL, SOFTMAX, get_kernel_policy
+from .config import DEFAULT_KERNELS, MATMUL, SOFTMAX, KernelPolicy
 
 
 def shift_masks(window: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,6 +111,8 @@ class WindowAttention(nn.Module):
         # Flat index into the (2w-1)x(2w-1) table for every (query, key) token pair, row-major tokens.
         self.register_buffer("_rel_index", gen_relative_position_index((window, window)), persistent=False)
         self._masks: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
+        #: The attention kernel's policy, fixed until ``layers.config.apply_kernel_policy`` rebuilds it.
+        self.kernels: KernelPolicy = DEFAULT_KERNELS
 
     def relative_bias(self) -> Tensor:
         """(heads, L, L) bias gathered from the table (cheap; the index is cached)."""
@@ -155,14 +157,13 @@ class WindowAttention(nn.Module):
         """Attention inside each window: (n, L, c) tokens in, (n, L, c) out.
 
         ``attn_mask`` is one of :meth:`attention_masks`, shared by all ``n`` windows.  The kernel
-        is the kernel policy's (``layers.config``).
+        is this layer's policy's (``layers.config``).
         """
         n, L, c = windows.shape
         qkv = self.embedding_layer(windows).view(n, L, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, L, hd), views
         attn_mask = attn_mask.to(q.dtype)  # q may be bfloat16 under autocast
-        kernel = get_kernel_policy().attention_kernel(q.dtype, q.device,
-                                                      torch.is_grad_enabled() and attn_mask.requires_grad)
+        kernel = self.kernels.attention_kernel(q.dtype, q.device, torch.is_grad_enabled() and attn_mask.requires_grad)
         if kernel == SOFTMAX:
             o = torch.softmax(torch.matmul(q * self.scale, k.transpose(-2, -1)) + attn_mask, dim=-1) @ v
         elif kernel == MATMUL:

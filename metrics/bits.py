@@ -19,11 +19,6 @@ from torch import Tensor
 STRIDES = {"y": 16, "z": 64}
 
 
-def bits(likelihoods: dict[str, Tensor]) -> float:
-    """Estimated size in bits: the sum of -log2 of the likelihoods."""
-    return float(sum(torch.log2(lik).sum().neg().item() for lik in likelihoods.values()))
-
-
 def latent_bits(likelihoods: Tensor) -> Tensor:
     """-log2 of each likelihood: (B, C, h, w) bits, float64."""
     return -torch.log2(likelihoods.detach().to(torch.float64))

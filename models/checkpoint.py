@@ -8,7 +8,9 @@ CompressAI), float16 storage (restored to float32).  The architecture is read
 off the weights.  Files are unpickled with ``weights_only=True``: a file that
 needs code to load is refused and nothing in it runs.  A release file, whose
 name ends in the first 8 hex digits of its sha256 (``updates.py``, CompressAI's
-convention), is checked against that hash before it is read.
+convention), is checked against that hash before it is read; any checkpoint
+against the CRC-32 of each of its parts (a zip archive) that ``torch.load``
+does not check.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ import os
 import pickle
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from utils.cli import ToolError
+from utils.cli import ToolError, first_line
 from utils.files import CHECKPOINT_SUFFIXES, NotARegularFile, check_regular_file, sha256_file
 
+from .integer_entropy import IntegerParameterError, stored_parameters
 from .state_dict import weights_of
 from .tcm import TCM
 
@@ -95,7 +99,9 @@ def read_checkpoint(path: str | os.PathLike, check_hash: bool = True) -> Any:
         raise CheckpointError(f"{path} is an empty file, not a checkpoint")
     if check_hash:
         check_release_hash(path)
-    if not zipfile.is_zipfile(path) and not _legacy_pickle(path):
+    if zipfile.is_zipfile(path):
+        check_zip_crcs(path)
+    elif not _legacy_pickle(path):
         raise CheckpointError(f"{path} is not a checkpoint (not a file torch.save writes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -108,6 +114,24 @@ def read_checkpoint(path: str | os.PathLike, check_hash: bool = True) -> Any:
         raise CheckpointError(f"{path} is not a checkpoint ({first})") from None
     except Exception as e:  # zip/pickle corruption, truncation
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+
+
+def check_zip_crcs(path: str) -> None:
+    """Refuse a checkpoint (a zip archive) one of whose parts fails its CRC-32 check.
+
+    ``torch.load`` does not check the CRCs the zip records: a flipped bit in a
+    weight loads without a word.  Checking reads the file once more
+    (``zipfile.testzip``); the load that follows reads it from the page cache.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, zlib.error) as e:
+        raise CheckpointError(f"{path} is damaged ({first_line(e) or type(e).__name__}): copy it again") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or first_line(e)}") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: its part {bad} fails its CRC-32 check (copy it again)")
 
 
 def _legacy_pickle(path: str) -> bool:
@@ -136,9 +160,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", upda
     """Load any accepted checkpoint file as an eval-mode TCM on ``device``.
 
     With ``update`` the entropy tables are built if the checkpoint lacks them
-    (training checkpoints), so the model can entropy-code straight away.
+    (training checkpoints), so the model can entropy-code straight away.  A
+    release file's integer parameters (``models.integer_entropy``) come with
+    the model (``model.integer_parameters``).
     """
-    model = model_from_state_dict(read_checkpoint(path))
+    checkpoint = read_checkpoint(path)
+    model = model_from_state_dict(checkpoint)
+    try:
+        model.integer_parameters = stored_parameters(checkpoint)
+    except IntegerParameterError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     if update:
         model.update(force=False)
     return model.to(device).eval()

@@ -6,9 +6,10 @@ release file stores no Gaussian tables until ``update()`` installs them), and
 a symbol near the int32 limits, which is what NaN, infinite or huge latents
 become, makes its escape coding shift by 32 bits and loop forever (a hang
 that ignores SIGTERM, since the coder holds the interpreter).  Python code
-must not be able to do either, so every coding path (``TCM.entropy_encode``
-and ``entropy_decode``, which ``TCM.compress``/``decompress`` and
-``models.coding.Coder`` run, and the file codec's decoder) checks here and
+must not be able to do either, so every coding path (``TCM.encode_latents``
+and ``decode_latents`` with the entropy model's ``compress`` and
+``decompress``, which ``TCM.compress``/``decompress``,
+``models.coding.Coder`` and the file codec's decoder run) checks here and
 raises :class:`CoderInputError` instead.
 """
 

@@ -23,6 +23,8 @@ from compressai.entropy_models import GaussianConditional
 from compressai.models.base import get_scale_table
 from torch import Tensor
 
+from utils.files import atomic_write
+
 TABLES_FILE = Path(__file__).resolve().parent / "data" / "gaussian_cdf.npz"
 BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
@@ -76,8 +78,8 @@ class SearchedGaussianConditional(GaussianConditional):
 
 def write_tables(path: Path = TABLES_FILE) -> None:
     tables = compute_gaussian_tables()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{k: v.numpy() for k, v in tables.items()})
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **{k: v.numpy() for k, v in tables.items()})
 
 
 if __name__ == "__main__":

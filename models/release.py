@@ -1,7 +1,11 @@
 """Release files: a model's weights with its entropy tables, without training state, named by hash.
 
-CompressAI's convention: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``
-holding the state_dict alone; ``models.checkpoint`` checks the hash on load.
+CompressAI's naming: ``<name>-<first 8 hex digits of the file's sha256>.pth.tar``;
+``models.checkpoint`` checks the hash on load.  The file holds the state_dict
+alone, or, when the integer entropy model's parameters come with it,
+``{"state_dict": ..., "integer_entropy": ...}`` (``models.integer_entropy``):
+the layout of a training checkpoint, which every loader of this project and
+CompressAI's tools read.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import torch
 from utils.files import write_bytes_atomic
 from utils.padding import pad
 
+from layers.integer import IntegerBoundError
+
 from .coder_inputs import CoderInputError
 from .coding_tables import canonical_gaussian_tables
+from .integer_entropy import CHECKPOINT_KEY
 from .tcm import TCM
 
 ENTROPY_PREFIXES = ("entropy_bottleneck.", "gaussian_conditional.")
@@ -56,22 +63,30 @@ def synthetic_image(h: int = 160, w: int = 224) -> torch.Tensor:
     return img.clamp(0, 1).unsqueeze(0)
 
 
-def round_trip_check(model: TCM) -> float:
-    """Compress and decompress a synthetic image; return the max error vs the forward pass.
+def round_trip_check(model: TCM, mode: str = "float32/float32") -> float:
+    """Compress and decompress a synthetic image in coding ``mode``; return the max error vs the encoder's reconstruction
+    (the decoded latents must be the encoder's exactly).
 
     Raises RuntimeError if the image cannot be coded (non-finite latents,
-    unusable tables: ``models.coder_inputs``), if the decoded image has the
-    wrong size, or if it drifts or is not a number (NaN weights in g_s).
+    unusable tables or integer parameters: ``models.coder_inputs``), if the
+    decoded image has the wrong size, or if it drifts or is not a number (NaN
+    weights in g_s).
     """
+    from .coding import Coder
+
     x = synthetic_image()
     xp, _ = pad(x)
     with torch.no_grad():
-        ref = model(xp)["x_hat"].clamp(0, 1)
         try:
-            enc = model.compress(xp)
-            dec = model.decompress(enc["strings"], enc["shape"])["x_hat"]
-        except CoderInputError as e:
+            coder = Coder(model, mode)
+            enc = coder.compress(xp)
+            dec = coder.decompress(enc["strings"], enc["shape"])
+        except (CoderInputError, IntegerBoundError) as e:
             raise RuntimeError(str(e)) from None
+        if not torch.equal(dec["symbols"]["y"], enc["symbols"]["y"]):
+            raise RuntimeError(f"the {mode} decoder does not rebuild the encoder's latents")
+        ref = model.synthesize(enc["y_hat"])
+        dec = dec["x_hat"]
     if dec.shape != xp.shape:
         raise RuntimeError(f"decoded shape {tuple(dec.shape)} != {tuple(xp.shape)}")
     err = (dec - ref).abs().max().item()
@@ -80,10 +95,12 @@ def round_trip_check(model: TCM) -> float:
     return err
 
 
-def write_release(model: TCM, out_dir: Path, name: str, half: bool = False) -> Path:
+def write_release(model: TCM, out_dir: Path, name: str, half: bool = False,
+                  integer_parameters: dict[str, torch.Tensor] | None = None) -> Path:
     """Serialise in memory, name by the bytes' hash, write atomically."""
     buffer = io.BytesIO()
-    torch.save(release_state_dict(model, half), buffer)
+    sd = release_state_dict(model, half)
+    torch.save(sd if integer_parameters is None else {"state_dict": sd, CHECKPOINT_KEY: integer_parameters}, buffer)
     data = buffer.getvalue()
     final = out_dir / f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
     write_bytes_atomic(final, data)

@@ -1,5 +1,11 @@
 """The weights inside a loaded checkpoint object, whatever layout saved them.
 
+The model's own entries keep the published names: ``TCM`` holds its entropy
+model as one submodule (``entropy_model``), whose entries are saved without
+that prefix (``atten_mean.0.0.…``, ``cc_mean_transforms.…``) and found again
+on loading (:func:`published_key`, :func:`save_published_names`,
+:func:`load_published_names`).
+
 Accepted: a bare state dict or a dict holding ``"state_dict"`` (training
 checkpoints, the authors' included), keys with DataParallel's ``module.``
 prefix, CompressAI's 2023 entropy-bottleneck names (``_matrix0`` …, which its
@@ -12,12 +18,48 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 
 from .config import check_stored
 
 #: DataParallel's and DistributedDataParallel's key prefix.
 WRAPPER_PREFIX = "module."
+#: TCM's submodule holding the entropy model, whose entries are saved without this prefix.
+ENTROPY_MODEL = "entropy_model"
+
+
+def published_key(name: str) -> str:
+    """The published name of one of TCM's entries (parameter, buffer) given its name in the module tree."""
+    return name.removeprefix(ENTROPY_MODEL + ".")
+
+
+def save_published_names(module: nn.Module, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+    """State-dict hook of TCM: its entropy model's entries under their published names, in place and in order."""
+    inner = prefix + ENTROPY_MODEL + "."
+    entries = [(k, state_dict.pop(k)) for k in list(state_dict) if k.startswith(prefix)]
+    for k, v in entries:
+        state_dict[prefix + k[len(inner):] if k.startswith(inner) else k] = v
+
+
+def module_keys(module: nn.Module, state_dict: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``state_dict`` with TCM's published entry names (under ``prefix``) turned into its module-tree names."""
+    heads = set(getattr(module, ENTROPY_MODEL)._modules)
+    out = {}
+    for k, v in state_dict.items():
+        rest = k[len(prefix):] if k.startswith(prefix) else None
+        if rest is not None and rest.split(".", 1)[0] in heads:
+            k = prefix + ENTROPY_MODEL + "." + rest
+        out[k] = v
+    return out
+
+
+def load_published_names(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load-state-dict pre-hook of TCM: published entry names found in its entropy model (in place)."""
+    renamed = module_keys(module, state_dict, prefix)
+    if list(renamed) != list(state_dict):
+        state_dict.clear()
+        state_dict.update(renamed)
 
 
 def describe_keys(keys: list[str], n: int = 4) -> str:

@@ -101,18 +101,13 @@ def fit_entropy_model(model, x: torch.Tensor, steps: int, lr: float = 1e-3) -> N
     params = [p for n, p in model.named_parameters()
               if not n.startswith(("g_a.", "g_s.")) and not n.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
-    y_slices = y.chunk(model.num_slices, dim=1)
     for _ in range(steps):
         z = model.h_a(y)
         _, z_likelihoods = model.entropy_bottleneck(z)
         medians = model.entropy_bottleneck._get_medians()
         z_hat = quantize_ste(z - medians) + medians
-
-        def code_slice(i, mu, scale):
-            return quantize_ste(y_slices[i] - mu) + mu, model.gaussian_conditional(y_slices[i], scale, mu)[1]
-
-        _, likelihoods = model.code_slices(z_hat, code_slice)
-        bits = -sum(torch.log2(lik).sum() for lik in [z_likelihoods, *likelihoods])
+        likelihoods = model.entropy_model(y, z_hat)["likelihoods"]
+        bits = -sum(torch.log2(lik).sum() for lik in [z_likelihoods, *likelihoods.chunk(model.num_slices, dim=1)])
         opt.zero_grad()
         bits.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -31,7 +31,7 @@ def other_ck(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tcm(ck) -> Codec:
-    return Codec.load(ck, transforms=default_transforms())  # what codec.py uses by default
+    return Codec.load(ck, f"float64/{default_transforms()}")  # what codec.py uses by default
 
 
 def header_len(data: bytes) -> int:
@@ -160,7 +160,7 @@ def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
         assert im.format == "BMP" and im.size == (30, 20)
     assert codec.main(["info", str(tmp_path / "a.bin")]) == 0
     out = capsys.readouterr().out
-    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  3" in out
+    assert "30x20" in out and Codec.load(ck).id_hex in out and "format version  4" in out
     assert "entropy path    float64 (decodes on other machines)" in out and Codec.load(ck).tables_id.hex() in out
     header = container.parse(small[1])[0]
     assert "padding         replicate: left 49, right 49, top 54, bottom 54 (coded 128x128)" in out
@@ -271,7 +271,7 @@ def test_output_never_overwrites_its_input(ck, tmp_path, capsys, small):
 @pytest.mark.parametrize(
     "argv",
     [["compress"], ["decompress", "x.tcm"], ["info"], ["compress", "a.png", "b", "--tile", "100"], ["nope"],
-     ["compress", "a.png", "b", "--transforms", "bf16"], ["decompress", "a.tcm", "b", "--precision", "fp32"]],
+     ["compress", "a.png", "b", "--transforms", "float16"], ["decompress", "a.tcm", "b", "--max-pixels", "0"]],
 )
 def test_usage_errors_are_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -286,7 +286,7 @@ def test_transforms_is_what_the_codec_runs(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     (tmp_path / "small.tcm").write_bytes(small[1])
     for transforms in ("float32", "bfloat16"):
-        expected = Codec.load(ck, transforms=transforms)
+        expected = Codec.load(ck, f"float64/{transforms}")
         out, png = tmp_path / f"{transforms}.tcm", tmp_path / f"{transforms}.png"
         assert codec.main(["compress", str(tmp_path / "a.png"), str(out), "-c", str(ck), "-q",
                            "--transforms", transforms]) == 0
@@ -443,6 +443,98 @@ def test_info_reads_headers_without_torch(tmp_path, small):
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "PIL" in imported  # the listing is there
     assert not {"torch", "compressai", "numpy"} & imported
+
+
+def test_info_reads_only_the_magic_bytes_of_a_file_that_is_not_one(tmp_path, monkeypatch, capsys):
+    """A 64 MiB file of something else: refused after its first 4 bytes (it read up to 512 MB first)."""
+    import file_codec.files as files
+
+    big = tmp_path / "movie.tcm"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)
+    read = []
+
+    class Counted:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n=-1):
+            data = self.f.read(n)
+            read.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_open = files.open_regular_file
+    monkeypatch.setattr(files, "open_regular_file", lambda path: Counted(real_open(path)))
+    assert codec.main(["info", str(big)]) == 1
+    assert capsys.readouterr().err.strip() == f"codec.py: error: {big}: not a TCM file (bad magic bytes)"
+    assert sum(read) == len(container.MAGIC)
+
+
+def _coded(monkeypatch) -> list:
+    """Each image the codec encodes or file it decodes, as they are coded."""
+    calls = []
+    for name in ("encode", "decode"):
+        real = getattr(Codec, name)
+
+        def counted(self, data, real=real, name=name):
+            calls.append(name)
+            return real(self, data)
+
+        monkeypatch.setattr(Codec, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_read_only_output_folder_is_refused_before_any_image_is_coded(ck, tmp_path, monkeypatch, capsys, small,
+                                                                        command):
+    """The folder refuses new files (as a read-only one does, for root too): one line, nothing coded."""
+    import errno
+    import tempfile
+
+    small[0].save(tmp_path / "a.png")
+    small[0].save(tmp_path / "b.png")
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    (tmp_path / "b.tcm").write_bytes(small[1])
+    out = tmp_path / "read-only"
+    out.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == out:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    coded = _coded(monkeypatch)
+    suffix = ".png" if command == "compress" else ".tcm"
+    argv = [command, str(tmp_path / f"a{suffix}"), str(tmp_path / f"b{suffix}"), str(out), "-c", str(ck)]
+    assert codec.main(argv) == 1
+    assert capsys.readouterr().err.strip() == f"codec.py: error: cannot write into output folder {out}: " \
+                                               "Read-only file system"
+    assert coded == [] and list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder whatever its permissions")
+def test_a_folder_without_write_permission_is_refused_before_any_image_is_coded(ck, tmp_path, monkeypatch, capsys,
+                                                                                 small):
+    small[0].save(tmp_path / "a.png")
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o555)
+    coded = _coded(monkeypatch)
+    try:
+        assert codec.main(["compress", str(tmp_path / "a.png"), f"{out}/", "-c", str(ck)]) == 1
+    finally:
+        out.chmod(0o755)
+    assert capsys.readouterr().err.strip() == f"codec.py: error: cannot write into output folder {out}: " \
+                                               "Permission denied"
+    assert coded == []
 
 
 # ------------------------------------------------------------------ files that are not regular files

@@ -116,14 +116,14 @@ def test_folder_in_both_modes_with_bad_files_json_plot_baselines_and_sweep(tmp_p
 
 
 def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_path, trained, capsys, monkeypatch):
-    from models.tcm import TCM
+    from models.coding import Coder
 
     path, _ = trained
     data = tmp_path / "d"
     data.mkdir()
     synthetic_photo(64, 64, seed=5).save(data / "a.png")
     synthetic_photo(64, 64, seed=6).save(data / "b.png")
-    decompress = TCM.decompress
+    decompress = Coder.decompress
     calls = []
 
     def faulty(self, strings, shape, **options):
@@ -133,7 +133,7 @@ def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_pat
             out["x_hat"][..., 60:80, 60:80] = 1 - out["x_hat"][..., 60:80, 60:80]
         return out
 
-    monkeypatch.setattr(TCM, "decompress", faulty)
+    monkeypatch.setattr(Coder, "decompress", faulty)
     out = tmp_path / "r.json"
     rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--real", "--output", out)
     assert rc == EXIT_MISMATCH
@@ -143,6 +143,16 @@ def test_a_decoder_that_disagrees_with_the_encoder_is_reported_per_image(tmp_pat
     flags = {r["image"]: r["matches-encoder"] for r in doc["per_image"]["tiny-trained"]}
     assert flags == {"a.png": True, "b.png": False}
     assert doc["results"]["mismatches"] == [1]
+
+
+@pytest.mark.parametrize("tile, why", [("100", "tile side 100 is not a multiple of 128 in 128..32640"),
+                                       ("32768", "tile side 32768 is not a multiple of 128 in 128..32640"),
+                                       ("big", "not a number: 'big'")])
+def test_tile_takes_the_sides_codec_py_takes(tile, why, capsys):
+    assert ev.parse_args(["--checkpoint", "c", "--data", "d", "--tile", "256"]).tile == 256
+    with pytest.raises(SystemExit) as e:
+        ev.parse_args(["--checkpoint", "c", "--data", "d", "--tile", tile])
+    assert e.value.code == 2 and capsys.readouterr().err == f"eval.py: error: argument --tile: {why} (see --help)\n"
 
 
 def test_bad_input_is_a_one_line_error(tmp_path, trained, capsys):
@@ -179,10 +189,6 @@ def test_coding_says_how_real_codes_and_the_results_say_it_too(tmp_path, trained
     synthetic_photo(64, 96, seed=7).save(data / "a.png")
     rc, _, err = run_cli(capsys, "--checkpoint", path, "--data", data, "--coding", "float64/bfloat16")
     assert rc == 2 and err.strip() == "eval.py: error: --coding is how --real codes: give --real too"
-    with pytest.raises(SystemExit) as e:
-        ev.main(["--checkpoint", str(path), "--data", str(data), "--real", "--coding", "portable"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and "argument --coding: coding mode 'portable': choose from" in err[0]
     docs = {}
     for argv in ([], ["--real"], ["--real", "--coding", "float64/bfloat16"], ["--real", "--coding", "float32/float32"]):
         out = tmp_path / f"r{len(docs)}.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -69,7 +70,7 @@ def test_few_steps_of_tcm_s_lower_the_loss_on_a_fixed_batch(tmp_path: Path):
     train_paths, test_paths, _ = find_splits(require(BSDS))
     args = train.build_parser().parse_args(
         ["-d", str(BSDS), "--N", "64", "--patch-size", "128", "128", "--batch-size", "1", "--no-save"])
-    trainer = Trainer(TrainingConfig.from_args(args), Plan(0.013, tmp_path / "run"), Dist(), train_paths, test_paths)
+    trainer = Trainer(Plan(0.013, tmp_path / "run", TrainingConfig.from_args(args)), Dist(), train_paths, test_paths)
     assert trainer.net.N == 64
     x = PatchDataset(train_paths[:1], (128, 128), train=True)[0].unsqueeze(0)
 
@@ -206,6 +207,22 @@ def test_sweep_on_a_plain_folder_with_a_corrupt_image(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
+def test_resume_is_the_same_run_with_the_options_it_was_made_with(data: Path, tmp_path: Path, capsys):
+    """A bare --resume goes on with the run's crops, batch, steps and schedule (the defaults would need 8
+    training images and a 256x256 crop); an option given again is said."""
+    assert train.main(cli(data, tmp_path, "--epochs", "1", "--lambda", "0.01", "-lr", "5e-5", "--lr_epoch", "1")) == 0
+    capsys.readouterr()
+    assert train.main(["-d", str(data), "--save_path", str(tmp_path), "--lambda", "0.01", "--resume", "-n", "0",
+                       "--no-progress", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:3] == ["mse_lambda_0.01: resumed at epoch 1 (global step 1)", "mse_lambda_0.01: --epochs 2 (the run's: 1)"]
+    ck = torch.load(tmp_path / "mse_lambda_0.01" / LATEST, weights_only=True)
+    assert ck["global_step"] == 2 and ck["history"][1]["train_lr"] == pytest.approx(5e-6)
+    stored = {k: ck["args"][k] for k in ("patch_size", "batch_size", "steps_per_epoch", "max_test_images", "epochs")}
+    assert stored == {"patch_size": [128, 128], "batch_size": 1, "steps_per_epoch": 1, "max_test_images": 1, "epochs": 2}
+
+
+@pytest.mark.slow
 def test_pretrained_starts_a_new_run_from_weights_only(runs, tmp_path: Path, data: Path):
     src = runs["whole"] / LATEST
     assert train.main(cli(data, tmp_path, "--pretrained", str(src), "--lambda", "0.02", "--epochs", "1")) == 0
@@ -336,25 +353,33 @@ def test_stale_temporary_files_are_removed_and_test_dir_picks_the_best_epoch(dat
 
 
 @pytest.mark.slow
-def test_a_full_disk_while_saving_is_one_line_naming_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("when", ["latest", "copies"])
+def test_a_full_disk_while_saving_is_one_line_naming_the_file_and_the_last_good_checkpoint(
+        data, tmp_path, monkeypatch, capsys, file_size_limit, when):
+    """The disk refuses the second epoch's checkpoint (``latest``), or the copies made of it (best, epoch)."""
     saves = []
     real_save = torch.save
 
     def disk_fills_up(obj, f):
         saves.append(1)
-        if len(saves) == 2:
-            f.write(b"partial")
-            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+        if len(saves) == 2 and when == "latest":
+            file_size_limit(1024)
         real_save(obj, f)
+        if len(saves) == 2 and when == "copies":
+            file_size_limit(1024)
 
     monkeypatch.setattr(torch, "save", disk_fills_up)
-    assert train.main(cli(data, tmp_path, "--epochs", "3", "--lambda", "0.01")) == 1
+    try:
+        rc = train.main(cli(data, tmp_path, "--epochs", "3", "--lambda", "0.01", "--save-every", "1"))
+    finally:
+        file_size_limit(None)
     latest = tmp_path / "mse_lambda_0.01" / LATEST
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("train.py: error: cannot write (")
-    assert err[0].endswith(f"{latest}; the last good checkpoint is {latest}")
+    written = f"{latest}" if when == "latest" else f"{latest.parent}/checkpoint_(best|epoch001).pth.tar"
+    assert rc == 1 and len(err) == 1, err
+    assert re.fullmatch(f"train.py: error: File too large: {written}; the last good checkpoint is {latest}", err[0])
     monkeypatch.undo()
-    assert torch.load(latest, weights_only=True)["epoch"] == 0
+    assert torch.load(latest, weights_only=True)["epoch"] == (0 if when == "latest" else 1)
     assert sorted(p.name for p in latest.parent.glob(".*.part")) == []
 
 

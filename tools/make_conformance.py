@@ -35,7 +35,7 @@ from PIL import Image  # noqa: E402
 from file_codec import Codec, container  # noqa: E402
 from models import TCM, CodingMode  # noqa: E402
 from models.release import ENTROPY_PREFIXES, release_state_dict  # noqa: E402
-from utils.files import write_bytes_atomic
+from utils.files import save_image_atomic, write_bytes_atomic, write_text_atomic  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "conformance"
 MODEL = "model.pth.tar"
@@ -48,8 +48,9 @@ STORAGE = torch.float8_e4m3fn
 IMAGES = [("smooth", 136, 200, 2048), ("tiled", 260, 300, 128), ("odd", 77, 131, 2048)]
 #: The encoders' transforms: one stream of each image and format version in each.
 TRANSFORMS = CodingMode.TRANSFORMS
-#: Format versions written: version 2 (zero padding, one latent checksum), 3 (edge padding, a checksum per tile).
-VERSIONS = (2, 3)
+#: (format version, entropy arithmetic) written: version 2 (zero padding, one latent checksum), 3 (edge padding, a
+#: checksum per tile) in float64, and 4 in exact integers.
+VERSIONS = ((2, "float64"), (3, "float64"), (4, "int8"))
 
 
 def synthetic_image(height: int, width: int, seed: int) -> Image.Image:
@@ -104,6 +105,22 @@ def store(net: TCM) -> bytes:
     return buffer.getvalue()
 
 
+def with_integer_parameters(path: Path) -> None:
+    """Add the integer entropy model's parameters (calibrated on the built-in photographs) to a model file that
+    has none; its weights, and so every earlier stream, are untouched."""
+    from models import load_model
+    from models.integer_entropy import CHECKPOINT_KEY, IntegerEntropyModel, calibration_latents, sample_images
+
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(stored, dict) and CHECKPOINT_KEY in stored:
+        return
+    net = load_model(path)
+    integer = IntegerEntropyModel.calibrated(net.entropy_model, calibration_latents(net, sample_images()))
+    buffer = io.BytesIO()
+    torch.save({"state_dict": stored, CHECKPOINT_KEY: integer.integer_parameters.values}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def machine() -> str:
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -125,25 +142,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.train_data is None:
             parser.error("--new-model needs --train-data DIR")
         write_bytes_atomic(OUT / MODEL, store(train_model(args.train_data, args.steps)))
+    with_integer_parameters(OUT / MODEL)
     codec = Codec.load(OUT / MODEL)
     for sub in ("streams", "decoded-float32"):
         (OUT / sub).mkdir(exist_ok=True)
     entries, psnr = [], []
     for i, (name, height, width, tile) in enumerate(IMAGES):
         image = synthetic_image(height, width, seed=100 + i)
-        for version, transforms in ((v, t) for v in VERSIONS for t in TRANSFORMS):
-            stem = f"{name}-v{version}-enc-{transforms}"
-            data = Codec(codec.net, codec.weights_id, tile=tile, transforms=transforms, version=version).encode(image)
+        for (version, entropy), transforms in ((v, t) for v in VERSIONS for t in TRANSFORMS):
+            stem = f"{name}-v{version}-enc-{transforms}" if entropy == "float64" else \
+                f"{name}-v{version}-{entropy}-enc-{transforms}"
+            data = Codec(codec.net, codec.weights_id, tile=tile, mode=f"{entropy}/{transforms}",
+                         version=version).encode(image)
             header, _ = container.parse(data)
             write_bytes_atomic(OUT / "streams" / f"{stem}.tcm", data)
-            float32 = Codec(codec.net, codec.weights_id, transforms="float32").decode(data)
-            float32.save(OUT / "decoded-float32" / f"{stem}.png")
-            bfloat16 = Codec(codec.net, codec.weights_id, transforms="bfloat16").decode(data)
+            float32 = Codec(codec.net, codec.weights_id, mode="float64/float32").decode(data)
+            save_image_atomic(float32, OUT / "decoded-float32" / f"{stem}.png", "PNG")
+            bfloat16 = Codec(codec.net, codec.weights_id, mode="float64/bfloat16").decode(data)
             mse = np.mean((np.asarray(bfloat16, dtype=np.float64) - np.asarray(float32, dtype=np.float64)) ** 2)
             psnr.append(10 * np.log10(255**2 / mse) if mse else float("inf"))
             entries.append({"stream": f"streams/{stem}.tcm", "decoded_float32": f"decoded-float32/{stem}.png",
-                            "transforms": transforms, "version": header.version, "tiles": len(header.lengths),
-                            "bytes": len(data)})
+                            "transforms": transforms, "entropy": header.entropy, "version": header.version,
+                            "tiles": len(header.lengths), "bytes": len(data)})
             print(f"{stem}: {width}x{height}, {len(header.lengths)} tile(s), {len(data)} bytes, "
                   f"bfloat16 decode {psnr[-1]:.1f} dB of the float32 one")
     manifest = {
@@ -156,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "bfloat16_psnr_here": [round(float(p), 2) for p in psnr],
         "streams": entries,
     }
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(OUT / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(entries)} streams to {OUT.relative_to(ROOT)}; model {(OUT / MODEL).stat().st_size} bytes")
     return 0
 

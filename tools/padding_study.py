@@ -83,8 +83,8 @@ def main() -> int:
     args = p.parse_args()
     if args.checkpoint is None or not args.kodak.is_dir():
         p.error("needs --checkpoint and --kodak")
-    loaded = Codec.load(args.checkpoint, transforms=args.transforms)
-    codecs = {name: Codec(loaded.net, loaded.weights_id, transforms=args.transforms, padding=name) for name in PADDINGS}
+    loaded = Codec.load(args.checkpoint, f"float64/{args.transforms}")
+    codecs = {name: Codec(loaded.net, loaded.weights_id, mode=loaded.mode, padding=name) for name in PADDINGS}
     start = time.monotonic()
     print(f"{args.checkpoint.name}, {args.transforms} transforms, frame of {args.border} px\n")
     print("| images | n | padding | bpp | PSNR dB | frame PSNR dB |")

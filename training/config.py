@@ -19,7 +19,7 @@ from models import TCMConfig
 from utils.cli import UsageError
 from utils.padding import PAD_MULTIPLE
 
-from .options import RESUMED_OPTIONS, SHAPE_OPTIONS
+from .options import COMPARED_ON_RESUME, RESUMED_OPTIONS, SHAPE_OPTIONS, spelled
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,38 @@ class TrainingConfig:
                             f"unknown {sorted(unknown)}")
         return cls(**{name: _frozen(values[name]) for name in names})
 
-    def resumed_from(self, stored: Mapping[str, Any], given: Collection[str]) -> "TrainingConfig":
+    def resumed_from(self, stored: Mapping[str, Any], given: Collection[str],
+                     source: str = "the checkpoint") -> "TrainingConfig":
         """This config with a resumed run's options: the checkpoint's, unless the command line gave them.
 
         ``stored`` is a checkpoint's ``"args"``; ``given`` names the options the
         command line gave (``options.given_options``).  Only RESUMED_OPTIONS
-        come back, and an option stored as None keeps this config's value.
-        A new ``-lr`` or ``--lr_epoch`` is given, so it stays: the loop then
-        applies it to the restored schedule.
+        come back, and an option stored as None keeps this config's value; one
+        stored in a form the option does not take (a damaged or crafted
+        checkpoint) is refused in one line naming ``source``.  A new ``-lr`` or
+        ``--lr_epoch`` is given, so it stays: the loop then applies it to the
+        restored schedule.
         """
-        restored = {name: _frozen(stored[name]) for name in RESUMED_OPTIONS
-                    if name not in given and stored.get(name) is not None}
+        restored = {}
+        for name in RESUMED_OPTIONS:
+            if name in given or stored.get(name) is None:
+                continue
+            value = _frozen(stored[name])
+            if not _same_form(value, getattr(self, name)):
+                raise UsageError(f"{source} stores {_flag(name)} as {stored[name]!r}, which is not a value of that "
+                                 f"option: give {_flag(name)}")
+            restored[name] = float(value) if isinstance(getattr(self, name), float) else value
         return replace(self, **restored)
+
+    def changes_from(self, stored: Mapping[str, Any], given: Collection[str]) -> list[str]:
+        """What the command line changes of a resumed run's stored options: ``--patch-size 256 256 (the run's:
+        128 128)``, one line each (COMPARED_ON_RESUME given with another value than the stored one)."""
+        lines = []
+        for name in COMPARED_ON_RESUME:
+            old, new = _frozen(stored.get(name)), getattr(self, name)
+            if name in given and old is not None and old != new:
+                lines.append(f"{_flag(name)} {spelled(new)} (the run's: {spelled(old)})")
+        return lines
 
     def to_stored(self, **overrides: Any) -> dict[str, Any]:
         """The options as str/int/float/bool/None/list only (loadable with ``weights_only=True``).
@@ -114,6 +134,8 @@ class TrainingConfig:
 
     def check(self) -> None:
         """Refuse, in one line, options that cannot work together (exit status 2)."""
+        if len(self.patch_size) != 2:
+            raise UsageError(f"--patch-size takes two sides, not {len(self.patch_size)}")
         h, w = self.patch_size
         if h <= 0 or w <= 0 or h % PAD_MULTIPLE or w % PAD_MULTIPLE:
             raise UsageError(f"--patch-size {h} {w}: sides must be positive multiples of {PAD_MULTIPLE}")
@@ -125,6 +147,8 @@ class TrainingConfig:
         for name in ("num_workers", "steps_per_epoch", "max_test_images", "save_every", "image_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds; torch's generators take seed * 100003 + epoch
+            raise UsageError(f"--seed {self.seed}: a seed is a number in 0..{2**32 - 1}")
         for flag, value in (("--learning-rate", self.learning_rate), ("--aux-learning-rate", self.aux_learning_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise UsageError(f"{flag} {value:g} must be a positive number")
@@ -151,6 +175,26 @@ class TrainingConfig:
 def _frozen(value: Any) -> Any:
     """Lists (argparse's ``nargs``, a checkpoint's stored values) as tuples, so that a config is hashable."""
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _same_form(value: Any, like: Any) -> bool:
+    """Whether a stored option's value has the form of the command line's ``like`` (None: a folder's name)."""
+    if like is None or isinstance(like, str):
+        return isinstance(value, str)
+    if isinstance(like, bool):
+        return isinstance(value, bool)
+    if isinstance(like, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(like, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(like, tuple):
+        return isinstance(value, tuple) and len(value) > 0 and all(_same_form(v, like[0]) for v in value)
+    return False
+
+
+def _flag(name: str) -> str:
+    """The option of a config field as the command line spells it: ``patch_size`` -> ``--patch-size``."""
+    return f"--{name.replace('_', '-')}"
 
 
 def _plain(value: Any) -> Any:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import torch
-
 from utils.cli import first_line
-
-#: How allocators word a failed allocation: CUDA's caching allocator, torch's CPU allocator, errno 12.
-_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+from utils.process import is_out_of_memory
 
 
 class OutOfMemory(Exception):
     """A training step or test pass that did not fit in memory; the message says what to make smaller."""
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """A failed allocation, in this process or reported from a data worker."""
-    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    return isinstance(e, RuntimeError) and any(s in str(e).lower() for s in _OUT_OF_MEMORY)
 
 
 @contextlib.contextmanager
@@ -36,14 +25,6 @@ def out_of_memory_says(message: str) -> Iterator[None]:
 
 
 def describe(e: BaseException) -> str:
-    """``Type: message`` in one line; for an error a data worker raised, the worker's own.
-
-    torch re-raises a worker's exception with a message of several lines,
-    ``Caught T in DataLoader worker process K.`` then the worker's traceback,
-    whose last line is the original ``T: message``.
-    """
-    text = str(e).strip()
-    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
-        return text.splitlines()[-1].strip()
-    message = first_line(text)
+    """``Type: message`` in one line (a data worker's error comes in its own words: ``training.workers``)."""
+    message = first_line(e)
     return f"{type(e).__name__}: {message}" if message else type(e).__name__

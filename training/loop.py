@@ -25,7 +25,6 @@ from utils.cli import ToolError
 from utils.files import copy_atomic, save_torch_atomic
 from utils.provenance import provenance
 
-from .config import TrainingConfig
 from .distributed import Dist, all_gather, all_sum
 from .failures import out_of_memory_says
 from .logs import Metrics, RunLog
@@ -66,8 +65,8 @@ class SkipFirst(Sampler):
 class Trainer:
     """One lambda: model, optimizers, data, logs and checkpoints."""
 
-    def __init__(self, config: TrainingConfig, plan: Plan, d: Dist, train_paths: list, test_paths: list,
-                 stop: StopRequest | None = None):
+    def __init__(self, plan: Plan, d: Dist, train_paths: list, test_paths: list, stop: StopRequest | None = None):
+        config = plan.config
         self.config, self.plan, self.d = config, plan, d
         self.lmbda, self.run_dir = plan.lmbda, plan.run_dir
         self.name = plan.run_dir.name

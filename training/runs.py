@@ -17,6 +17,7 @@ from pathlib import Path
 
 from models import TCMConfig, extract_state_dict, read_checkpoint
 from utils.cli import ToolError, UsageError
+from utils.files import open_own_file
 
 from .config import TrainingConfig
 from .options import DEFAULT_LAMBDA
@@ -43,26 +44,29 @@ def check_distinct_run_names(metric: str, lambdas: Sequence[float]) -> None:
 
 @dataclass(frozen=True)
 class Plan:
-    """What one run of the sweep starts from."""
+    """What one run of the sweep starts from, and its options."""
 
     lmbda: float
     run_dir: Path
+    config: TrainingConfig  # the command line's, or a resumed run's own (its checkpoint's where not given)
     resume: dict | None = None  # a training checkpoint to continue
     weights: dict | None = None  # a state_dict to start from (--pretrained)
+    changes: tuple[str, ...] = ()  # the resumed run's options the command line changes, one line each
 
 
-def describe_start(plan: Plan, epochs: int) -> str:
-    """Where a run of a resumed sweep starts: one line naming it."""
+def describe_start(plan: Plan) -> list[str]:
+    """Where a run of a resumed sweep starts, and each option the command line changes: lines naming it."""
     name = plan.run_dir.name
-    ck = plan.resume
+    ck, epochs = plan.resume, plan.config.epochs
     if ck is None:
-        return f"{name}: starts afresh" + (" from the --pretrained weights" if plan.weights is not None else "")
+        return [f"{name}: starts afresh" + (" from the --pretrained weights" if plan.weights is not None else "")]
     partial = ck.get("partial")
     start = int(partial["epoch"]) if partial else int(ck["epoch"]) + 1
+    changes = [f"{name}: {change}" for change in plan.changes]
     if start >= epochs:
-        return f"{name}: already finished ({start} of {epochs} epochs)"
+        return [f"{name}: already finished ({start} of {epochs} epochs)", *changes]
     step = f" step {int(partial['steps'])}" if partial else ""
-    return f"{name}: resumed at epoch {start}{step} (global step {int(ck.get('global_step', 0))})"
+    return [f"{name}: resumed at epoch {start}{step} (global step {int(ck.get('global_step', 0))})", *changes]
 
 
 class RunLock:
@@ -71,7 +75,9 @@ class RunLock:
     ``fcntl.flock`` on ``RUN/.lock``: the kernel drops it when the holder
     exits, however it exits, so a lock left by a killed trainer is never in
     the way.  The file holds the holder's host and PID, for the message a
-    second trainer gets.
+    second trainer gets.  It is opened as a file of its own
+    (``utils.files.open_own_file``): a link placed there is replaced, and
+    what it points to is never written.
     """
 
     def __init__(self, run_dir: Path):
@@ -80,7 +86,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own_file(self.path, "r+")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -128,19 +134,31 @@ def check_shape(config: TrainingConfig, sd: dict, source: str) -> None:
             raise UsageError(f"--{k.replace('_', '-')} {shown} disagrees with {source} ({getattr(shape, k)})")
 
 
-def plan_runs(config: TrainingConfig, given: set[str] | None = None) -> tuple[TrainingConfig, list[Plan]]:
-    """The sweep's config and one Plan per lambda, refusing to overwrite a run that is not being resumed.
+def resumed_plan(config: TrainingConfig, given: set[str] | None, lam: float, run_dir: Path, ck: dict,
+                 source: str) -> Plan:
+    """A run resumed from ``ck``: the same run, so its options are the checkpoint's wherever the command line
+    does not give them (``TrainingConfig.resumed_from``), and each one it changes is said.  Without ``given``
+    (not knowing what the command line gave) nothing is merged."""
+    args = ck.get("args")
+    if given is None or not isinstance(args, dict):
+        return Plan(lam, run_dir, config, resume=ck)
+    run_config = config.resumed_from(args, given, source)
+    run_config.check()
+    return Plan(lam, run_dir, run_config, resume=ck, changes=tuple(run_config.changes_from(args, given)))
 
-    A run resumed with ``--checkpoint`` takes the checkpoint's options (patch
-    size, epochs, schedule, seed, ...) where ``given`` does not name them: the
-    config returned is then the merged one, and ``config`` is left as it was.
+
+def plan_runs(config: TrainingConfig, given: set[str] | None = None) -> list[Plan]:
+    """One Plan per lambda of the sweep, refusing to overwrite a run that is not being resumed.
+
+    A resumed run, with ``--checkpoint`` or each run ``--resume`` finds, is
+    the run it continues: its plan's config takes the checkpoint's options
+    (patch size, epochs, schedule, seed, ...) where ``given`` (the options the
+    command line gave) does not name them (:func:`resumed_plan`); ``config``
+    itself is left as it was.  A run that starts afresh has ``config``.
     """
     root = Path(config.save_path) if config.save_path else None
     if config.checkpoint:
         ck = load_training_checkpoint(config.checkpoint)
-        if given is not None and isinstance(ck.get("args"), dict):
-            config = config.resumed_from(ck["args"], given)
-            config.check()
         lam, metric = float(ck.get("lambda", 0.0)), ck.get("metric", config.metric)
         if config.lmbda is not None and ck.get("lambda") is not None and config.lmbda[0] != lam:
             raise UsageError(f"--lambda {config.lmbda[0]:g} differs from the checkpoint's {lam:g}: "
@@ -156,7 +174,7 @@ def plan_runs(config: TrainingConfig, given: set[str] | None = None) -> tuple[Tr
         latest = run_dir / LATEST
         if latest.exists() and not latest.samefile(config.checkpoint):
             raise UsageError(f"{run_dir} already holds another run: choose another --save_path")
-        return config, [Plan(lam, run_dir, resume=ck)]
+        return [resumed_plan(config, given, lam, run_dir, ck, config.checkpoint)]
 
     weights = None
     if config.pretrained:
@@ -176,7 +194,7 @@ def plan_runs(config: TrainingConfig, given: set[str] | None = None) -> tuple[Tr
             ck = load_training_checkpoint(latest)
             if ck.get("metric", config.metric) != config.metric:
                 raise UsageError(f"{latest} was trained with --type {ck.get('metric')}")
-            plans.append(Plan(lam, run_dir, resume=ck))
+            plans.append(resumed_plan(config, given, lam, run_dir, ck, str(latest)))
         else:
-            plans.append(Plan(lam, run_dir, weights=weights))
-    return config, plans
+            plans.append(Plan(lam, run_dir, config, weights=weights))
+    return plans

@@ -9,10 +9,11 @@ from pathlib import Path
 from datasets import find_splits, list_images, readable_images
 from utils.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, ToolError, UsageError, describe_os_error
 from utils.files import remove_stale_parts, write_text_atomic
+from utils.process import is_out_of_memory
 
 from .config import TrainingConfig
 from .distributed import Dist, setup_processes, teardown_processes
-from .failures import OutOfMemory, describe, is_out_of_memory
+from .failures import OutOfMemory, describe
 from .loop import Diverged, Stopped, Trainer
 from .runs import LATEST, Plan, RunLock, describe_start, plan_runs
 from .stop import StopRequest
@@ -44,9 +45,28 @@ def find_data(config: TrainingConfig) -> tuple[list[Path], list[Path], str]:
             if not test_paths:
                 raise ToolError(f"--test-dir {config.test_dir}: no readable images")
             layout += f", tested on {config.test_dir}"
-    if len(train_paths) < config.batch_size:
-        raise UsageError(f"{len(train_paths)} training images, fewer than --batch-size {config.batch_size}")
     return train_paths, test_paths, layout
+
+
+Data = tuple[tuple[Path, ...], tuple[Path, ...], str, str]  # training images, test images, layout, dataset
+
+
+def sweep_data(plans: list[Plan]) -> list[Data]:
+    """Each run's images (:func:`find_data` of its config), each distinct set found once: resumed runs may
+    have been made with another seed, test split or --test-dir than the command line's."""
+    found: dict[tuple, Data] = {}
+    data = []
+    for plan in plans:
+        c = plan.config
+        key = (c.dataset, c.test_fraction, c.seed, c.test_dir)
+        if key not in found:
+            train_paths, test_paths, layout = find_data(c)
+            found[key] = (tuple(train_paths), tuple(test_paths), layout, c.dataset)
+        if len(found[key][0]) < c.batch_size:
+            raise UsageError(f"{len(found[key][0])} training images, fewer than --batch-size {c.batch_size}"
+                             + (f" of {plan.run_dir.name}" if len(plans) > 1 else ""))
+        data.append(found[key])
+    return data
 
 
 def failure(e: Exception) -> str:
@@ -67,25 +87,27 @@ def run_sweep(config: TrainingConfig, given: set[str]) -> int:
     ``given`` names the options the command line gave: a resumed run takes the others from its checkpoint.
     """
     config.check()
-    config, plans = plan_runs(config, given)
+    plans = plan_runs(config, given)
     d = None
     locks: list[RunLock] = []
     stop = StopRequest(config.max_minutes).install()
     try:
         d = setup_processes(config.cuda, config.tf32)
-        if config.batch_size % d.world:
-            raise UsageError(f"--batch-size {config.batch_size} is not divisible by the {d.world} processes")
-        train_paths, test_paths, layout = find_data(config)
+        for plan in plans:
+            if plan.config.batch_size % d.world:
+                raise UsageError(f"--batch-size {plan.config.batch_size} is not divisible by the {d.world} processes")
+        data = sweep_data(plans)
         if d.main:
             for plan in plans:  # every run of the sweep, before the first step of any
                 locks.append(RunLock(plan.run_dir).acquire())
                 remove_stale_parts(plan.run_dir)  # left by a process killed while saving
-            print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
-                  f"from {config.dataset}; {d.world} process(es) on {d.device}", flush=True)
+            for train_paths, test_paths, layout, dataset in dict.fromkeys(data):
+                print(f"data: {len(train_paths)} training and {len(test_paths)} test images ({layout} layout) "
+                      f"from {dataset}; {d.world} process(es) on {d.device}", flush=True)
             if config.resume or config.checkpoint:
                 for plan in plans:
-                    print(describe_start(plan, config.epochs), flush=True)
-        return _train_all(config, plans, d, train_paths, test_paths, stop)
+                    print("\n".join(describe_start(plan)), flush=True)
+        return _train_all(plans, d, data, stop)
     except (ToolError, OSError):
         raise
     except Exception as e:  # building a model, reading the data: one line too
@@ -97,11 +119,11 @@ def run_sweep(config: TrainingConfig, given: set[str]) -> int:
         teardown_processes(d)
 
 
-def _train_all(config: TrainingConfig, plans: list[Plan], d: Dist, train_paths: list[Path],
-               test_paths: list[Path], stop: StopRequest) -> int:
+def _train_all(plans: list[Plan], d: Dist, data: list[Data], stop: StopRequest) -> int:
     rows, status = [], 0
-    for k, plan in enumerate(plans):
-        trainer = Trainer(config, plan, d, train_paths, test_paths, stop)
+    for k, (plan, (train_paths, test_paths, _, _)) in enumerate(zip(plans, data)):
+        config = plan.config
+        trainer = Trainer(plan, d, list(train_paths), list(test_paths), stop)
         latest = plan.run_dir / LATEST
         resume = f"resume with --checkpoint {latest}" if config.save else "nothing was saved (--no-save)"
         try:
@@ -139,9 +161,9 @@ def _train_all(config: TrainingConfig, plans: list[Plan], d: Dist, train_paths: 
         finally:
             trainer.close()
     if d.main:
-        table = format_table(rows, config.metric)
+        table = format_table(rows, plans[0].config.metric)
         print(table, flush=True)
-        if config.save and len(rows) > 1:
+        if plans[0].config.save and len(rows) > 1:
             write_text_atomic(plans[0].run_dir.parent / "sweep_summary.txt", table + "\n")
     return status
 

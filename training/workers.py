@@ -1,4 +1,4 @@
-"""Data workers that never outlive what they serve.
+"""Data workers that never outlive what they serve, and whose errors reach the user in their own words.
 
 The workers ignore SIGTERM and SIGINT (:func:`~training.stop.ignore_stop_signals`),
 so neither the loader's own shutdown (``terminate()``) nor Python's at exit
@@ -10,8 +10,10 @@ and the kernel kills them when the trainer dies, however it dies.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
+import re
 import signal
 import sys
 from typing import Iterable, Iterator
@@ -89,14 +91,57 @@ def batches(loader: DataLoader) -> Iterator[Iterator]:
         it = iter(loader)  # forks the workers
     try:
         yield it
-    except BaseException:
+    except BaseException as e:
         kill_workers(it)
-        raise
+        own = in_the_workers_words(e)
+        if own is e:
+            raise
+        raise own from None
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)  # the multi-process iterator's own clean-up
         if shutdown is not None:
             shutdown()
         kill_workers(it)
+
+
+def in_the_workers_words(e: BaseException) -> BaseException:
+    """A data worker's exception as the worker raised it: its type, its own message.
+
+    torch re-raises it in the trainer as the same type with a message of many
+    lines, ``Caught T in DataLoader worker process K.``, then the worker's
+    traceback, whose last entry is the original ``T: message``: shown in one
+    line, that is all the user would read.  Any other exception is returned
+    as it is, and so is one whose type cannot be made from a message.
+    """
+    message = worker_message(str(e))
+    if message is None:
+        return e
+    try:
+        if isinstance(e, KeyError):  # a traceback shows a KeyError's key as its repr
+            return type(e)(ast.literal_eval(message))
+        return type(e)(message)
+    except Exception:
+        return e
+
+
+#: The start of the message torch re-raises a data worker's exception with.
+_CAUGHT = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\n")
+
+
+def worker_message(text: str) -> str | None:
+    """The message of the exception a data worker raised, from the text torch re-raises it with; None for
+    any other text.  Of chained exceptions, the last one's."""
+    if not _CAUGHT.match(text):
+        return None
+    lines = text.splitlines()
+    starts = [k for k, line in enumerate(lines) if line.endswith("Traceback (most recent call last):")]
+    if not starts:
+        return None
+    for k in range(starts[-1] + 1, len(lines)):
+        if lines[k] and not lines[k][0].isspace():  # the last entry, after the indented frames
+            name, colon, message = "\n".join(lines[k:]).partition(": ")
+            return message if colon and " " not in name else name
+    return None
 
 
 def kill_workers(it: Iterable) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -24,10 +25,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     A crash or kill while writing never leaves a half-written ``path``, and an
-    existing file is only ever replaced by a complete new one.  The result gets
-    the replaced file's permissions, or the umask's default for a new file.
-    Temporary files are named ``.<name>.<random>.part`` (see :func:`remove_stale_parts`).
-    An ``OSError`` names ``path``, never the temporary file.
+    existing file is only ever replaced by a complete new one.  The temporary
+    file is created new (``mkstemp``: never an existing name, never through a
+    link) and the rename replaces the name ``path`` itself: a symbolic or hard
+    link at ``path`` is replaced, what it points to is left as it was.  The
+    result gets the replaced regular file's permissions, or the umask's default
+    for a new file (a link's target lends it nothing).  Temporary files are
+    named ``.<name>.<random>.part`` (see :func:`remove_stale_parts`).  An
+    ``OSError`` names ``path``, never the temporary file.
     """
     path = Path(path)
     try:
@@ -40,16 +45,104 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
         try:
             yield tmp
         except OSError as e:
-            if e.filename == tmp or e.filename is None:
+            if _about_the_output(e, tmp):
                 raise OSError(e.errno, e.strerror or first_line(e), str(path)) from None
             raise
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)
+        os.chmod(tmp, _replaced_mode(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: Errors of writing that concern the file written, whichever file an error names.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _about_the_output(e: OSError, tmp: str) -> bool:
+    """Whether ``e`` concerns the temporary output file: it names it, names nothing, or is a full disk.
+
+    ``shutil.copyfile`` names the source of a copy that filled the disk first
+    (``filename``) and the destination second (``filename2``).
+    """
+    return e.filename in (tmp, None) or (e.filename2 == tmp and e.errno in _WRITE_ERRORS)
+
+
+def _replaced_mode(path: Path) -> int:
+    """The permissions of the regular file at ``path`` (not following a link), or the umask's default."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o777
+    except OSError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: :func:`open_own_file`'s modes, as ``open()`` spells them: empty it, append to it, read and write it as it is.
+_OWN_FILE_FLAGS = {"w": os.O_WRONLY, "a": os.O_WRONLY | os.O_APPEND, "r+": os.O_RDWR}
+
+
+def open_own_file(path: str | os.PathLike, mode: str = "w") -> int:
+    """Open ``path`` for writing as a file of its own, never through a link; a file descriptor.
+
+    For the files the tools write in place (a lock, rows appended as they
+    come) rather than through :func:`atomic_write`.  A symbolic link at
+    ``path``, or a file that has other names too (a hard link), is not
+    written through: the name is removed (the link, never what it points to)
+    and a new file is created in its place.  A regular file of its own is
+    kept: emptied (``mode`` "w"), written at its end ("a") or read and
+    written as it is ("r+"); a missing one is created.  A folder, FIFO,
+    device or socket raises :class:`NotARegularFile` without blocking.  The
+    checks are made on the opened descriptor (``O_NOFOLLOW``): a link swapped
+    in meanwhile is refused by the kernel, not missed.
+    """
+    flags = (_OWN_FILE_FLAGS[mode] | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    for _ in range(8):  # each round removes one link: only a racing writer makes a second round
+        try:
+            _refuse_special_name(path)
+            fd = os.open(path, flags, 0o666)
+        except OSError as e:
+            if e.errno != errno.ELOOP:  # ELOOP: a symbolic link, which O_NOFOLLOW does not open
+                raise
+            _unlink_name(path)
+            continue
+        try:
+            st = os.fstat(fd)
+            _refuse_special(st.st_mode)
+            own = st.st_nlink <= 1
+            if own:
+                os.set_blocking(fd, True)
+                if mode == "w":
+                    os.ftruncate(fd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        if own:
+            return fd
+        os.close(fd)  # one name of a file that has others: a file of our own instead
+        _unlink_name(path)
+    raise OSError(errno.ELOOP, "keeps being replaced by a link while it is opened", os.fspath(path))
+
+
+def _refuse_special_name(path: str | os.PathLike) -> None:
+    """Refuse a folder, FIFO, device or socket at ``path`` before opening it (a link is fine: it goes)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISLNK(st.st_mode):
+        _refuse_special(st.st_mode)
+
+
+def _unlink_name(path: str | os.PathLike) -> None:
+    """Remove the name ``path`` (a link), not what it points to; already gone is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 #: :func:`atomic_write`'s temporary names: ``.<name>.<mkstemp's random characters>.part``.
@@ -108,18 +201,47 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`, synced to disk before the rename.
 
-    torch reports a full disk as a ``RuntimeError`` from its zip writer; it is
-    raised here as the ``OSError`` it is, naming ``path``.
+    torch's zip writer turns the ``OSError`` of a failed write (a full disk)
+    into a ``RuntimeError`` ("unexpected pos …") without its cause: the
+    writes go through :class:`_Writes`, which keeps it, and it is raised as
+    the ``OSError`` it is, naming ``path``.
     """
     import torch
 
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        writes = _Writes(f)
         try:
-            torch.save(obj, f)
+            torch.save(obj, writes)
             f.flush()
             os.fsync(f.fileno())
         except RuntimeError as e:
-            raise OSError(f"cannot write ({first_line(e)})") from None
+            if writes.error is not None:
+                raise OSError(writes.error.errno, writes.error.strerror, str(path)) from None
+            raise OSError(errno.EIO, f"cannot write ({first_line(e)})", str(path)) from None
+
+
+def save_image_atomic(image: Any, path: str | os.PathLike, fmt: str, **options: Any) -> None:
+    """A Pillow image saved in format ``fmt`` through :func:`atomic_write`."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        image.save(f, format=fmt, **options)
+
+
+class _Writes:
+    """A binary file's ``write`` that keeps the ``OSError`` it raised (see :func:`save_torch_atomic`)."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 class NotARegularFile(ToolError):
@@ -270,13 +392,26 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     if path.is_dir():
         raise ToolError(f"{what} {path} is a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
+        _create_in(path.parent, path.name)
     except OSError as e:
         raise ToolError(f"cannot write {what} {path}: {e.strerror or first_line(e)}") from None
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """Refuse, before any work, a folder in which no file can be created (read-only, not ours, full)."""
+    try:
+        _create_in(Path(folder), "probe")
+    except OSError as e:
+        raise ToolError(f"cannot write into {what} {folder}: {e.strerror or first_line(e)}") from None
+
+
+def _create_in(folder: Path, name: str) -> None:
+    """Create ``folder`` if need be and a temporary file in it (as :func:`atomic_write` would), then remove it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

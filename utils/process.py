@@ -1,4 +1,5 @@
-"""Process tuning: memory reuse, a library's import-time warnings, waiting for a device."""
+"""Process tuning and state: memory reuse and running out of it, a library's import-time warnings, waiting for
+a device."""
 
 from __future__ import annotations
 
@@ -17,6 +18,22 @@ def quiet_compressai_warnings() -> None:
     first (pytest.ini filters it for the tests).
     """
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+
+#: How allocators word a failed allocation: CUDA's caching allocator, torch's CPU allocator, errno 12.
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's OutOfMemoryError, or a RuntimeError in an allocator's
+    words (torch's CPU allocator raises one; so does a data worker's re-raised error)."""
+    if isinstance(e, MemoryError):
+        return True
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    return isinstance(e, RuntimeError) and any(s in str(e).lower() for s in _OUT_OF_MEMORY)
 
 
 def synchronize(device: torch.device) -> None:

@@ -86,7 +86,10 @@ def test_file_damaged_after_its_header_is_replaced_and_warned_once(tmp_path: Pat
         warnings.simplefilter("always")
         first, again = ds[0], ds[0]
     assert torch.equal(first, ds[1]) and torch.equal(again, ds[1])  # the next readable image
-    assert len([w for w in caught if "bad.png" in str(w.message)]) == 1
+    assert [str(w.message) for w in caught] == [f"skipping unreadable image {bad}: not a readable image (OSError)"]
+    with pytest.warns(UserWarning), pytest.raises(DatasetError) as e:
+        PatchDataset([bad, bad], (128, 128), train=False)[0]
+    assert str(e.value) == f"none of the 2 test images can be read (the last, {bad}: not a readable image (OSError))"
 
 
 def test_random_crops_depend_on_seed_epoch_and_index_only(tmp_path: Path):

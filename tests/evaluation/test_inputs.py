@@ -60,7 +60,7 @@ def test_names_are_unique(tmp_path):
 @pytest.mark.parametrize("name, expected", [
     ("mse_lambda_0.05.pth.tar", (0.05, "mse")),
     ("runs/ms-ssim_lambda_8.73/checkpoint_best.pth.tar", (8.73, "ms-ssim")),
-    ("tcm-demo-mse-0.013-a9574cd6.pth.tar", (0.013, "mse")),
+    ("tcm-demo-mse-0.013-34b03bc4.pth.tar", (0.013, "mse")),
     ("model.pth", (None, None)),
 ])
 def test_lambda_read_off_a_name(name, expected):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from evaluation.plots import plot_rd
@@ -11,17 +12,69 @@ from tests.helpers import REFERENCE, rd_doc, require
 ANCHORS = REFERENCE / "anchors" / "kodak"
 
 
-def test_plot_draws_both_panels_from_anchor_files(tmp_path):
-    vtm = read_results(require(ANCHORS / "vtm.json"))
-    paper = read_results(require(ANCHORS / "paper-tcm-large_mse.json"))  # PSNR only
-    mine = rd_doc("TCM (this run)", [0.2, 0.4, 0.8], [30.0, 33.0, 36.0], [0.95, 0.975, 0.99])
+def test_the_plot_shows_each_curve_on_the_panels_it_has_data_for(tmp_path, monkeypatch):
+    """What is drawn, read back from matplotlib's objects: each curve's points, in dB on the MS-SSIM panel,
+    a curve without MS-SSIM on the PSNR panel only, the evaluated curve solid and thick, codecs dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # plot_rd closes its figure: keep it to read
+    mine = rd_doc("TCM (this run)", [0.8, 0.2, 0.4], [36.0, 30.0, 33.0], [0.99, 0.95, 0.975])
+    vtm = rd_doc("VTM-17.0", [0.1, 0.5, 1.0], [29.0, 34.0, 37.0], [0.9, 0.99, 0.999])
+    paper = rd_doc("TCM-Large (paper)", [0.15, 0.6], [30.5, 35.5])  # PSNR only
     out = tmp_path / "rd.png"
     plot_rd([mine, vtm, paper], out, title="kodak", measured=1)
-    img = Image.open(out)
-    assert img.size[0] > img.size[1] > 300
-    # Two panels with drawn curves: the image is far from a blank canvas.
-    extrema = img.convert("L").getextrema()
-    assert extrema[0] < 100
+    fig, = drawn
+    psnr_panel, ssim_panel = fig.axes
+    psnr = {line.get_label(): line for line in psnr_panel.lines}
+    ssim = {line.get_label(): line for line in ssim_panel.lines}
+    assert list(psnr) == ["TCM (this run)", "VTM-17.0", "TCM-Large (paper)"] and list(ssim) == list(psnr)[:2]
+    assert psnr["TCM (this run)"].get_xydata().tolist() == [[0.2, 30.0], [0.4, 33.0], [0.8, 36.0]]  # in rate order
+    assert psnr["TCM-Large (paper)"].get_xydata().tolist() == [[0.15, 30.5], [0.6, 35.5]]
+    # -10 log10(1 - MS-SSIM): 0.95 -> 13.01 dB, 0.9 -> 10 dB, 0.99 -> 20 dB, 0.999 -> 30 dB
+    assert ssim["TCM (this run)"].get_ydata() == pytest.approx([13.0103, 16.0206, 20.0], abs=1e-4)
+    assert ssim["VTM-17.0"].get_ydata() == pytest.approx([10.0, 20.0, 30.0])
+    assert [psnr[n].get_linestyle() for n in psnr] == ["-", "--", "-"]  # VTM is a classical codec
+    assert psnr["TCM (this run)"].get_linewidth() > psnr["VTM-17.0"].get_linewidth()
+    assert [t.get_text() for t in psnr_panel.get_legend().get_texts()] == list(psnr)
+    assert [t.get_text() for t in fig.texts] == ["kodak"]  # the title
+    assert psnr_panel.get_xlabel() == "Rate [bpp]" and ssim_panel.get_ylabel() == "MS-SSIM (RGB) [dB]"
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (13 * 110, int(5.5 * 110))
+    plt.close(fig)
+
+
+def test_a_panel_no_curve_has_data_for_says_so(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    plot_rd([rd_doc("TCM", [0.2, 0.4], [30.0, 33.0])], tmp_path / "rd.png")
+    fig, = drawn
+    assert len(fig.axes[1].lines) == 0 and [t.get_text() for t in fig.axes[1].texts] == ["no curve has this metric"]
+    plt.close(fig)
+
+
+def test_the_published_anchors_plot(tmp_path, monkeypatch):
+    """The anchor files in ../shared: each curve drawn with every point it has."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vtm = read_results(require(ANCHORS / "vtm.json"))
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    plot_rd([vtm], tmp_path / "rd.png", title="kodak", measured=0)
+    line, = drawn[0].axes[0].lines
+    assert line.get_label() == vtm["name"] and len(line.get_xdata()) == len(vtm["results"]["bpp"])
+    plt.close(drawn[0])
 
 
 def test_the_axes_frame_the_evaluated_curve():

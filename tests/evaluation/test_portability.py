@@ -9,8 +9,8 @@ import torch
 
 from datasets import to_tensor
 from evaluation.portability import (CONFIGS, boundary_margins, coding_cost, configuration, decode, decoder_parameters,
-                                    encode, kernel_policy_of, mismatch_table)
-from layers.config import KernelPolicy, get_kernel_policy
+                                    configured, encode, kernel_policy_of, mismatch_table)
+from layers.config import DEFAULT_KERNELS, KernelPolicy, kernels_of
 from models.coding import Coder, CodingMode
 from tests.helpers import codec_checkpoint, synthetic_photo, tiny_tcm
 
@@ -43,51 +43,46 @@ def test_bfloat16_and_float32_decoders_both_decode_either_encoders_files(setup):
             assert set(decode(str(ck), files, "1-thread", CodingMode("float64", dec)).values()) == {"ok"}, (enc, dec)
 
 
-def test_the_nchw_configuration_is_a_kernel_policy_set_and_restored():
-    """A configuration sets threads, oneDNN and the kernel policy (layers.config) for its block only."""
+def test_a_configuration_sets_its_process_settings_for_its_block_and_rebuilds_copies_to_its_policy():
+    """Threads and oneDNN for the block only; the kernel policy (layers.config) on a rebuilt copy of the model."""
     assert kernel_policy_of(CONFIGS["nchw"]) == KernelPolicy(channels_last=False)
     assert kernel_policy_of(CONFIGS["same"]) == kernel_policy_of(CONFIGS["1-thread"]) == KernelPolicy()
-    before = (torch.get_num_threads(), torch.backends.mkldnn.enabled, get_kernel_policy())
+    before = (torch.get_num_threads(), torch.backends.mkldnn.enabled)
     with configuration(CONFIGS["1-thread-onednn-off-nchw"]):
         assert torch.get_num_threads() == 1 and not torch.backends.mkldnn.enabled
-        assert get_kernel_policy() == KernelPolicy(channels_last=False)
-    assert (torch.get_num_threads(), torch.backends.mkldnn.enabled, get_kernel_policy()) == before
+    assert (torch.get_num_threads(), torch.backends.mkldnn.enabled) == before
+    net = tiny_tcm(seed=3)
+    nchw = configured(net, CONFIGS["nchw"])
+    assert kernels_of(nchw) == {KernelPolicy(channels_last=False)} and kernels_of(net) == {DEFAULT_KERNELS}
 
 
-def test_boundary_margins_reads_the_decoders_parameters_through_the_slice_hook(monkeypatch):
+def test_boundary_margins_reads_the_decoders_parameters():
     net = tiny_tcm(seed=3).eval()
     net.update(force=True)
     x = to_tensor(synthetic_photo(128, 128, seed=21))
     coder = Coder(net, CodingMode.PORTABLE)
     encoded = coder.compress(x)
     means, scales = decoder_parameters(coder, encoded)
-    seen: list = []  # what the real decoder computes for the same strings
-    original = net.code_slices
-
-    def recording(z_hat, code_slice, nets=None):
-        def record(i, mu, scale):
-            seen.append((mu.double().cpu(), scale.double().cpu()))
-            return code_slice(i, mu, scale)
-        return original(z_hat, record, nets)
-
-    monkeypatch.setattr(net, "code_slices", recording)
-    coder.decompress(encoded["strings"], encoded["shape"])
-    monkeypatch.undo()
-    assert len(seen) == len(means) == len(scales) == net.num_slices
-    assert all(torch.equal(m, a) and torch.equal(s, b) for (a, b), m, s in zip(seen, means, scales))
+    # what the real decoder computes from the real streams
+    seen = coder.decode_latents(encoded["strings"], encoded["shape"], keep_parameters=True)
+    assert torch.equal(seen["symbols"]["y"], encoded["symbols"]["y"])
+    assert len(seen["means"]) == len(means) == len(scales) == net.num_slices
+    assert all(torch.equal(m.double(), a) and torch.equal(s.double(), b)
+               for m, s, a, b in zip(seen["means"], seen["scales"], means, scales))
     out = boundary_margins(net, x, ["same", "nchw"], entropy="float64")
     assert out["elements"] == net.M * 8 * 8 and 0 <= out["share_within_1e-3"] <= 1
     same, nchw = out["configs"]["same"], out["configs"]["nchw"]
     assert same["max_relative_scale_move"] == 0.0 and same["max_mean_move"] == 0.0  # one configuration, twice
     assert nchw["max_relative_scale_move"] < 1e-12  # float64 arithmetic
-    assert get_kernel_policy() == KernelPolicy()
+    assert kernels_of(net) == {DEFAULT_KERNELS}  # the model itself is never rebuilt
 
 
 @pytest.mark.slow
 def test_coding_cost_times_every_mode_on_every_image(setup):
     ck, images, _ = setup
     cost = coding_cost(str(ck), images[:2], CodingMode.all())
-    assert list(cost) == ["float32/float32", "float32/bfloat16", "float64/float32", "float64/bfloat16"]
+    assert list(cost) == ["float32/float32", "float32/bfloat16", "float64/float32", "float64/bfloat16", "int8/float32",
+                          "int8/bfloat16"]
     for times in cost.values():
         assert set(times) == {"encode", "decode"} and all(0 < t < 60 for t in times.values())
 
@@ -109,13 +104,3 @@ def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["images"] == 1 and saved["coding"] == ["float32/float32", "float64/float32"]
     assert set(saved["models"][ck.name]["float64/float32"]) == {"encode", "decode"}
-
-
-def test_portability_cli_refuses_another_spelling(capsys):
-    import portability
-
-    with pytest.raises(SystemExit) as e:
-        portability.main(["--random", "s", "--coding", "portable-bf16"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1
-    assert err[0].startswith("portability.py: error: argument --coding: coding mode 'portable-bf16': choose from")

@@ -207,3 +207,35 @@ def test_a_light_report_keeps_the_crops_lossless_and_the_full_views_small(tmp_pa
         assert files == 5 and size == sum(f.stat().st_size for f in shown_files)
     assert views["light", "original"] * 3 < views["full", "original"]
     assert "--report-format full" in (tmp_path / "light" / "index.html").read_text()
+
+
+def test_images_that_share_a_stem_keep_their_own_pictures(tmp_path):
+    """x.png and x.jpg (and a/y.png, b/y.png, "a b.png", "a_b.png"): a file each, each heading its own pictures."""
+    from evaluation.report import write_report
+    from evaluation.results import results_document
+    from evaluation.visuals import Visuals, file_stems
+
+    names = ["x.png", "x.jpg", "a/y.png", "b/y.png", "a b.png", "a_b.png", "X.png", "z.png"]
+    stems = file_stems(names)
+    assert stems["z.png"] == "z" and stems["x.png"] == "x-png" and stems["x.jpg"] == "x-jpg"
+    assert len({s.lower() for s in stems.values()}) == len(names)  # apart on a case-insensitive disk too
+    assert file_stems(names) == stems  # a resumed run finds the same files
+    images = {n: synthetic_photo(64, 64, seed=50 + k) for k, n in enumerate(names[:2])}
+    v = Visuals(recon=str(tmp_path / "recon"), report=str(tmp_path / "report"), report_format="full",
+                image_names=list(images))
+    for name, img in images.items():
+        bits = np.zeros((128, 128), dtype=np.float32)
+        row = {"bpp": 0.5, "psnr-rgb": 30.0, "bits-y": 1.0, "bits-z": 1.0}
+        v.add_model("ck", name, img, row, {"x_hat": img, "padding": (32, 32, 32, 32), "bits_y": bits, "bits_z": bits})
+    kept = sorted((tmp_path / "recon" / "ck").iterdir())
+    assert [p.name for p in kept] == ["x-jpg.png", "x-png.png"]
+    for path, name in zip(kept, ("x.jpg", "x.png")):
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(images[name]))
+    page = write_report(v, results_document("m", "", [{"checkpoint": "ck", "bpp": 0.5, "psnr-rgb": 30.0}]), {}, [],
+                        None).read_text()
+    for name, img in images.items():
+        section = page.split(f"<h3>{name}</h3>")[1].split("<h3>")[0]
+        shown = re.findall(r'<img src="([^"]+)"', section)
+        assert len(shown) >= 4  # original and reconstruction, their crops
+        for src in shown[:2]:  # the full views under this heading are this image's
+            assert np.array_equal(np.asarray(Image.open(tmp_path / "report" / src).convert("RGB")), np.asarray(img))

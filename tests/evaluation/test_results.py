@@ -61,6 +61,10 @@ def test_read_results_refuses_bad_files_in_one_line(tmp_path):
     ({"bpp": [0.1, 0.2], "ms-ssim-rgb": [0.9, 0.95]}, "no 'psnr-rgb'"),
     ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, None]}, "fewer than two points"),
     ({"bpp": [0.1], "psnr-rgb": [30.0]}, "fewer than two points"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 10**400]}, "'psnr-rgb' holds 100000000"),  # beyond float's range
+    ({"bpp": [0.1, 10**400], "psnr-rgb": [30.0, 32.0]}, "'bpp' holds 100000000"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0], "ms-ssim-rgb": [0.9, 1.5]}, "'ms-ssim-rgb' holds 1.5, outside 0..1"),
+    ({"bpp": [0.1, 0.2], "psnr-rgb": [30.0, 32.0], "ms-ssim-rgb": [-0.2, 0.9]}, "'ms-ssim-rgb' holds -0.2, outside"),
 ])
 def test_read_results_checks_every_value_an_anchor_is_used_with(tmp_path, results, message):
     bad = tmp_path / "anchor.json"
@@ -83,3 +87,46 @@ def test_read_results_refuses_a_deeply_nested_file_and_a_name_that_is_no_string(
     ok.write_text(json.dumps({"results": {"bpp": [0.1, 0.2, 0.4], "psnr-rgb": [30, 32.0, None],
                                           "ms-ssim-rgb": [None, 0.95, 0.97], "encoding_time": ["n/a"] * 3}}))
     assert read_results(ok)["name"] == "ok"  # integers, nulls, and keys no comparison reads are fine
+
+
+def test_read_results_refuses_what_is_not_a_file_or_too_large_without_waiting_or_reading_it(tmp_path, monkeypatch):
+    """A FIFO would be waited on for ever and /dev/zero read until memory runs out; an integer of 5000 digits
+    is past json's limit; a name is printed, so no line break or terminal escape."""
+    import os
+
+    import evaluation.results as results
+
+    os.mkfifo(tmp_path / "fifo.json")
+    with pytest.raises(RDError, match=r"fifo.json is a FIFO \(named pipe\), not a regular file$"):
+        read_results(tmp_path / "fifo.json")
+    with pytest.raises(RDError, match="^results file /dev/zero is a character device, not a regular file$"):
+        read_results("/dev/zero")
+    digits = tmp_path / "digits.json"
+    digits.write_text('{"results": {"bpp": [1, 2], "psnr-rgb": [' + "9" * 5000 + ", 30]}}")
+    with pytest.raises(RDError, match="a number too long to be a rate or a quality$"):
+        read_results(digits)
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"name": "VTM\n\x1b[2Jcleared", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30, 31]}}))
+    with pytest.raises(RDError, match="'name' holds control characters"):
+        read_results(named)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"results": {"bpp": [0.1, 0.2], "psnr-rgb": [30, 31]}, "per_image": "x" * 2000}))
+    monkeypatch.setattr(results, "MAX_RESULTS_BYTES", 1024)
+    with pytest.raises(RDError, match="larger than 0 MiB: not a results file"):
+        read_results(big)
+
+
+def test_anchors_named_alike_stay_apart(tmp_path, capsys):
+    """Two anchors named VTM (two datasets' files), one named like a baseline: each its own curve and BD line."""
+    from evaluation.results import distinct_names
+
+    docs = [{"name": "VTM", "results": {}}, {"name": "VTM", "results": {}}, {"name": "JPEG (Pillow)", "results": {}},
+            {"name": "HM", "results": {}}]
+    files = ["kodak/vtm.json", "clic/vtm.json", "jpeg.json", "hm.json"]
+    named = distinct_names(docs, files, taken=["TCM", "JPEG (Pillow)"])
+    assert [d["name"] for d in named] == ["VTM", "VTM (vtm.json)", "JPEG (Pillow) (jpeg.json)", "HM"]
+    assert [d["name"] for d in distinct_names(docs[:2] * 2, files[:2] * 2)] == [
+        "VTM", "VTM (vtm.json)", "VTM (vtm.json, 2)", "VTM (vtm.json, 3)"]  # the same files given twice
+    assert docs[1]["name"] == "VTM"  # the documents read are left as they were
+    assert capsys.readouterr().err.splitlines()[0] == "note: clic/vtm.json is named 'VTM' like an earlier curve: " \
+                                                      "shown as 'VTM (vtm.json)'"

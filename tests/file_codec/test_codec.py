@@ -52,7 +52,7 @@ def test_tiles_are_the_models_bitstream_and_reconstruction(tcm, entropy, padding
     CPUs, so each is compared with itself.
     """
     image = noise_image(100, 200, seed=3)
-    data = Codec(tcm.net, tcm.weights_id, tile=128, entropy=entropy, padding=padding).encode(image)
+    data = Codec(tcm.net, tcm.weights_id, tile=128, mode=f"{entropy}/float32", padding=padding).encode(image)
     header, streams = container.parse(data)
     assert (header.height, header.width, header.tile, header.entropy) == (100, 200, 128, entropy)
     assert container.PADDING_NAMES[header.padding_mode] == padding
@@ -82,26 +82,55 @@ def test_weights_id_ignores_file_format(tmp_path, tcm, small):
 def test_drifted_decoder_reports_a_mismatch(tcm, small):
     drifted = copy.deepcopy(tcm.net)
     with torch.no_grad():  # a decoder whose scale arithmetic differs from the encoder's
-        drifted.cc_scale_transforms[2][-1].bias.add_(0.5)
+        drifted.entropy_model.cc_scale_transforms[2][-1].bias.add_(0.5)
     with pytest.raises(CodecError, match="latent checksum mismatch"):
         Codec(drifted, tcm.weights_id).decode(small[1])
 
 
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def version_1_file(weights: bytes, height: int, width: int, tile: int, streams: list, latent_crc: int) -> bytes:
+    """A version-1 file byte by byte as file_codec/container.py's docstring lays it out, without the writer:
+    magic, version 1, weights id, height and width (LEB128), centred padding top and left, tile / 128, each
+    tile's z and y lengths (LEB128), the latent crc, the file crc (CRC-32 of all bytes above and the payload),
+    then each tile's z and y streams."""
+    import struct
+    import zlib
+
+    padded = lambda side: -(-side // 128) * 128  # noqa: E731
+    head = b"TCM\x89" + bytes([1]) + weights + _leb128(height) + _leb128(width)
+    head += bytes([(padded(height) - height) // 2, (padded(width) - width) // 2, tile // 128])
+    head += b"".join(_leb128(len(z)) + _leb128(len(y)) for z, y in streams) + struct.pack(">I", latent_crc)
+    payload = b"".join(z + y for z, y in streams)
+    return head + struct.pack(">I", zlib.crc32(head + payload)) + payload
+
+
 def test_a_version_1_file_still_decodes_as_before(tcm):
-    """Version 1 (no tables id, float32 path): the bytes the previous codec wrote for the same streams."""
-    image = noise_image(40, 70, seed=12)
-    float32 = Codec(tcm.net, tcm.weights_id, entropy="float32", version=2)
-    header, streams = container.parse(float32.encode(image))
-    v1 = container.pack(container.Header(header.weights_id, header.height, header.width, header.pad_top,
-                                          header.pad_left, header.tile, latent_crc=header.latent_crc, version=1),
-                        streams)
-    assert v1[4] == 1 and container.header_size(container.parse(v1)[0]) == container.header_size(header) - 5
-    assert tcm.decode(v1).tobytes() == float32.decode(float32.encode(image)).tobytes()
+    """Version 1 (no tables id, no entropy byte: the float32 path): a file laid out by hand from the documented
+    layout, in two tiles, decodes to the image its streams hold; a damaged byte is refused."""
+    image = noise_image(40, 200, seed=12)
+    float32 = Codec(tcm.net, tcm.weights_id, tile=128, mode=CodingMode.PUBLISHED, version=2)
+    v2 = float32.encode(image)
+    header, streams = container.parse(v2)
+    assert len(streams) == 2
+    v1 = version_1_file(tcm.weights_id, 40, 200, 128, streams, header.latent_crc)
+    parsed = container.parse(v1)[0]
+    assert (parsed.version, parsed.entropy, parsed.tables_id, parsed.lengths) == (1, "float32", b"", header.lengths)
+    assert tcm.decode(v1).tobytes() == float32.decode(v2).tobytes()
+    with pytest.raises(CodecError, match="^latent checksum mismatch"):  # the latent crc is checked
+        tcm.decode(version_1_file(tcm.weights_id, 40, 200, 128, streams, header.latent_crc ^ 1))
 
 
 def test_float64_and_float32_files_say_which_entropy_arithmetic_made_them(tcm):
     image = noise_image(40, 70, seed=13)
-    float64, float32 = tcm.encode(image), Codec(tcm.net, tcm.weights_id, entropy="float32").encode(image)
+    float64, float32 = tcm.encode(image), Codec(tcm.net, tcm.weights_id, mode=CodingMode.PUBLISHED).encode(image)
     assert container.parse(float64)[0].entropy == "float64" and container.parse(float32)[0].entropy == "float32"
     assert (float64[15], float32[15]) == (1, 0)  # the entropy path byte: 1 float64, 0 float32, as before
     for data in (float64, float32):  # each decodes with the arithmetic its header names
@@ -160,7 +189,7 @@ def wide(tcm) -> tuple[Codec, bytes]:
     model's; and the z stream of a 128x128 tile it coded."""
     net = copy.deepcopy(tcm.net)
     with torch.no_grad():
-        for transform in net.cc_scale_transforms:
+        for transform in net.entropy_model.cc_scale_transforms:
             transform[-1].bias.add_(3.0)
     codec = Codec(net, tcm.weights_id)
     (z, _), = container.parse(codec.encode(noise_image(128, 128, seed=4)))[1]
@@ -170,22 +199,19 @@ def wide(tcm) -> tuple[Codec, bytes]:
 @pytest.mark.parametrize("version", [2, 3])
 def test_a_real_z_stream_with_a_crafted_y_stream_stops_in_the_first_slice(wide, tile_decodes, monkeypatch, version):
     wide, z = wide
-    net = wide.net
     rng = random.Random(version)
     data = crafted(wide, 256, 384, lambda k: (z, rng.randbytes(12)), version)
-    slices = []
-    original = net.code_slices
+    reads = []
+    original = codec_module.BoundedStream.decode_stream
 
-    def counting(z_hat, code_slice, nets=None):
-        def counted(i, mu, scale):
-            slices.append(i)
-            return code_slice(i, mu, scale)
-        return original(z_hat, counted, nets)
+    def counting(reader, *args):
+        reads.append(reader.name)
+        return original(reader, *args)
 
-    monkeypatch.setattr(net, "code_slices", counting)
+    monkeypatch.setattr(codec_module.BoundedStream, "decode_stream", counting)
     with pytest.raises(CodecError, match=r"^tile 1 of 6: its y stream ends before its symbols do, in slice 1 of 5"):
         wide.decode(data)
-    assert tile_decodes == [(128, 128)] and slices == [0]
+    assert tile_decodes == [(128, 128)] and reads == ["z", "y"]  # the whole z, then y's first slice only
 
 
 def test_streams_that_no_rans_coder_writes_are_refused_before_any_decoding(tcm, tile_decodes):
@@ -214,17 +240,18 @@ def _edit(data: bytes, pos: int, value: int) -> bytes:
     return refix_crc(data[:pos] + bytes([value]) + data[pos + 1 :], container.header_size(container.parse(data)[0]))
 
 
-#: Version 3's header bytes: magic 4, version 1, weights id 6, tables id 4, then these.
+#: Version 3's and 4's header bytes: magic 4, version 1, weights id 6, tables id 4, then these.
 PATH_BYTE, PADDING_BYTE, HEIGHT_BYTE = 15, 16, 17
 
 
 @pytest.mark.parametrize("edit,value", [("height", 19), ("entropy path", container.ENTROPY_BYTES["float32"]),
                                         ("padding", container.PAD_ZERO), ("tile", 8)])
-def test_a_version_3_header_edit_that_keeps_a_valid_geometry_is_refused(tcm, small, tile_decodes, edit, value):
+def test_a_header_edit_that_keeps_a_valid_geometry_is_refused(tcm, small, tile_decodes, edit, value):
     """20 -> 19 rows keeps the centred padding (54 rows above); the path, padding and tile bytes are
     plausible values: only the tile crc, which covers the header, tells."""
     data = small[1]
-    assert (data[4], data[HEIGHT_BYTE], data[PATH_BYTE], data[PADDING_BYTE]) == (3, 20, 1, container.PAD_REPLICATE)
+    assert (data[4], data[HEIGHT_BYTE], data[PATH_BYTE], data[PADDING_BYTE]) == (container.VERSION, 20, 1,
+                                                                                 container.PAD_REPLICATE)
     pos = {"height": HEIGHT_BYTE, "entropy path": PATH_BYTE, "padding": PADDING_BYTE,
            "tile": len(container.fixed_part(container.parse(data)[0])) - 1}[edit]
     edited = _edit(data, pos, value)

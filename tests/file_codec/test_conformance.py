@@ -39,11 +39,11 @@ def conforms(codec: Codec, stream: Path, expected: Path, bfloat16_min_psnr: floa
     """The three criteria, for one stream: bit-exact symbols, float32 transforms within 1, bfloat16 above a PSNR."""
     data = stream.read_bytes()
     want = np.asarray(Image.open(expected).convert("RGB"))
-    float32 = np.asarray(replace(codec, transforms="float32").decode(data))  # CodecError on a latent checksum mismatch
+    float32 = np.asarray(replace(codec, mode=CodingMode.parse("float64/float32")).decode(data))  # CodecError on a latent checksum mismatch
     assert float32.shape == want.shape, stream.name
     worst = int(np.abs(float32.astype(np.int16) - want).max())
     assert worst <= 1, f"{stream.name}: a float32 decode differs from the encoder machine's by {worst} levels"
-    bfloat16 = np.asarray(replace(codec, transforms="bfloat16").decode(data))
+    bfloat16 = np.asarray(replace(codec, mode=CodingMode.parse("float64/bfloat16")).decode(data))
     quality = psnr_8bit(bfloat16, want)
     assert quality >= bfloat16_min_psnr, f"{stream.name}: bfloat16 decode at {quality:.1f} dB of the float32 one"
 
@@ -93,15 +93,17 @@ def own_codec() -> Codec:
 def test_streams_kept_in_the_repository_conform(own_codec, entry):
     stream = OWN / entry["stream"]
     header, _ = container.parse(stream.read_bytes())
-    assert (header.version, header.entropy, len(header.lengths)) == (entry["version"], "float64", entry["tiles"])
+    assert (header.version, header.entropy, len(header.lengths)) == (entry["version"], entry.get("entropy", "float64"),
+                                                                      entry["tiles"])
     assert header.weights_id == own_codec.weights_id
     conforms(own_codec, stream, OWN / entry["decoded_float32"], own_manifest()["bfloat16_min_psnr"])
 
 
-def test_the_repository_set_covers_both_transforms_versions_and_tiles():
+def test_the_repository_set_covers_both_transforms_versions_arithmetics_and_tiles():
     streams = own_manifest()["streams"]
     assert {e["transforms"] for e in streams} == set(CodingMode.TRANSFORMS) == {"float32", "bfloat16"}
-    assert {e["version"] for e in streams} == {2, 3}
+    assert {(e["version"], e["entropy"]) for e in streams} == {(2, "float64"), (3, "float64"), (4, "int8")}
     assert all(e["stream"].endswith(f"-enc-{e['transforms']}.tcm") for e in streams)  # the names say it too
+    assert all(("-int8-" in e["stream"]) == (e["entropy"] == "int8") for e in streams)
     assert any(e["tiles"] > 1 for e in streams) and any(e["tiles"] == 1 for e in streams)
-    assert (OWN / own_manifest()["model"]).stat().st_size <= 1_000_000
+    assert (OWN / own_manifest()["model"]).stat().st_size <= 1_100_000

@@ -79,16 +79,20 @@ def test_a_version_2_header_needs_its_tables_id_and_a_known_path():
 
 
 def test_the_entropy_byte_is_the_coding_modes_entropy():
-    """One map between the byte files carry (unchanged: 0 float32, 1 float64) and CodingMode.entropy."""
+    """One map between the byte files carry (0 float32 and 1 float64 since version 2, 2 int8 since version 4) and
+    CodingMode.entropy."""
     from models.coding import CodingMode
 
-    assert container.ENTROPY_BYTES == {"float32": 0, "float64": 1}
-    assert tuple(container.ENTROPY_BYTES) == CodingMode.ENTROPIES
+    assert container.ENTROPY_BYTES == {"float32": 0, "float64": 1, "int8": 2}
+    assert set(container.ENTROPY_BYTES) == set(CodingMode.ENTROPIES)
     for entropy, byte in container.ENTROPY_BYTES.items():
         data = make_file(entropy=entropy)[2]
         assert data[4 + 1 + container.ID_BYTES + container.TABLES_ID_BYTES] == byte
         assert container.parse(data)[0].entropy == entropy
     assert container.parse(make_file(version=1)[2])[0].entropy == "float32"  # version 1: no byte, float32
+    header, streams, _ = make_file(version=3)
+    with pytest.raises(ValueError, match="format version 3 has no int8"):
+        container.pack(Header(**{**header.__dict__, "entropy": "int8"}), streams)
 
 
 def test_padding_is_what_crop_needs():
@@ -111,7 +115,7 @@ def test_foreign_and_empty(data, message):
         container.parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_other_versions_refused_by_number(version):
     _, _, data = make_file()
     data = data[:4] + bytes([version]) + data[5:]

@@ -32,9 +32,10 @@ def whole_image_encode(codec: Codec, image: Image.Image) -> bytes:
     """The file as the codec wrote it before: the whole image padded in float32, then cut into tiles."""
     width, height = image.size
     x, (left, _, top, _) = PADDINGS[codec.padding](to_tensor(image), 128)
+    entropy = codec.mode.entropy
     header = Header(codec.weights_id, height, width, top, left, codec.tile, version=codec.version,
-                    tables_id=codec.tables_id, entropy=codec.entropy, padding_mode=PADDING_CODES[codec.padding])
-    coder = codec.coder(codec.entropy)
+                    tables_id=codec.tables_id_for(entropy), entropy=entropy, padding_mode=PADDING_CODES[codec.padding])
+    coder = codec.coder(entropy)
     streams, crc = [], 0
     for k, (t, l, th, tw) in enumerate(header.tiles()):
         z, y, symbols = encode_tile(coder, x[..., t : t + th, l : l + tw])
@@ -62,21 +63,26 @@ def small_model() -> Codec:
     return Codec.load(CONFORMANCE / "model.pth.tar")
 
 
-def same_file_and_pixels(model: Codec, height: int, width: int, tile: int, version: int, padding: str) -> None:
-    codec = Codec(model.net, model.weights_id, tile=tile, version=version, padding=padding)
+def same_file_and_pixels(model: Codec, height: int, width: int, tile: int, version: int, padding: str,
+                         entropy: str = "float64") -> None:
+    codec = Codec(model.net, model.weights_id, tile=tile, mode=f"{entropy}/float32", version=version, padding=padding)
     image = noise_image(height, width, seed=height + width)
     data = codec.encode(image)
     assert data == whole_image_encode(codec, image)
     assert np.array_equal(np.asarray(codec.decode(data)), whole_canvas_decode(codec, data))
 
 
-PAIRS = [(3, "replicate"), (3, "zero"), (2, "zero")]
+PAIRS = [(4, "replicate"), (4, "zero"), (3, "replicate"), (2, "zero")]
 
 
 @pytest.mark.parametrize("version,padding", PAIRS)
 def test_tile_by_tile_writes_the_bytes_of_whole_image_padding_and_decodes_its_pixels(small_model, version, padding):
     """Two 128-pixel tiles, the second all but 3 columns of padding on both sides."""
     same_file_and_pixels(small_model, 130, 3, 128, version, padding)
+
+
+def test_tile_by_tile_in_the_int8_entropy_arithmetic(small_model):
+    same_file_and_pixels(small_model, 130, 3, 128, 4, "replicate", entropy="int8")
 
 
 @pytest.mark.slow
@@ -90,10 +96,10 @@ def test_more_tile_layouts_write_the_same_bytes_and_pixels(small_model, version,
 @pytest.mark.slow
 @pytest.mark.parametrize("transforms", ["float32", "bfloat16"])
 def test_the_kept_conformance_streams_decode_to_the_pixels_of_the_whole_canvas(transforms):
-    """Every stored file, versions 2 and 3, one tile or nine, in both transforms: the same pixels as before."""
-    codec = Codec.load(CONFORMANCE / "model.pth.tar", transforms=transforms)
+    """Every stored file, versions 2 to 4, one tile or nine, in both transforms: the same pixels as before."""
+    codec = Codec.load(CONFORMANCE / "model.pth.tar", f"float64/{transforms}")
     streams = sorted((CONFORMANCE / "streams").glob("*.tcm"))
-    assert len(streams) == 12
+    assert len(streams) == 18
     for stream in streams:
         data = stream.read_bytes()
         assert np.array_equal(np.asarray(codec.decode(data)), whole_canvas_decode(codec, data)), stream.name

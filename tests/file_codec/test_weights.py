@@ -112,3 +112,48 @@ def test_an_unwritable_index_only_costs_time(places, checkpoints, tmp_path, monk
     wanted = Codec.load(checkpoints[0]).weights_id
     assert WeightsFinder(loader([])).codec_for(wanted).weights_id == wanted
     assert locate(wanted).file is None and locate(wanted).unchecked == 1
+
+
+def _damage_a_table(src: Path, dst: Path) -> None:
+    """A copy of ``src`` with one bit flipped in the data of an entropy table (a buffer: the weights id,
+    over the parameters, is unchanged), its CRC left as it was: what a bad disk or copy does."""
+    import struct
+    import zipfile
+
+    import torch
+
+    keys = list(torch.load(src, weights_only=True))
+    storage = max(i for i, k in enumerate(keys) if k.endswith("_quantized_cdf"))  # saved in the keys' order
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        part = next(i for i in z.infolist() if i.filename.endswith(f"/data/{storage}"))
+    name_length, extra_length = struct.unpack_from("<HH", data, part.header_offset + 26)
+    data[part.header_offset + 30 + name_length + extra_length + part.file_size // 2] ^= 0x04
+    dst.write_bytes(data)
+
+
+def test_a_damaged_file_of_the_wanted_weights_is_skipped_for_the_next(places, checkpoints):
+    """Two files of one weights id, the first damaged: the second decodes (it stopped at the first)."""
+    _, extra = places
+    _damage_a_table(checkpoints[0], extra / "a.pth.tar")
+    shutil.copy(checkpoints[0], extra / "b.pth.tar")
+    good = Codec.load(checkpoints[0])
+    calls: list[Path] = []
+    codec = WeightsFinder(loader(calls)).codec_for(good.weights_id, good.tables_id)
+    assert calls == [extra / "a.pth.tar", extra / "b.pth.tar"] and codec.tables_id == good.tables_id
+    assert WeightsIndex().lookup(extra / "a.pth.tar") is None  # remembered as unusable
+
+
+def test_a_file_with_the_weights_but_other_tables_gives_way_to_one_with_both(places, checkpoints):
+    """Same weights, other coding tables (a training checkpoint's, rebuilt elsewhere): the next file with both
+    is taken; where none has both, the first with the weights, whose decoding names both tables."""
+    import torch
+
+    _, extra = places
+    state = torch.load(checkpoints[0], weights_only=True)
+    state["entropy_bottleneck._quantized_cdf"][0, 1] += 1
+    torch.save(state, extra / "a.pth.tar")
+    good = Codec.load(checkpoints[0])
+    assert WeightsFinder(loader([])).codec_for(good.weights_id, good.tables_id).tables_id != good.tables_id
+    shutil.copy(checkpoints[0], extra / "b.pth.tar")
+    assert WeightsFinder(loader([])).codec_for(good.weights_id, good.tables_id).tables_id == good.tables_id

@@ -1,8 +1,23 @@
-"""Straightforward implementations of the layers, written from ARCHITECTURE.md.
+"""Straightforward implementations of the layers, one step for each rule of the published function.
 
-The references materialise the logits, gather the relative-position bias on
-every call and build the shift mask exactly as the spec's rule 5 states, so
-every optimisation of ``layers/`` is checked against the published function.
+The window attention (Swin Transformer, Liu et al. 2021, as TCM uses it) in
+six rules, each a step of :func:`reference_window_attention`:
+
+1. a shifted block first rolls the image up and left by half a window;
+2. the image is cut into p x p windows, tokens row-major inside each;
+3. one linear layer gives q, k and v in channel groups of ``head_dim``: the q
+   heads, then the k heads, then the v heads;
+4. the logits are q.k / sqrt(head_dim) plus the relative-position bias, one
+   learned entry per (row offset, column offset) of two tokens;
+5. in a shifted block, the last row and the last column of windows hold
+   tokens from opposite edges of the image: two tokens on different sides of
+   the split (p - p // 2 from the window's start) never attend to each other;
+6. softmax, the weighted sum of v, the output linear layer, the windows put
+   back in place and the roll undone.
+
+The references materialise the logits, gather the bias on every call and
+build the shift mask exactly as rule 5 states, so every optimisation of
+``layers/`` is checked against the published function.
 """
 
 from __future__ import annotations
@@ -23,7 +38,7 @@ def assert_float_close(got: Tensor, want: Tensor) -> None:
 
 
 def reference_window_attention(m: WindowAttention, x: Tensor) -> Tensor:
-    """Rules 1-6 of the spec's window attention, one step each, no shortcuts."""
+    """Rules 1-6 of the module docstring, one step each, no shortcuts."""
     b, h, w, c = x.shape
     p, heads, hd = m.window, m.heads, m.head_dim
     L = p * p

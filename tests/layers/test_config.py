@@ -1,26 +1,20 @@
-"""The kernel policy (layers/config.py): its choices per device, dtype and grad mode, and the layers follow it."""
+"""The kernel policy (layers/config.py): its choices per device, dtype and grad mode, stored on each layer when it is
+built, changed by an explicit rebuild, and followed by the layers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from layers import ConvTransBlock, GemmConv2d, SwinBlock, WindowAttention, config
-from layers.config import (MATMUL, SDPA, SOFTMAX, KernelPolicy, get_kernel_policy, inference_layout, kernel_policy,
-                           set_kernel_policy)
+from layers.config import (DEFAULT_KERNELS, MATMUL, SDPA, SOFTMAX, KernelPolicy, apply_kernel_policy, kernels_of)
+from models.coding import Coder
 from tests.helpers import tiny_tcm
 from tests.layers.reference import assert_float_close, randomise, reference_swin_block, reference_window_attention
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-
-
-@pytest.fixture(autouse=True)
-def default_policy():
-    """Every test starts and ends with the default policy."""
-    previous = set_kernel_policy(KernelPolicy())
-    yield
-    set_kernel_policy(previous)
 
 
 # ------------------------------------------------------------------ the default: the choices the layers made themselves
@@ -34,14 +28,14 @@ def default_policy():
     (torch.float32, CUDA, True, SOFTMAX),
 ])
 def test_default_attention_kernel(dtype, device, bias_needs_grad, kernel):
-    assert get_kernel_policy().attention_kernel(dtype, device, bias_needs_grad) == kernel
+    assert DEFAULT_KERNELS.attention_kernel(dtype, device, bias_needs_grad) == kernel
 
 
 @pytest.mark.parametrize("device, grad, random_drop_path, chunks", [
     (CPU, False, False, True), (CUDA, False, False, False), (CPU, True, False, False), (CPU, False, True, False),
 ])
 def test_default_window_chunks_only_for_cpu_inference(device, grad, random_drop_path, chunks):
-    assert get_kernel_policy().chunks_windows(device, grad, random_drop_path) is chunks
+    assert DEFAULT_KERNELS.chunks_windows(device, grad, random_drop_path) is chunks
 
 
 @pytest.mark.parametrize("dtype, grad, layout", [
@@ -49,37 +43,65 @@ def test_default_window_chunks_only_for_cpu_inference(device, grad, random_drop_
     (torch.float64, False, torch.contiguous_format), (torch.float32, True, None), (torch.float64, True, None),
 ])
 def test_default_memory_layout(dtype, grad, layout):
-    assert get_kernel_policy().memory_format(dtype, grad) == layout
+    assert DEFAULT_KERNELS.memory_format(dtype, grad) == layout
 
 
 def test_default_gemm_convolutions_for_float64_on_the_cpu_only():
-    policy = get_kernel_policy()
+    policy = DEFAULT_KERNELS
     assert policy.gemm_convolution(torch.float64, CPU)
     assert not policy.gemm_convolution(torch.float32, CPU) and not policy.gemm_convolution(torch.float64, CUDA)
 
 
-# ------------------------------------------------------------------ setting it
-def test_set_and_with_change_the_policy_and_restore_it():
-    default = get_kernel_policy()
-    assert default == KernelPolicy()
-    with kernel_policy(channels_last=False, attention="softmax") as inside:
-        assert get_kernel_policy() is inside and not inside.channels_last and inside.window_chunks
-    assert get_kernel_policy() == default
-    with pytest.raises(RuntimeError), kernel_policy(window_chunks=False):
-        raise RuntimeError("a failure inside the block")
-    assert get_kernel_policy() == default
-    previous = set_kernel_policy(gemm_float64=False)
-    assert previous == default and not get_kernel_policy().gemm_float64
-    set_kernel_policy(previous)
-    assert get_kernel_policy() == default
+# ------------------------------------------------------------------ stored on the layers, changed by a rebuild
+def test_every_layer_is_built_with_the_default_and_a_rebuild_changes_every_one():
+    net = tiny_tcm(seed=2)
+    holders = [m for m in net.modules() if "kernels" in m.__dict__]
+    assert {type(m).__name__ for m in holders} >= {"TCM", "ChannelEntropyModel", "SwinBlock", "WindowAttention"}
+    assert kernels_of(net) == {DEFAULT_KERNELS} == {KernelPolicy()}
+    other = KernelPolicy(attention="softmax", channels_last=False)
+    assert apply_kernel_policy(net, other) is net
+    assert kernels_of(net) == {other} and all(m.kernels is other for m in holders)
+    assert other.replace(window_chunks=False) == KernelPolicy("softmax", False, False, True)
+
+
+def test_two_models_in_one_process_each_keep_their_own_policy():
+    """No process-wide state decides a result: a float32 stream of one model's kernels decodes with them,
+    whatever another model in the process was built or rebuilt with, before or after."""
+    nchw = KernelPolicy(channels_last=False, window_chunks=False, attention="softmax")
+    a, b = tiny_tcm(seed=4).eval(), tiny_tcm(seed=4).eval()
+    a.update(force=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5)),
+                                        size=(128, 128), mode="bilinear", align_corners=False)
+    first = a.compress(x)
+    apply_kernel_policy(b, nchw)  # the other model, rebuilt
+    coder_b = Coder(b, "float64/float32")
+    assert kernels_of(a) == {DEFAULT_KERNELS} and kernels_of(b) == {nchw}
+    assert kernels_of(coder_b.entropy_model) == {nchw}  # a coder's copy keeps the model's policy
+    b.compress(x)
+    again = a.compress(x)
+    assert again["strings"] == first["strings"] and torch.equal(again["y_hat"], first["y_hat"])
+    decoded = a.decode_latents(first["strings"], first["shape"])
+    assert torch.equal(decoded["symbols"]["y"], first["symbols"]["y"]) and torch.equal(decoded["y_hat"], first["y_hat"])
+    # each model computes with its own kernels: the layouts its convolutions get say which
+    seen = []
+    for net in (a, b):
+        net.g_a[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(
+            memory_format=torch.channels_last)))
+    with torch.no_grad():
+        a.analyse(x)
+        b.analyse(x)
+        a.analyse(x)
+    assert seen == [True, False, True]
 
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="attention 'fused': choose from auto, sdpa, matmul, softmax"):
         KernelPolicy(attention="fused")
     with pytest.raises(TypeError):
-        set_kernel_policy(channel_last=False)  # misspelt
-    assert get_kernel_policy() == KernelPolicy()
+        DEFAULT_KERNELS.replace(channel_last=False)  # misspelt
+    with pytest.raises(TypeError, match="a KernelPolicy, not dict"):
+        apply_kernel_policy(tiny_tcm(), {"channels_last": False})
 
 
 def test_the_forced_kernels_still_give_softmax_to_a_learned_bias():
@@ -115,7 +137,8 @@ def test_attention_runs_the_policys_kernel(monkeypatch, dtype):
     for attention, kernel in (("auto", default), ("sdpa", SDPA), ("matmul", MATMUL), ("softmax", SOFTMAX)):
         sdpa.clear()
         bmm.clear()
-        with kernel_policy(attention=attention), torch.inference_mode():
+        apply_kernel_policy(m, KernelPolicy(attention=attention))
+        with torch.inference_mode():
             got = m(x.to(dtype)).float()
         assert (bool(sdpa), bool(bmm)) == (kernel == SDPA, kernel == MATMUL), attention
         if dtype == torch.float32:
@@ -135,28 +158,29 @@ def test_swin_blocks_chunk_windows_as_the_policy_says(monkeypatch):
         assert_float_close(m(x), want)
         assert chunked == ["forward_windows"]
         chunked.clear()
-        with kernel_policy(window_chunks=False):
-            assert not m.uses_window_chunks(CPU)
-            assert_float_close(m(x), want)
+        apply_kernel_policy(m, KernelPolicy(window_chunks=False))
+        assert not m.uses_window_chunks(CPU)
+        assert_float_close(m(x), want)
     assert chunked == []
-    block = ConvTransBlock(16, 32, 16, 8, 0.0, "W").eval()
-    with torch.no_grad(), kernel_policy(window_chunks=False):
+    block = apply_kernel_policy(ConvTransBlock(16, 32, 16, 8, 0.0, "W").eval(), KernelPolicy(window_chunks=False))
+    with torch.no_grad():
         block(torch.randn(1, 48, 16, 16))
     assert chunked == []
+    apply_kernel_policy(block, DEFAULT_KERNELS)
     with torch.no_grad():
         block(torch.randn(1, 48, 16, 16))
     assert chunked == ["forward_windows"]
 
 
-def test_the_layout_is_the_policys(monkeypatch):
+def test_the_layout_is_the_policys():
     x = torch.randn(1, 8, 4, 6)
     with torch.no_grad():
-        assert inference_layout(x).is_contiguous(memory_format=torch.channels_last)
-        assert inference_layout(x.double()).is_contiguous()
-        with kernel_policy(channels_last=False):
-            assert inference_layout(x.contiguous(memory_format=torch.channels_last)).is_contiguous()
-    assert inference_layout(x) is x  # autograd: left alone
-    # the model's convolutions get what the policy says
+        assert DEFAULT_KERNELS.layout(x).is_contiguous(memory_format=torch.channels_last)
+        assert DEFAULT_KERNELS.layout(x.double()).is_contiguous()
+        nchw = KernelPolicy(channels_last=False)
+        assert nchw.layout(x.contiguous(memory_format=torch.channels_last)).is_contiguous()
+    assert DEFAULT_KERNELS.layout(x) is x  # autograd: left alone
+    # the model's convolutions get what its policy says
     net = tiny_tcm(seed=1).eval()
     seen = []
     net.g_a[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(
@@ -164,24 +188,29 @@ def test_the_layout_is_the_policys(monkeypatch):
     image = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         net.analyse(image)
-        with kernel_policy(channels_last=False):
-            net.analyse(image)
+        apply_kernel_policy(net, nchw)
+        net.analyse(image)
     assert seen == [True, False]
 
 
-def test_float64_convolutions_run_as_the_policy_says():
-    conv = GemmConv2d(4, 6, 3, padding=1).double()
+def test_float64_convolutions_are_gemm_convolutions_as_the_policy_says():
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.Conv2d(6, 6, 3, stride=2, padding=1)).double()
     x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
-    assert conv._uses_gemm(x)
-    with kernel_policy(gemm_float64=False):
-        assert not conv._uses_gemm(x)
-        assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))  # torch's own convolution
-    assert torch.allclose(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-12, atol=1e-12)
+    want = net(x)
+    apply_kernel_policy(net, DEFAULT_KERNELS)
+    assert type(net[0]) is GemmConv2d and type(net[1]) is nn.Conv2d  # a strided convolution has no per-tap form
+    assert torch.allclose(net(x), want, rtol=1e-12, atol=1e-12)
+    apply_kernel_policy(net, KernelPolicy(gemm_float64=False))
+    assert type(net[0]) is nn.Conv2d
+    assert torch.equal(net[0](x), F.conv2d(x, net[0].weight, net[0].bias, padding=1))  # torch's own convolution
+    float32 = apply_kernel_policy(nn.Conv2d(4, 6, 3, padding=1), DEFAULT_KERNELS)
+    assert type(float32) is nn.Conv2d  # only float64 weights
 
 
 def test_nothing_else_holds_a_switch():
-    """The policy is the one setting: the old module-level layout switch is gone."""
+    """The policy lives on the layers: no process-wide setting is left in layers.config."""
+    assert not any(hasattr(config, name) for name in
+                   ("get_kernel_policy", "set_kernel_policy", "kernel_policy", "inference_layout", "_current"))
     import models.tcm
 
     assert not hasattr(models.tcm, "set_inference_layout") and not hasattr(models.tcm, "_CHANNELS_LAST")
-    assert config.inference_layout is inference_layout

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from layers import GemmConv2d, use_gemm_convs
+from layers import DEFAULT_KERNELS, GemmConv2d, apply_kernel_policy
 
 
 def gemm_copy(conv: nn.Conv2d) -> GemmConv2d:
@@ -53,13 +53,13 @@ def test_a_weight_changed_in_place_is_used():
     assert torch.allclose(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-12, atol=1e-12)
 
 
-def test_use_gemm_convs_swaps_plain_convolutions_only_and_keeps_the_state():
+def test_the_policy_swaps_plain_float64_convolutions_only_and_keeps_the_state():
     class Sub(nn.Conv2d):
         pass
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), Sub(4, 4, 1), nn.ConvTranspose2d(4, 4, 2))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), Sub(4, 4, 1), nn.ConvTranspose2d(4, 4, 2)).double()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    use_gemm_convs(net)
+    apply_kernel_policy(net, DEFAULT_KERNELS)
     assert type(net[0]) is GemmConv2d and type(net[2]) is Sub and type(net[3]) is nn.ConvTranspose2d
     after = net.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
@@ -68,7 +68,7 @@ def test_use_gemm_convs_swaps_plain_convolutions_only_and_keeps_the_state():
 def test_tap_major_storage_keeps_the_weight_and_makes_the_taps_views():
     conv = nn.Conv2d(5, 7, 3, padding=1).double()
     before = conv.weight.detach().clone()
-    use_gemm_convs(conv)
+    apply_kernel_policy(conv, DEFAULT_KERNELS)
     assert conv.weight.shape == before.shape and torch.equal(conv.weight, before)
     assert conv._taps().data_ptr() == conv.weight.data_ptr()  # a view, not a second copy
     x = torch.randn(2, 5, 6, 4, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Window attention (W / SW) against the spec-literal reference (layers/window_attention.py)."""
+"""Window attention (W / SW) against the step-by-step reference (layers/window_attention.py; tests/layers/reference.py)."""
 
 from __future__ import annotations
 

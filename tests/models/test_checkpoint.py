@@ -139,6 +139,30 @@ def test_a_release_file_is_checked_against_the_hash_in_its_name(tmp_path):
         load_model(bad)
 
 
+@pytest.mark.parametrize("where", ["weight", "optimizer state"])
+def test_a_checkpoint_with_a_damaged_byte_is_refused_in_one_line(tmp_path, where):
+    """A training checkpoint whose zip part fails its CRC: torch.load alone reads it without a word."""
+    import struct
+    import zipfile
+
+    model = tiny_tcm(seed=8)
+    path = tmp_path / "checkpoint_latest.pth.tar"
+    torch.save({"state_dict": model.state_dict(), "optimizer": {"m": torch.full((4096,), 0.5)}, "epoch": 3}, path)
+    with zipfile.ZipFile(path) as z:  # the part holding the 4096-float moment, or the largest weight
+        infos = [i for i in z.infolist() if "/data/" in i.filename]
+        part = max(infos, key=lambda i: i.file_size) if where == "weight" else \
+            next(i for i in infos if i.file_size == 4096 * 4)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", data, part.header_offset + 26)  # its local header's
+    offset = part.header_offset + 30 + name_length + extra_length
+    data[offset + part.file_size // 2] ^= 0x10  # one bit of the data, inside the part
+    path.write_bytes(data)
+    torch.load(path, weights_only=True)  # what torch alone does: loads it
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    assert str(e.value) == (f"{path} is damaged: its part {part.filename} fails its CRC-32 check (copy it again)")
+
+
 def test_missing_file_and_foreign_content(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "nope.pth")

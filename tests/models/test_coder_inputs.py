@@ -125,7 +125,7 @@ def test_nan_in_the_entropy_model_is_refused_when_decoding(net, mode):
     broken = tiny_tcm().eval()
     broken.load_state_dict(net.state_dict())
     with torch.no_grad():
-        broken.cc_scale_transforms[0][0].weight.fill_(float("nan"))
+        broken.entropy_model.cc_scale_transforms[0][0].weight.fill_(float("nan"))
     with pytest.raises(CoderInputError, match="non-finite values .* in the (means|scales) of slice 0"):
         Coder(broken, mode).decompress(enc["strings"], enc["shape"])
     if mode == "float32/float32":  # the published API, the same checks

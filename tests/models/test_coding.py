@@ -13,7 +13,7 @@ from models import TCM
 from models.coding import Coder, CodingMode, StaleCoderError, coding_argument
 from tests.helpers import tiny_tcm
 
-TEXTS = ["float32/float32", "float32/bfloat16", "float64/float32", "float64/bfloat16"]
+TEXTS = ["float32/float32", "float32/bfloat16", "float64/float32", "float64/bfloat16", "int8/float32", "int8/bfloat16"]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +38,13 @@ def test_every_mode_prints_as_it_parses():
         assert (mode.entropy, mode.transforms) == tuple(text.split("/"))
     assert CodingMode() == CodingMode.PUBLISHED == CodingMode("float32", "float32")
     assert CodingMode.PORTABLE == CodingMode.parse("float64/float32")
+    assert CodingMode.INTEGER == CodingMode.parse("int8/float32")
     assert CodingMode.parse("float64/bfloat16").entropy_dtype == torch.float64
     assert CodingMode.parse("float64/bfloat16").transforms_dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("text", ["", "float32", "float32/", "/float32", "fp32/bf16", "float32/fp32", "bf16",
-                                  "portable", "float16/float32", "float32/float16", "float64/bfloat16/x",
+@pytest.mark.parametrize("text", ["", "float32", "float32/", "/float32", "float32/float33",
+                                  "float16/float32", "float32/float16", "float64/bfloat16/x",
                                   " float32/float32", "Float32/float32", "float64-bfloat16", "float64 bfloat16"])
 def test_every_other_text_is_one_line_naming_the_four(text):
     with pytest.raises(ValueError) as e:
@@ -54,7 +55,7 @@ def test_every_other_text_is_one_line_naming_the_four(text):
 
 def test_a_mode_of_other_names_is_refused_and_modes_are_frozen():
     for entropy, transforms in (("float16", "float32"), ("float32", "float16"), ("float32", "fp32")):
-        with pytest.raises(ValueError, match="choose from float32/float32, .*float64/bfloat16$"):
+        with pytest.raises(ValueError, match="choose from float32/float32, .*int8/bfloat16$"):
             CodingMode(entropy, transforms)
     with pytest.raises(dataclasses.FrozenInstanceError):
         CodingMode.PUBLISHED.entropy = "float64"
@@ -80,7 +81,7 @@ def test_tcm_compress_and_decompress_are_compressais_signatures():
 def test_the_published_coder_is_tcm_compress(net):
     x = _image(1)
     coder = Coder(net)
-    assert coder.mode == CodingMode.PUBLISHED and coder.entropy_nets is None and coder.transform_nets is None
+    assert coder.mode == CodingMode.PUBLISHED and coder.entropy_model is net.entropy_model and coder.transforms is None
     enc, ref = coder.compress(x), net.compress(x)
     assert enc["strings"] == ref["strings"] and torch.equal(enc["y_hat"], ref["y_hat"])
     assert torch.equal(coder.decompress(enc["strings"], enc["shape"])["x_hat"],
@@ -88,16 +89,18 @@ def test_the_published_coder_is_tcm_compress(net):
 
 
 def test_copies_are_made_once_at_creation_and_never_stored_in_the_model(net):
-    keys = list(net.state_dict())
+    keys, count = list(net.state_dict()), sum(1 for _ in net.modules())
     coder = Coder(net, "float64/bfloat16")
     assert coder.mode == CodingMode("float64", "bfloat16")
-    entropy, transforms = coder.entropy_nets, coder.transform_nets
-    assert next(entropy.parameters()).dtype == torch.float64 and next(transforms.parameters()).dtype == torch.bfloat16
+    entropy, transforms = coder.entropy_model, coder.transforms
+    assert entropy.dtype == torch.float64 and next(transforms.parameters()).dtype == torch.bfloat16
     enc = coder.compress(_image(2))
     coder.decompress(enc["strings"], enc["shape"])
-    assert coder.entropy_nets is entropy and coder.transform_nets is transforms
-    assert list(net.state_dict()) == keys and "_cast_copies" not in net.__dict__
-    assert not any(isinstance(v, torch.nn.Module) and v is not net for v in net.__dict__.values())
+    assert coder.entropy_model is entropy and coder.transforms is transforms  # not made again per call
+    copies = {id(m) for m in (*entropy.modules(), *transforms.modules())}
+    assert not copies & {id(m) for m in net.modules()}  # the model holds none of them
+    assert list(net.state_dict()) == keys and sum(1 for _ in net.modules()) == count
+    assert net.entropy_model.dtype == torch.float32 and next(net.g_s.parameters()).dtype == torch.float32
 
 
 def test_a_changed_weight_makes_the_coder_stale_until_refreshed():
@@ -147,7 +150,7 @@ def test_the_entropy_copies_follow_the_entropy_weights(net):
     x = _image(4)
     float64, published = Coder(model, CodingMode.PORTABLE), Coder(model)
     with torch.no_grad():
-        model.cc_scale_transforms[0][-1].bias.add_(2.0)
+        model.entropy_model.cc_scale_transforms[0][-1].bias.add_(2.0)
     assert float64.stale and not published.stale
     float64.refresh()
     assert float64.compress(x)["strings"] == Coder(model, CodingMode.PORTABLE).compress(x)["strings"]

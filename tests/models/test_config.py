@@ -7,10 +7,18 @@ import torch
 
 from models import TCM, TCMConfig, tcm_small
 from tests.helpers import tiny_tcm
+from tests.models.test_tcm import published_entries
 
 
-def test_the_constructor_and_the_config_agree_on_the_defaults():
-    assert TCM().model_config == TCMConfig()
+def test_the_defaults_are_the_published_tcm_large():
+    """TCMConfig() is the shape read off the published TCM-Large checkpoint's entries (tests/data, N=128),
+    an independent record; TCM() with no arguments builds exactly those entries
+    (tests/models/test_tcm.py::test_state_dict_equals_the_published_one[128])."""
+    _, entries = published_entries()
+    large = {key: torch.empty(shape[128], dtype=getattr(torch, dtype), device="meta") for key, dtype, shape in entries}
+    assert TCMConfig.from_state_dict(large) == TCMConfig()
+    small = {key: torch.empty(shape[64], dtype=getattr(torch, dtype), device="meta") for key, dtype, shape in entries}
+    assert TCMConfig.from_state_dict(small) == TCMConfig(N=64)  # TCM-S differs in N only
 
 
 @pytest.mark.parametrize("build", [

@@ -27,8 +27,8 @@ def test_the_config_holds_every_option_of_the_command_line_in_the_parsers_order(
 
 def test_a_namespace_that_does_not_match_the_config_is_refused():
     args = train.build_parser().parse_args(["-d", "data"])
-    with pytest.raises(TypeError, match=r"unknown \['portable'\]"):
-        TrainingConfig.from_args(argparse.Namespace(**vars(args), portable=True))
+    with pytest.raises(TypeError, match=r"unknown \['extra'\]"):
+        TrainingConfig.from_args(argparse.Namespace(**vars(args), extra=True))
     del args.seed
     with pytest.raises(TypeError, match=r"missing \['seed'\]"):
         TrainingConfig.from_args(args)
@@ -75,7 +75,7 @@ def test_a_new_learning_rate_and_milestones_given_on_resume_win():
 def test_only_the_resumed_options_come_back_and_missing_or_empty_ones_keep_the_command_lines():
     config, given = command_line("--checkpoint", "ck.pth.tar", "-n", "1")
     old = {k: v for k, v in STORED_ARGS.items() if k not in ("test_fraction", "save_every")}  # an older run's
-    old.update(epochs=None, dataset="elsewhere", cuda=True, N=64, no_progress=False, portable=True)
+    old.update(epochs=None, dataset="elsewhere", cuda=True, N=64, no_progress=False, extra=True)
     resumed = config.resumed_from(old, given)
     assert resumed.test_fraction == 0.1 and resumed.save_every == 5 and resumed.epochs == 50
     assert (resumed.dataset, resumed.cuda, resumed.N, resumed.no_progress, resumed.num_workers) == (
@@ -106,6 +106,8 @@ def test_the_model_shape_of_the_command_line():
     (["--checkpoint", "a", "--pretrained", "b"], "--checkpoint resumes a run and --pretrained starts one"),
     (["--checkpoint", "a", "--lambda", "0.01", "0.02"], "--checkpoint resumes one run: give at most one --lambda"),
     (["--N", "48"], "cannot build the model: --N 48"),
+    (["--seed", "-1"], "--seed -1: a seed is a number in 0..4294967295"),
+    (["--seed", str(2**63)], f"--seed {2**63}: a seed is a number in 0..4294967295"),  # overflowed torch at epoch 0
 ])
 def test_options_that_cannot_work_together_are_refused(argv, message):
     config = config_of(*argv)

@@ -105,3 +105,36 @@ def test_a_stop_signal_reaching_a_starting_worker_does_not_kill_it():
         assert [x.item() for x in loaded] == [0, 1, 2, 3]
     assert all(w.exitcode == 0 for w in workers)
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the trainer's mask is back
+
+
+class Unreadable(Dataset):
+    """A dataset whose images cannot be read: what PatchDataset raises, from the worker."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        from datasets import DatasetError
+
+        try:
+            raise ValueError("the cause, raised first")
+        except ValueError:
+            raise DatasetError("none of the 2 test images can be read (the last, b.png: not an image)")  # chained
+
+
+def test_a_workers_error_reaches_the_user_in_its_own_words():
+    """Not torch's "Caught DatasetError in DataLoader worker process 0.": the worker's type and message."""
+    from datasets import DatasetError
+    from training.failures import describe
+
+    loader = DataLoader(Unreadable(), batch_size=1, num_workers=1, worker_init_fn=worker_init)
+    with pytest.raises(DatasetError) as e:
+        with batches(loader) as loaded:
+            next(loaded)
+    assert str(e.value) == "none of the 2 test images can be read (the last, b.png: not an image)"
+    loader = DataLoader([{"x": 1}], batch_size=1, num_workers=1, worker_init_fn=worker_init,
+                        collate_fn=lambda items: items[0]["missing"])
+    with pytest.raises(KeyError) as e:
+        with batches(loader) as loaded:
+            next(loaded)
+    assert describe(e.value) == "KeyError: 'missing'"

@@ -111,3 +111,91 @@ def test_stale_parts_are_only_atomic_writes_own_and_old_enough(tmp_path):
     assert remove_stale_parts(tmp_path, [".tcm"], older_than=600) == [tmp_path / left.name.replace(".keep", ".part")]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in others)
     assert sorted(remove_stale_parts(tmp_path)) == sorted([others[1], others[3]])  # a locked folder: all of its own
+
+
+# ----------------------------------------------------------------------- links: replaced, never written through
+def _victim(folder: Path) -> Path:
+    """A file that a link placed where an output goes points to; it must stay as it is."""
+    victim = folder / "victim.txt"
+    victim.write_bytes(b"precious")
+    victim.chmod(0o600)
+    return victim
+
+
+def _intact(victim: Path) -> bool:
+    return victim.read_bytes() == b"precious" and victim.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_every_atomic_writer_replaces_a_link_never_its_target(tmp_path, link):
+    import os
+
+    from PIL import Image
+
+    from utils.files import copy_atomic, save_image_atomic, write_bytes_atomic, write_text_atomic
+
+    victim = _victim(tmp_path)
+    (tmp_path / "source").write_bytes(b"copied")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    writers = {"bytes": lambda p: write_bytes_atomic(p, b"new"), "text": lambda p: write_text_atomic(p, "new"),
+               "copy": lambda p: copy_atomic(tmp_path / "source", p),
+               "torch": lambda p: save_torch_atomic({"w": torch.zeros(1)}, p),
+               "image": lambda p: save_image_atomic(Image.new("RGB", (2, 2)), p, "PNG")}
+    for name, write in writers.items():
+        out = tmp_path / f"out-{name}"
+        os.symlink(victim, out) if link == "symbolic" else os.link(victim, out)
+        write(out)
+        assert _intact(victim), name
+        assert not out.is_symlink() and out.stat().st_ino != victim.stat().st_ino and out.read_bytes() != b"precious"
+        assert out.stat().st_mode & 0o777 == (0o666 & ~umask if link == "symbolic" else 0o600), name
+
+
+def test_open_own_file_replaces_a_link_and_keeps_a_file_of_its_own(tmp_path):
+    import os
+
+    from utils.files import NotARegularFile, open_own_file
+
+    victim = _victim(tmp_path)
+    for mode in ("w", "a", "r+"):
+        for link in (os.symlink, os.link, lambda v, p: os.symlink(tmp_path / "nowhere", p)):
+            out = tmp_path / f"out-{mode}"
+            out.unlink(missing_ok=True)
+            link(victim, out)
+            fd = open_own_file(out, mode)
+            os.write(fd, b"mine")
+            os.close(fd)
+            assert _intact(victim) and not out.is_symlink() and out.read_bytes() == b"mine"
+            assert not (tmp_path / "nowhere").exists()  # a dangling link is not followed to create its target
+    own = tmp_path / "own"
+    own.write_bytes(b"rows\n")
+    for mode, expected in (("a", b"rows\nmore"), ("r+", b"more\nmore"), ("w", b"more")):
+        fd = open_own_file(own, mode)
+        os.write(fd, b"more")
+        os.close(fd)
+        assert own.read_bytes() == expected, mode
+    os.mkfifo(tmp_path / "fifo")  # no reader: opening it to write would block
+    for path, what in ((tmp_path / "fifo", "a FIFO"), (tmp_path, "a folder")):
+        with pytest.raises(NotARegularFile, match=f"is {what}"):
+            open_own_file(path)
+
+
+# ----------------------------------------------------------------------- a full disk names the file written
+def test_a_failed_checkpoint_write_says_why_and_names_the_file_written(tmp_path, file_size_limit):
+    """torch's zip writer hides the OSError, a copy's error names its source: both name the file written."""
+    import errno
+
+    from utils.cli import describe_os_error
+    from utils.files import copy_atomic
+
+    latest, best = tmp_path / "checkpoint_latest.pth.tar", tmp_path / "checkpoint_best.pth.tar"
+    save_torch_atomic({"w": torch.zeros(1 << 16)}, latest)  # 256 KiB
+    file_size_limit(64 << 10)
+    with pytest.raises(OSError) as e:
+        save_torch_atomic({"w": torch.zeros(1 << 15)}, latest)
+    assert e.value.errno == errno.EFBIG and describe_os_error(e.value) == f"File too large: {latest}"
+    with pytest.raises(OSError) as e:
+        copy_atomic(latest, best)  # the best epoch's copy
+    assert e.value.errno == errno.EFBIG and describe_os_error(e.value) == f"File too large: {best}"
+    assert torch.load(latest, weights_only=True)["w"].shape == (1 << 16,)  # the previous one, intact
+    assert [p.name for p in tmp_path.iterdir()] == [latest.name]  # no temporary left

@@ -1,4 +1,4 @@
-"""glibc malloc tuning (utils/process.py)."""
+"""glibc malloc tuning and telling a failed allocation (utils/process.py)."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ def test_keep_freed_memory_keeps_blocks_above_the_mmap_threshold():
 
     assert released(keep=False) >= 60 << 20  # the default: handed back to the kernel
     assert released(keep=True) < 1 << 20
+
+
+def test_a_failed_allocation_is_told_in_each_allocators_words():
+    """What the trainer and the evaluation both take for running out of memory (one place for both)."""
+    import torch
+
+    from utils.process import is_out_of_memory
+
+    told = [MemoryError(), torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+            RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+                         "to allocate 123456789 bytes. Error code 12 (Cannot allocate memory)"),
+            RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback ...\n"
+                         "RuntimeError: CUDA error: out of memory")]
+    assert all(is_out_of_memory(e) for e in told)
+    assert not any(is_out_of_memory(e) for e in (RuntimeError("shape mismatch"), ValueError("out of memory")))
