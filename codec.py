@@ -1,7 +1,7 @@
 """Compress images to ``.tcm`` files and back with a TCM checkpoint.
 
     python codec.py compress IMAGE [IMAGE ...] OUT --checkpoint CK [--tile PIXELS] [--transforms T] [--entropy E]
-        [-f] [-q]
+        [--max-pixels N] [-f] [-q]
     python codec.py decompress FILE [FILE ...] OUT [--checkpoint CK] [--transforms T] [--max-pixels N] [-f] [-q]
     python codec.py info FILE [FILE ...]
 
@@ -29,7 +29,9 @@ environment variable ``TCM_CHECKPOINT``.  Without either, decompress finds
 the weights a file names in ``pretrained/`` and the folders of
 ``TCM_WEIGHTS_PATH`` (``file_codec/weights.py``); ``info`` says where.
 A file claiming more than ``--max-pixels`` (default 2**26, 67 Mpx) is refused
-before any decoding, as Pillow refuses decompression bombs.
+before any decoding, as Pillow refuses decompression bombs, and so is an image
+to compress, saying what holding it would take: an image is held whole as 8-bit
+RGB and the model sees one tile at a time (docs/format.md, Memory).
 """
 
 from __future__ import annotations
@@ -74,13 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("out", metavar="OUT")
     c.add_argument("--checkpoint", "-c", default=default_ck, help=f"weights (default: ${CHECKPOINT_ENV})")
     c.add_argument("--tile", type=tile_argument, default=DEFAULT_TILE,
-                   help=f"code images whose padded side exceeds this in tiles of this side (default {DEFAULT_TILE})")
+                   help=f"code images whose padded side exceeds this in tiles of this side; the memory coding takes "
+                        f"grows with a tile's area (default {DEFAULT_TILE})")
     c.add_argument("--transforms", **transforms)
     c.add_argument("--entropy", choices=ENTROPIES, default=None,
                    help=f"arithmetic of the entropy parameters (default {DEFAULT_ENTROPY} for weights that carry "
                         f"integer parameters, as release files do, else {FALLBACK_ENTROPY}; int8: exact integers, "
                         "files decode on any machine; float64: the published function, decodes on other machines "
                         "but for a chance below 1e-8 per image; float32: the published function, decodes only alike)")
+    c.add_argument("--max-pixels", type=pixel_count, default=container.DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images of more pixels than this, before decoding them: the image is held whole, "
+                        "at 4 bytes a pixel (default %(default)s)")
     c.add_argument("-f", "--force", **force)
     c.add_argument("-q", "--quiet", **quiet)
     d = sub.add_parser("decompress", help=".tcm files -> images")
@@ -113,12 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         check_folders_writable(plan_outputs(args.inputs, args.out, ".tcm" if args.command == "compress" else ".png"))
         from file_codec.codec import Codec, default_mode  # torch and CompressAI: seconds to import
 
-        limits = {"max_pixels": args.max_pixels} if args.command == "decompress" else {}
-
         def load(checkpoint: str | Path) -> Codec:
             entropy = getattr(args, "entropy", None)  # decoding: each file's own
             codec = Codec.load(checkpoint, entropy and f"{entropy}/{args.transforms}",
-                               getattr(args, "tile", DEFAULT_TILE), **limits)
+                               getattr(args, "tile", DEFAULT_TILE), max_pixels=args.max_pixels)
             if entropy is None:
                 codec.mode = default_mode(codec.net, args.transforms)
                 if args.command == "compress" and codec.mode.entropy != DEFAULT_ENTROPY:

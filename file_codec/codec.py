@@ -22,11 +22,12 @@ from datasets import to_image, to_tensor  # noqa: E402
 from models import CheckpointError, load_model  # noqa: E402
 from models.coding import Coder, CodingMode  # noqa: E402
 from models.state_dict import published_key  # noqa: E402
-from utils.padding import PADDINGS, PAD_MULTIPLE, crop
+from utils.padding import PADDINGS, centred_padding, image_part, padded_region  # noqa: E402
 
 from . import container
 from .container import DEFAULT_MAX_PIXELS, Header
-from .settings import DEFAULT_ENTROPY, DEFAULT_TILE, FALLBACK_ENTROPY, CodecError, check_tile_side
+from .settings import (DEFAULT_ENTROPY, DEFAULT_TILE, FALLBACK_ENTROPY, CodecError, check_image_size,
+                       check_tile_side, image_memory)
 
 
 def weights_id(net: torch.nn.Module) -> bytes:
@@ -255,19 +256,26 @@ class Codec:
         return tables_id(self.net, self.coder(entropy).entropy_model.integer_parameters.digest())
 
     def encode(self, image: Image.Image) -> bytes:
-        """The ``.tcm`` bytes of an RGB image."""
+        """The ``.tcm`` bytes of an RGB image.
+
+        Each tile is cut from the image and padded on its own
+        (``utils.padding.padded_region``: the same pixels as padding the whole
+        image), so that beside the 8-bit image only one tile is ever held in
+        float32 (docs/format.md, Memory).
+        """
         width, height = image.size
-        if width * height > container.MAX_PIXELS or max(width, height) > container.MAX_SIDE:
-            raise CodecError(f"image of {width}x{height} is larger than this codec supports")
+        check_image_size(width, height)
         check_tile_side(self.tile)
-        x, (left, _, top, _) = PADDINGS[self.padding](to_tensor(image), PAD_MULTIPLE)
+        padding = centred_padding(height, width)
+        left, _, top, _ = padding
         header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
                         tables_id=self.tables_id_for(self.mode.entropy),
                         entropy=self.mode.entropy, padding_mode=PADDING_CODES[self.padding])
         coder = self.coder(self.mode.entropy)
         streams, crc = [], 0
-        for k, (t, l, th, tw) in enumerate(header.tiles()):
-            z, y, symbols = encode_tile(coder, x[..., t : t + th, l : l + tw])
+        for k, tile in enumerate(header.tiles()):
+            x = to_tensor(padded_region(image, padding, self.padding, tile)).contiguous()
+            z, y, symbols = encode_tile(coder, x)
             streams.append((z, y))
             if header.version >= 3:
                 header.tile_crcs.append(container.tile_crc(header, k, symbols))
@@ -281,7 +289,8 @@ class Codec:
         if pixels > self.max_pixels:
             raise CodecError(
                 f"the file claims a {header.width}x{header.height} image, {pixels} pixels, over the limit of "
-                f"{self.max_pixels} that guards against decompression bombs: if you trust the file, "
+                f"{self.max_pixels} that guards against decompression bombs (decoding it would take "
+                f"{image_memory(pixels)} beside the model and one tile): if you trust the file, "
                 f"pass --max-pixels {pixels}"
             )
 
@@ -328,7 +337,7 @@ class Codec:
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
         coder = self.coder(header.entropy)
-        canvas = torch.empty(1, 3, *header.padded_size)
+        canvas = Image.new("RGB", (header.width, header.height))  # 8-bit: a decoded tile is rounded as it comes
         crc = 0
         for k, ((t, l, th, tw), (z, y)) in enumerate(zip(tiles, streams)):
 
@@ -340,8 +349,11 @@ class Codec:
                 x_hat, symbols = decode_tile(coder, z, y, th, tw, check if header.version >= 3 else None)
             except CodecError as e:
                 raise CodecError(f"{where(k)}{e}") from None
-            canvas[..., t : t + th, l : l + tw] = x_hat
+            part = image_part(header.padding, canvas.size, (t, l, th, tw))
+            if part is not None:  # what utils.padding.crop keeps of the tile
+                rows, cols, corner = part
+                canvas.paste(to_image(x_hat[..., rows, cols]), corner)
             crc = zlib.crc32(symbols, crc)
         if header.version < 3 and crc != header.latent_crc:
             raise CodecError(LATENT_MISMATCH)
-        return to_image(crop(canvas, header.padding))
+        return canvas

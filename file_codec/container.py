@@ -86,10 +86,11 @@ PADDING_NAMES = {PAD_ZERO: "zero", PAD_REPLICATE: "replicate"}
 #: Bounds that a header must satisfy before anything is allocated for it.
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**27  # ~134 Mpx: an 11585 x 11585 image
-#: The most pixels a file may claim before the codec refuses to decode it unless told otherwise
-#: (``Codec.max_pixels``, ``codec.py decompress --max-pixels``), as Pillow's ``Image.MAX_IMAGE_PIXELS``
-#: guards against decompression bombs: 67 Mpx holds an 8192x8192 image or a 61-megapixel camera's
-#: 9504x6336, and keeps the decoder's float32 canvas (12 bytes a pixel) under 0.8 GB.
+#: The most pixels a file may claim before the codec refuses to decode it, or an image before the codec
+#: refuses to read it, unless told otherwise (``Codec.max_pixels``, ``codec.py --max-pixels``), as Pillow's
+#: ``Image.MAX_IMAGE_PIXELS`` guards against decompression bombs: 67 Mpx holds an 8192x8192 image or a
+#: 61-megapixel camera's 9504x6336, and keeps the image held whole (8-bit RGB, 4 bytes a pixel in Pillow)
+#: at 0.25 GiB at most.
 DEFAULT_MAX_PIXELS = 2**26
 MAX_TILE = 255 * PAD_MULTIPLE
 

@@ -23,7 +23,7 @@ from utils.process import process_age
 
 from . import container
 from .container import ContainerError, Header
-from .settings import CodecError
+from .settings import CodecError, check_image_size
 from .weights import locate
 
 if TYPE_CHECKING:
@@ -40,13 +40,17 @@ def fail(message: str) -> None:
     print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr, flush=True)
 
 
-def read_image(path: Path) -> Image.Image:
-    """The image as 8-bit RGB; what the conversion loses is said in a ``note:`` line."""
+def read_image(path: Path, max_pixels: int | None = None) -> Image.Image:
+    """The image as 8-bit RGB; what the conversion loses or changes is said in a ``note:`` line.
+
+    An image a ``.tcm`` file cannot hold, or over ``max_pixels``, is refused
+    before its pixels are decoded (docs/format.md, Memory).
+    """
     from datasets import open_rgb
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        image = open_rgb(path)
+        image = open_rgb(path, check_size=lambda width, height: check_image_size(width, height, max_pixels))
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     return image
@@ -182,7 +186,7 @@ def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, f
 
     def job(src: Path, dst: Path) -> None:
         start = time.perf_counter()
-        image = read_image(src)
+        image = read_image(src, codec.max_pixels)
         data = codec.encode(image)
         write_bytes_atomic(dst, data)
         width, height = image.size
@@ -195,6 +199,8 @@ def compress_files(codec: "Codec", inputs: list[Path], out: str | os.PathLike, f
 def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path], out: str | os.PathLike,
                      force: bool = False, quiet: bool = False, also_read: Iterable[Path] = ()) -> int:
     """Each ``.tcm`` file to an image, decoded by ``codec_for(its header)``."""
+    from datasets.colour import srgb_marking  # beside torch, which decoding loads anyway
+
     outputs = prepared_outputs(inputs, out, ".png")
 
     def job(src: Path, dst: Path) -> None:
@@ -203,7 +209,7 @@ def decompress_files(codec_for: Callable[[Header], "Codec"], inputs: list[Path],
         data = read_file(src)
         header, _ = container.parse(data)
         image = codec_for(header).decode(data)
-        save_image_atomic(image, dst, fmt)
+        save_image_atomic(image, dst, fmt, **srgb_marking(fmt))  # the file says it holds sRGB (docs/format.md, Colour)
         width, height = image.size
         _report(quiet, f"{src} -> {dst}: {width}x{height}, {8 * len(data) / (width * height):.4f} bpp",
                 time.perf_counter() - start)

@@ -12,7 +12,7 @@ from pathlib import Path
 from models.mode_names import TRANSFORMS
 from utils.cli import ToolError
 
-from .container import tile_side_error
+from .container import MAX_PIXELS, MAX_SIDE, tile_side_error
 
 #: Default tile side: images whose padded sides fit are coded in one piece.
 DEFAULT_TILE = 2048
@@ -67,3 +67,25 @@ def tile_argument(text: str) -> int:
     if why:
         raise argparse.ArgumentTypeError(why)
     return tile
+
+
+#: Bytes a pixel of the image the codec holds whole: Pillow's 8-bit RGB (docs/format.md, Memory).
+IMAGE_BYTES_PER_PIXEL = 4
+
+
+def image_memory(pixels: int) -> str:
+    """What holding an image of ``pixels`` pixels takes, for messages (``"0.30 GiB"``)."""
+    return f"{IMAGE_BYTES_PER_PIXEL * pixels / 2**30:.2f} GiB"
+
+
+def check_image_size(width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse an image a ``.tcm`` file cannot hold, or one over ``max_pixels`` (``codec.py compress --max-pixels``),
+    saying what holding it would take; ``codec.py compress`` asks before decoding its pixels."""
+    pixels = width * height
+    if pixels > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise CodecError(f"image of {width}x{height} is larger than this codec supports "
+                         f"(at most {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels)")
+    if max_pixels is not None and pixels > max_pixels:
+        raise CodecError(f"image of {width}x{height}, {pixels} pixels, over the limit of {max_pixels}: holding it "
+                         f"would take {image_memory(pixels)} beside the model and one tile; if that fits, pass "
+                         f"--max-pixels {pixels}")

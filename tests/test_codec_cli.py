@@ -84,6 +84,74 @@ def test_image_modes_through_the_command_line(ck, tmp_path, capsys):
     assert Image.open(tmp_path / "out" / "alpha.png").mode == "RGB"
 
 
+def test_a_colour_profile_is_converted_to_srgb_and_said(ck, tcm, tmp_path, capsys):
+    """A Display P3 image is coded as the sRGB colours a colour-managed viewer shows, not its raw values."""
+    import io
+
+    from PIL import ImageCms
+
+    from tests.colour_profiles import matrix_profile
+
+    p3 = matrix_profile("Display P3")
+    image = noise_image(20, 30, seed=6)
+    image.save(tmp_path / "p3.png", icc_profile=p3)
+    assert codec.main(["compress", str(tmp_path / "p3.png"), str(tmp_path / "p3.tcm"), "-c", str(ck)]) == 0
+    assert capsys.readouterr().err.strip() == f"note: {tmp_path / 'p3.png'}: colour profile 'Display P3' converted to sRGB"
+    srgb = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(p3)), ImageCms.createProfile("sRGB"))
+    assert (tmp_path / "p3.tcm").read_bytes() == tcm.encode(srgb) != tcm.encode(image)
+
+
+def test_a_decoded_file_says_it_holds_srgb(ck, tmp_path, small):
+    """PNG's sRGB chunk; JPEG, TIFF and WebP carry an sRGB profile, which reading takes as no change."""
+    import io
+    import warnings
+
+    from PIL import ImageCms
+
+    from datasets import open_rgb
+
+    (tmp_path / "a.tcm").write_bytes(small[1])
+    for name in ("a.png", "a.jpg", "a.tif", "a.webp"):
+        assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(tmp_path / name), "-c", str(ck), "-q"]) == 0
+        decoded = Image.open(tmp_path / name)
+        if name == "a.png":
+            assert decoded.info["srgb"] == 0 and "icc_profile" not in decoded.info  # perceptual intent
+        else:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(decoded.info["icc_profile"]))
+            assert ImageCms.getProfileDescription(profile).strip() == "sRGB built-in", name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # read back without a note
+            assert np.array_equal(np.asarray(open_rgb(tmp_path / name)), np.asarray(decoded.convert("RGB"))), name
+
+
+def test_compress_refuses_an_image_over_max_pixels_saying_what_it_would_take(ck, tmp_path, capsys, monkeypatch):
+    """Before its pixels are decoded; the image is held whole at 4 bytes a pixel (docs/format.md, Memory)."""
+    from PIL import ImageFile
+
+    noise_image(20, 30).save(tmp_path / "a.png")
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.tcm"), "-c", str(ck),
+                       "--max-pixels", "599"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"codec.py: error: {tmp_path / 'a.png'}: image of 30x20, 600 pixels, over the limit of 599: holding it would "
+        "take 0.00 GiB beside the model and one tile; if that fits, pass --max-pixels 600")
+    assert not (tmp_path / "a.tcm").exists()
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.tcm"), "-c", str(ck), "-q",
+                       "--max-pixels", "600"]) == 0
+    assert container.parse((tmp_path / "a.tcm").read_bytes())[0].width == 30
+
+
+def test_the_default_max_pixels_of_compress_is_decompress_s(tmp_path):
+    from file_codec.settings import image_memory
+
+    for command in ("compress", "decompress"):
+        args = codec.build_parser().parse_args([command, "x", "y"])
+        assert args.max_pixels == container.DEFAULT_MAX_PIXELS == 2**26
+    assert image_memory(9000 * 9000) == "0.30 GiB" and image_memory(2**26) == "0.25 GiB"
+
+
 def test_single_input_writes_out_as_a_file(ck, tmp_path, capsys, small):
     small[0].save(tmp_path / "a.png")
     assert codec.main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.bin"), "-c", str(ck)]) == 0
@@ -107,6 +175,7 @@ def test_max_pixels_bounds_what_decompress_decodes_and_info_reports_it(ck, tmp_p
     assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(out), "-c", str(ck), "--max-pixels", "599"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "30x20 image, 600 pixels, over the limit of 599" in err[0] and "--max-pixels 600" in err[0]
+    assert "(decoding it would take 0.00 GiB beside the model and one tile)" in err[0]
     assert not out.exists()
     assert codec.main(["decompress", str(tmp_path / "a.tcm"), str(out), "-c", str(ck), "--max-pixels", "600"]) == 0
     assert Image.open(out).size == (30, 20)

@@ -83,3 +83,70 @@ def test_to_image_rounds_where_truncation_would_lower_every_pixel():
     x = torch.full((1, 3, 2, 2), 100.6 / 255)
     assert np.asarray(to_image(x)).max() == 101
     assert torch.equal(to_tensor(to_image(x)), torch.full((1, 3, 2, 2), 101 / 255))
+
+
+def test_an_rgb_image_is_read_without_a_second_copy(tmp_path, monkeypatch):
+    """Pillow's decoded image is what comes back: no copy for the EXIF rotation nor for the conversion to RGB."""
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a second copy of the image")
+
+    monkeypatch.setattr(Image.Image, "copy", refuse)
+    monkeypatch.setattr(Image.Image, "convert", refuse)
+    assert open_rgb(tmp_path / "a.png").size == (60, 40)
+
+
+def test_a_size_check_refuses_the_image_before_its_pixels_are_decoded(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.new("RGB", (60, 40)).save(tmp_path / "a.png")
+
+    def refuse(width: int, height: int) -> None:
+        raise ImageReadError(f"{width}x{height} refused")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    with pytest.raises(ImageReadError, match="60x40 refused"):
+        open_rgb(tmp_path / "a.png", check_size=refuse)
+
+
+def test_a_decompression_bomb_is_refused_naming_its_size(tmp_path):
+    """A 20000x20000 PNG header (Pillow refuses it at open, before any pixel): the message says why."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(1000)))
+                                        + chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError) as e:
+        open_rgb(tmp_path / "bomb.png")
+    assert str(e.value) == (f"{tmp_path / 'bomb.png'}: Image size (400000000 pixels) exceeds limit of "
+                            f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack.")
+
+
+def test_deep_samples_are_reduced_a_strip_at_a_time(tmp_path):
+    """A tall 16-bit grey image: the conversion's own arrays (traced: numpy's) are its 8-bit copy and a strip.
+
+    Scaling the whole image in float64 took 24 bytes a pixel beside the image
+    Pillow holds (a copy, its scaled copy, the rounded one), three times what
+    the 8-bit RGB result takes; a strip of rows costs the same whatever the height.
+    """
+    import tracemalloc
+
+    height, width = 32768, 64
+    samples = np.arange(height * width, dtype=np.uint32).reshape(height, width) * 7 % 65536
+    Image.fromarray(samples.astype(np.uint16)).save(tmp_path / "deep.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracemalloc.start()
+        try:
+            img = open_rgb(tmp_path / "deep.png")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    expected = np.clip(np.round(samples / 65535 * 255), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(img), np.repeat(expected[..., None], 3, axis=2))
+    assert peak < 1.5 * height * width, f"{peak / (height * width):.1f} bytes a pixel"

@@ -65,3 +65,25 @@ def test_names_are_unique(tmp_path):
 ])
 def test_lambda_read_off_a_name(name, expected):
     assert lambda_from_name(name) == expected
+
+
+def test_images_with_a_colour_profile_are_evaluated_in_srgb_and_said(tmp_path, capsys):
+    """eval.py scores the sRGB colours a colour-managed viewer shows (its reconstructions are sRGB too)."""
+    import io
+
+    import numpy as np
+    from PIL import ImageCms
+
+    from evaluation.inputs import load_images
+    from tests.colour_profiles import matrix_profile
+    from tests.helpers import noise_image
+
+    p3 = matrix_profile("Display P3")
+    image = noise_image(24, 36, seed=8)
+    image.save(tmp_path / "p3.png", icc_profile=p3)
+    image.save(tmp_path / "plain.png")
+    images = dict(load_images(str(tmp_path)))
+    assert capsys.readouterr().err.strip() == f"note: {tmp_path / 'p3.png'}: colour profile 'Display P3' converted to sRGB"
+    srgb = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(p3)), ImageCms.createProfile("sRGB"))
+    assert np.array_equal(np.asarray(images["p3.png"]), np.asarray(srgb))
+    assert np.array_equal(np.asarray(images["plain.png"]), np.asarray(image))
