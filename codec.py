@@ -123,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             entropy = getattr(args, "entropy", None)  # decoding: each file's own
             codec = Codec.load(checkpoint, entropy and f"{entropy}/{args.transforms}",
                                getattr(args, "tile", DEFAULT_TILE), max_pixels=args.max_pixels)
-            if entropy is None:
+            if entropy is None:  # int8 for a release file, float64 for others: `info` says which a file holds
                 codec.mode = default_mode(codec.net, args.transforms)
-                if args.command == "compress" and codec.mode.entropy != DEFAULT_ENTROPY:
-                    print(f"note: {checkpoint} carries no integer entropy parameters (updates.py adds them): "
-                          f"{codec.mode.entropy} entropy parameters", file=sys.stderr)
             return codec
 
         options = dict(force=args.force, quiet=args.quiet,

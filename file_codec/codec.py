@@ -271,11 +271,15 @@ class Codec:
         header = Header(self.weights_id, height, width, top, left, self.tile, version=self.version,
                         tables_id=self.tables_id_for(self.mode.entropy),
                         entropy=self.mode.entropy, padding_mode=PADDING_CODES[self.padding])
-        coder = self.coder(self.mode.entropy)
+        return self.pack_tiles(header, lambda tile: to_tensor(padded_region(image, padding, self.padding, tile)))
+
+    def pack_tiles(self, header: Header, tile_input: Callable[[tuple[int, int, int, int]], torch.Tensor]) -> bytes:
+        """The file of ``header``'s tiles, each coded from ``tile_input((top, left, height, width))``: its padded
+        pixels (NCHW in [0, 1]), asked for only when that tile is coded."""
+        coder = self.coder(header.entropy)
         streams, crc = [], 0
         for k, tile in enumerate(header.tiles()):
-            x = to_tensor(padded_region(image, padding, self.padding, tile)).contiguous()
-            z, y, symbols = encode_tile(coder, x)
+            z, y, symbols = encode_tile(coder, tile_input(tile).contiguous())
             streams.append((z, y))
             if header.version >= 3:
                 header.tile_crcs.append(container.tile_crc(header, k, symbols))

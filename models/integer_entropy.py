@@ -472,22 +472,7 @@ class IntSwinBlock(nn.Module):
         t = t.add_(self.proj(self._attend(t, spans))).clamp_(-STREAM_MAX, STREAM_MAX)
         hidden = self.fc1(layer_norm_int8(t, self.z_exp2, self.eps2))
         t = t.add_(self.fc2(hidden)).clamp_(-STREAM_MAX, STREAM_MAX)
-        return t.index_select(1, inverse_order(order)).view(b, h, w, c)
-
-
-_INVERSE: dict = {}
-
-
-def inverse_order(order: Tensor) -> Tensor:
-    """The permutation that undoes ``order`` (cached with it: ``tokens_in_window_order``'s are)."""
-    key = (order.data_ptr(), order.numel(), order.device)
-    if key not in _INVERSE:
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(order.numel(), device=order.device)
-        if len(_INVERSE) > 64:
-            _INVERSE.clear()
-        _INVERSE[key] = inverse
-    return _INVERSE[key]
+        return torch.empty_like(t).index_copy_(1, order, t).view(b, h, w, c)  # back to the pixels, as SwinBlock
 
 
 class IntResidualUnit(nn.Module):

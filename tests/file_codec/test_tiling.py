@@ -9,7 +9,6 @@ references below are that way, written out.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from PIL import Image
 from datasets import to_image, to_tensor
 import file_codec.codec as codec_module
 from file_codec import Codec, container
-from file_codec.codec import PADDING_CODES, decode_tile, encode_tile
+from file_codec.codec import PADDING_CODES, decode_tile
 from file_codec.container import Header
 from tests.helpers import noise_image
 from utils.padding import PADDINGS, centred_padding, crop, image_part, padded_region
@@ -35,16 +34,7 @@ def whole_image_encode(codec: Codec, image: Image.Image) -> bytes:
     entropy = codec.mode.entropy
     header = Header(codec.weights_id, height, width, top, left, codec.tile, version=codec.version,
                     tables_id=codec.tables_id_for(entropy), entropy=entropy, padding_mode=PADDING_CODES[codec.padding])
-    coder = codec.coder(entropy)
-    streams, crc = [], 0
-    for k, (t, l, th, tw) in enumerate(header.tiles()):
-        z, y, symbols = encode_tile(coder, x[..., t : t + th, l : l + tw])
-        streams.append((z, y))
-        if header.version >= 3:
-            header.tile_crcs.append(container.tile_crc(header, k, symbols))
-        crc = zlib.crc32(symbols, crc)
-    header.latent_crc = crc if header.version < 3 else 0
-    return container.pack(header, streams)
+    return codec.pack_tiles(header, lambda tile: x[..., tile[0] : tile[0] + tile[2], tile[1] : tile[1] + tile[3]])
 
 
 def whole_canvas_decode(codec: Codec, data: bytes) -> np.ndarray:

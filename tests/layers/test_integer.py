@@ -29,6 +29,8 @@ def _int8(*shape, seed=0, lo=-127, hi=127):
 @pytest.mark.parametrize("saturating", [False, True])
 def test_int8_gemms_are_exact_with_one_matrix_or_two(monkeypatch, saturating):
     """The split into two matrices of |w| <= 64 (for kernels that saturate) gives the same int32 sums."""
+    if not saturating and integer.saturating_int8_gemm():
+        pytest.skip("this CPU's int8 GEMM saturates with 8-bit weights: only the split runs here")
     monkeypatch.setattr(integer, "saturating_int8_gemm", lambda: saturating)
     for seed, (m, k, n) in enumerate(((1, 1, 1), (17, 300, 33), (64, 1152, 96))):
         x, w = _int8(m, k, seed=seed), _int8(k, n, seed=seed + 10)

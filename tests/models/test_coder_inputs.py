@@ -69,6 +69,21 @@ def test_values_the_coder_cannot_take_are_refused():
             check_indexes(torch.tensor([0, bad]), 64, "the scales")
 
 
+@pytest.mark.parametrize("scale, message", [
+    (255.0, r"values in \[0, 255\]: divide 8-bit values by 255"),
+    (-1.0, r"values in \[-1, 0\]"),
+    (float("nan"), r"\(or NaN\)"),
+])
+def test_compress_refuses_images_outside_0_1_in_both_arithmetics(net, scale, message):
+    """8-bit values not divided by 255 (or negative, or NaN) would code a wrong image without a word."""
+    x = torch.zeros(1, 3, 128, 128)
+    x[0, 0, 0, 0] = scale
+    for coder in (net, Coder(net, "float64/float32")):
+        with pytest.raises(CoderInputError, match=message) as e:
+            coder.compress(x)
+        assert "\n" not in str(e.value)
+
+
 @pytest.mark.slow
 def test_a_release_file_loaded_without_update_is_refused_not_a_segfault():
     # TCM.from_state_dict on a float16 release file: the Gaussian tables are stored empty.
