@@ -107,11 +107,28 @@ class KernelPolicy:
         encoder and a decoder of one policy compute identical parameters.
         """
         fmt = self.memory_format(x.dtype, torch.is_grad_enabled())
-        return x if fmt is None else x.contiguous(memory_format=fmt)
+        return x if fmt is None else canonical_strides(x.contiguous(memory_format=fmt), fmt)
 
     def gemm_convolution(self, dtype: torch.dtype, device: torch.device) -> bool:
         """Whether a convolution in ``dtype`` on ``device`` is a :class:`GemmConv2d` under this policy."""
         return self.gemm_float64 and dtype == torch.float64 and device.type == "cpu"
+
+
+def canonical_strides(x: Tensor, fmt: torch.memory_format) -> Tensor:
+    """``x`` (contiguous in ``fmt``) as a view with ``fmt``'s own strides on its size-1 dimensions.
+
+    A tensor is contiguous in a format whatever the strides of its size-1
+    dimensions, but torch's convolutions pick their layout from all the
+    strides: an image read as a permuted HWC array (batch stride 3) runs as
+    NCHW, and every layer after it too, in bfloat16 through a slow conversion
+    per convolution.  Only size-1 strides change, so the view holds the same
+    elements in the same memory.
+    """
+    if x.dim() != 4 or x.numel() == 0:
+        return x
+    n, c, h, w = x.shape
+    want = (h * w * c, 1, w * c, c) if fmt == torch.channels_last else (c * h * w, h * w, w, 1)
+    return x if x.stride() == want else x.as_strided(x.shape, want)
 
 
 #: What every layer is built with.

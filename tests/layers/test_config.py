@@ -193,6 +193,27 @@ def test_the_layout_is_the_policys():
     assert seen == [True, False]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_image_read_from_an_hwc_array_runs_every_layer_channels_last(dtype):
+    """A permuted HWC array (batch stride 3) is channels-last contiguous, but convolutions read its strides as
+    NCHW and stay NCHW after it (in bfloat16 with a slow conversion each): the layout gives it canonical strides."""
+    hwc = torch.rand(128, 128, 3).to(dtype)
+    image = hwc.permute(2, 0, 1).unsqueeze(0)
+    assert image.stride()[0] == 3 and image.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        laid = DEFAULT_KERNELS.layout(image)
+        assert laid.stride() == (128 * 128 * 3, 1, 128 * 3, 3) and laid.data_ptr() == image.data_ptr()
+        assert torch.equal(laid, image)
+        assert DEFAULT_KERNELS.layout(laid) is laid  # canonical already: no new view
+        net = tiny_tcm(seed=1).eval().to(dtype)
+        formats = []
+        for module in net.g_a:
+            module.register_forward_hook(lambda _, args, out: formats.append(
+                out.is_contiguous(memory_format=torch.channels_last)))
+        net.g_a(laid)
+    assert formats and all(formats)
+
+
 def test_float64_convolutions_are_gemm_convolutions_as_the_policy_says():
     net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.Conv2d(6, 6, 3, stride=2, padding=1)).double()
     x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
