@@ -693,7 +693,7 @@ def test_a_file_made_with_a_shipped_model_decodes_with_no_option(tmp_path, monke
     assert f"  weights         found: {shipped}\n" in proc.stdout
 
 
-def test_the_default_entropy_is_int8_for_weights_with_integer_parameters_else_float64_with_a_note(
+def test_the_default_entropy_is_int8_for_weights_with_integer_parameters_else_float64_and_nothing_on_stderr(
         ck, tmp_path, capsys, small):
     """Release files carry integer parameters (the conformance model does): their files are exact integers; other
     weights would calibrate their own, which another machine may not reproduce, so they write float64 (which
