@@ -17,6 +17,7 @@ does not depend on them much, but the rANS coder's work does, a little.
     python bench.py --model s --quick     # a smoke run: 256x256, batch 2, one repeat after one warm-up
     python bench.py --json bench.json     # also write the table
     python bench.py --model s --measures compress,decompress --coding float32/float32 float32/bfloat16 float64/bfloat16
+    python bench.py --model s --measures compress,decompress --authors ../LIC_TCM   # against the authors' code
 """
 
 from __future__ import annotations
@@ -48,13 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cuda", action="store_true", help="measure on the GPU")
     p.add_argument("--coding", nargs="+", type=coding_mode, default=None, metavar="MODE",
                    help="coding modes of compress/decompress, ENTROPY/TRANSFORMS (models.coding; default: all "
-                        f"four, {' '.join(CODING_MODES)})")
+                        f"{' '.join(CODING_MODES)})")
+    p.add_argument("--authors", metavar="CHECKOUT",
+                   help="a clone of the authors' repository (jmliu206/LIC_TCM): compress and decompress are also "
+                        "timed by their code with the same weights, and each mode is compared with it")
     p.add_argument("--compile", action="store_true", help="torch.compile g_a, h_a, g_s")
     p.add_argument("--measures", default=",".join(MEASURES),
                    help=f"comma-separated subset of {','.join(MEASURES)} (decompress needs compress)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--worker", choices=MEASURES, help=argparse.SUPPRESS)
     p.add_argument("--strings-file", help=argparse.SUPPRESS)
+    p.add_argument("--run-authors", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.measures = [m.strip() for m in args.measures.split(",") if m.strip()]
     bad = [m for m in args.measures if m not in MEASURES]
@@ -76,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--image {args.image}: no such file")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         p.error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.authors and not (Path(args.authors) / "models" / "tcm.py").is_file():
+        p.error(f"--authors {args.authors}: no models/tcm.py there (give a clone of jmliu206/LIC_TCM)")
+    if args.authors and not {"compress", "decompress"} & set(args.measures):
+        p.error("--authors: measure compress (and decompress) to compare with the authors' code")
+    if args.authors:
+        args.authors = str(Path(args.authors).resolve())  # the workers run from the repository's root
     from models.coding import CodingMode
 
     args.coding = list(dict.fromkeys(args.coding or CodingMode.all()))  # each mode once, in the order given

@@ -29,6 +29,8 @@ from .speed import PeakMemory, count_flops, matmul_rate, median_time
 TRAIN_CROP = 256
 #: The random-noise image measured where no ``--image`` is given (the size of a Kodak photograph).
 NOISE_SIZE = (512, 768)
+#: The name of the rows the authors' code runs (``--authors``).
+AUTHORS = "authors' code"
 #: A yardstick below this share of the best one of its arithmetic in the run: the machine was busy meanwhile.
 SLOW_YARDSTICK = 0.7
 
@@ -119,7 +121,7 @@ def run_measure(args: argparse.Namespace) -> dict:
     out: dict = {"measure": args.worker, "matmul_gflops": rate, "matmul_dtype": str(dtype).removeprefix("torch."),
                  "load": load}
     if args.worker in ("compress", "decompress"):
-        out["coding"] = str(args.coding[0])
+        out["coding"] = AUTHORS if args.run_authors else str(args.coding[0])
     strings_file = Path(args.strings_file)
 
     # Timed runs come first: ru_maxrss only grows, so nothing may run before them.
@@ -140,7 +142,7 @@ def run_measure(args: argparse.Namespace) -> dict:
     elif args.worker == "compress":
         with torch.inference_mode():
             with PeakMemory(device) as mem:  # the coder's copies of the networks count, as they did when made lazily
-                coder = Coder(net, args.coding[0])
+                coder = coder_of(net, args)
                 compress = lambda: coder.compress(x)  # noqa: E731
                 out["time"] = median_time(compress, reps, device, args.warmup, clock)
             enc = compress()
@@ -155,7 +157,7 @@ def run_measure(args: argparse.Namespace) -> dict:
         strings = [[bytes.fromhex(s) for s in enc["y"]], [bytes.fromhex(s) for s in enc["z"]]]
         with torch.inference_mode():
             with PeakMemory(device) as mem:
-                coder = Coder(net, args.coding[0])
+                coder = coder_of(net, args)
                 decompress = lambda: coder.decompress(strings, enc["shape"])  # noqa: E731
                 out["time"] = median_time(decompress, reps, device, args.warmup, clock)
         out["flops"] = count_flops(decompress)
@@ -164,6 +166,16 @@ def run_measure(args: argparse.Namespace) -> dict:
         return out
     out["peak_bytes"] = mem.bytes
     return out
+
+
+def coder_of(net: nn.Module, args: argparse.Namespace):
+    """What compresses and decompresses in this measurement: a :class:`Coder` in the measured mode, or the
+    authors' model itself (``--authors``: their own compress and decompress)."""
+    if args.run_authors:
+        from .authors import authors_model
+
+        return authors_model(args.authors, net)
+    return Coder(net, args.coding[0])
 
 
 def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict:
@@ -185,7 +197,7 @@ def run_train(net: nn.Module, x: torch.Tensor, args: argparse.Namespace, device:
 
 # ---------------------------------------------------------------- table
 def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file: str,
-                mode: CodingMode = CodingMode.PUBLISHED) -> list[str]:
+                mode: CodingMode = CodingMode.PUBLISHED, authors: bool = False) -> list[str]:
     argv = [sys.executable, str(ROOT / "bench.py"), "--worker", measure, "--model", model,
             "--repeats", str(args.repeats), "--clock", args.clock, "--threads", str(args.threads or 0),
             "--warmup", str(args.warmup), "--batch", str(args.batch), "--strings-file", strings_file,
@@ -197,6 +209,8 @@ def worker_argv(args: argparse.Namespace, model: str, measure: str, strings_file
         argv += ["--image", args.image]
     if args.checkpoint:
         argv += ["--checkpoint", args.checkpoint]
+    if authors:
+        argv += ["--authors", args.authors, "--run-authors"]
     return argv
 
 
@@ -208,8 +222,11 @@ def run_worker(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def row_name(measure: str, mode: CodingMode) -> str:
-    """``compress`` for the published function, ``compress float64/bfloat16`` etc. for the other modes."""
+def row_name(measure: str, mode: CodingMode | str) -> str:
+    """``compress`` for the published function, ``compress float64/bfloat16`` etc. for the other modes,
+    ``compress authors' code`` for theirs."""
+    if mode == AUTHORS:
+        return f"{measure} {AUTHORS}"
     return measure if mode == CodingMode.PUBLISHED or measure in ("forward", "train") else f"{measure} {mode}"
 
 
@@ -219,13 +236,22 @@ def summarise(rows: dict[str, dict]) -> dict:
         r["gflops_per_s"] = r["flops"] / r["time"] / 1e9
         r["share"] = r["gflops_per_s"] / r["matmul_gflops"]
     modes = {}
+    published = rows.get("compress"), rows.get("decompress")
+    authors = rows.get(row_name("compress", AUTHORS)), rows.get(row_name("decompress", AUTHORS))
     for mode in CodingMode.all():
         c, d = rows.get(row_name("compress", mode)), rows.get(row_name("decompress", mode))
-        if c and d and "compress" in rows and "decompress" in rows:
-            modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"],
-                                "compress_speedup": rows["compress"]["time"] / c["time"],
-                                "decompress_speedup": rows["decompress"]["time"] / d["time"],
-                                "bytes": c["bytes"], "bytes_change": c["bytes"] / rows["compress"]["bytes"] - 1}
+        if not (c and d):
+            continue
+        f = modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"]}
+        if all(published):
+            f.update(compress_speedup=published[0]["time"] / c["time"],
+                     decompress_speedup=published[1]["time"] / d["time"])
+        f["bytes"] = c["bytes"]
+        if all(published):
+            f["bytes_change"] = c["bytes"] / published[0]["bytes"] - 1
+        if all(authors):
+            f.update(authors_compress_speedup=authors[0]["time"] / c["time"],
+                     authors_decompress_speedup=authors[1]["time"] / d["time"])
     if not {"forward", "compress", "decompress"} <= rows.keys():
         return {"coding": modes} if modes else {}
     fwd = rows["forward"]
@@ -275,10 +301,16 @@ def print_table(results: dict, header: str) -> None:
                   f"{yardstick:>15} {100 * r['share']:5.1f}% {r['peak_bytes'] / 2**20:9.0f}")
         s = res["summary"]
         for mode, f in s.get("coding", {}).items():
-            if mode != str(CodingMode.PUBLISHED):
-                print(f"{model:6} {mode}: compress {f['compress_speedup']:.2f}x, decompress "
-                      f"{f['decompress_speedup']:.2f}x as fast as the published {CodingMode.PUBLISHED}; "
-                      f"{f['bytes']} bytes ({100 * f['bytes_change']:+.2f} %)")
+            parts = []
+            if mode != str(CodingMode.PUBLISHED) and "compress_speedup" in f:
+                parts.append(f"compress {f['compress_speedup']:.2f}x, decompress {f['decompress_speedup']:.2f}x as "
+                             f"fast as the published {CodingMode.PUBLISHED}")
+            if "authors_compress_speedup" in f:
+                parts.append(f"{f['authors_compress_speedup']:.2f}x / {f['authors_decompress_speedup']:.2f}x as "
+                             f"fast as the {AUTHORS}")
+            if parts:
+                change = f" ({100 * f['bytes_change']:+.2f} %)" if "bytes_change" in f else ""
+                print(f"{model:6} {mode}: {'; '.join(parts)}; {f['bytes']} bytes{change}")
         if "forward_split_s" not in s:
             continue
         split = ", ".join(f"{k} {v:.3f}" for k, v in s["forward_split_s"].items())
@@ -314,10 +346,13 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
             strings_file = os.path.join(tmp, f"{m}.json")
             rows = {}
             for measure in [m for m in MEASURES if m in args.measures]:
-                for k, mode in enumerate(args.coding if measure in ("compress", "decompress")
-                                         else [CodingMode.PUBLISHED]):
-                    name = row_name(measure, mode)
-                    argv_v = worker_argv(args, m, measure, f"{strings_file}.{k}", mode)
+                coded = measure in ("compress", "decompress")
+                runs = [(mode, False) for mode in (args.coding if coded else [CodingMode.PUBLISHED])]
+                if coded and args.authors:
+                    runs.append((CodingMode.PUBLISHED, True))
+                for k, (mode, authors) in enumerate(runs):
+                    name = row_name(measure, AUTHORS if authors else mode)
+                    argv_v = worker_argv(args, m, measure, f"{strings_file}.{k}", mode, authors)
                     rows[name] = run_worker(argv_v)
                     print(f"  {m} {name}: {rows[name]['time']:.3f} s", file=sys.stderr, flush=True)
             results["models"][m] = {"rows": rows, "summary": summarise(rows)}
