@@ -140,6 +140,37 @@ def floor_ratio(numerator: Tensor | float, divisors: Tensor, bits: int = 22) -> 
     return q * exp2(k - p)
 
 
+class RatioRequantizer(torch.nn.Module):
+    """``requantize(values, floor_ratio(numerator, divisors), lo, hi)`` for a fixed ``numerator``, computed in
+    fewer passes over the broadcast shape, with the same bits.
+
+    With the numerator's 21-bit mantissa Mi = mhat * 2**b (mhat in [0.5, 1)),
+    floor_ratio's quotient is floor(mhat * 2**(bits + bit_length(d)) / d):
+    scaling by a power of two commutes with float64 rounding (no value here is
+    near the subnormal or overflow range), so it equals floor((mhat / d) *
+    2**(bits + bit_length(d))), and the factor is that quotient times
+    2**(k + b - bits) times 2**-bit_length(d).  ``values`` (integers below
+    2**24) times the quotient (below 2**24) stay below 2**48, so multiplying
+    them in any order is exact.
+    """
+
+    def __init__(self, numerator: Tensor, bits: int = 22):
+        super().__init__()
+        mant, exp = torch.frexp(numerator.to(torch.float64))
+        mi = torch.round(mant * 2.0**MULTIPLIER_BITS)
+        b = bit_length(mi)
+        self.register_buffer("mhat", mi * exp2(-b), persistent=False)
+        self.register_buffer("post", exp2(exp.to(torch.float64) - MULTIPLIER_BITS + b - bits), persistent=False)
+        self.bits = bits
+
+    def forward(self, values: Tensor, divisors: Tensor, lo: float, hi: float, dtype: torch.dtype) -> Tensor:
+        d = divisors.to(torch.float64)
+        length = bit_length(d)
+        t = torch.div(self.mhat, d).mul_(exp2(length + self.bits)).floor_()  # the quotient
+        t.mul_(values.to(torch.float64)).mul_(self.post).mul_(exp2(-length))
+        return t.round_().clamp_(lo, hi).to(dtype)
+
+
 @functools.lru_cache(maxsize=1)
 def saturating_int8_gemm() -> bool:
     """Whether this process's CPU int8 GEMM saturates with 8-bit weights (oneDNN without VNNI): the exact sums
@@ -371,20 +402,22 @@ def layer_norm_int8(x: Tensor, z_exp: int, eps: int) -> Tensor:
     S1 = sum(x) and S2 = sum(x**2) are integer sums (x**2 < 2**30), V = C*S2 -
     S1**2 + C*C*eps is below 2**52, and z = (C*x - S1) / sqrt(V).  Per row, D =
     isqrt(V) and R = floor(2**P / D), P chosen so that R has 22 bits; then z *
-    2**z_exp = (C*x - S1) * R / 2**(P - z_exp), |C*x - S1| * R < 2**(26 + 22):
-    int64 products, rounded by an arithmetic shift.  (The affine weights of
-    the norm are folded into the layer that follows.)
+    2**z_exp = (C*x - S1) * R / 2**(P - z_exp), |C*x - S1| * R < 2**(27 + 23):
+    float64 products of integers, exact, rounded half up.  (The affine weights
+    of the norm are folded into the layer that follows.)
     """
     c = x.shape[-1]
-    s1 = x.sum(-1, keepdim=True, dtype=torch.int64)
-    s2 = (x * x).sum(-1, keepdim=True, dtype=torch.int64)
-    v = (c * s2 - s1 * s1).clamp_(min=0).to(torch.float64) + float(c * c * eps)
+    t = x.to(torch.float64)  # every sum and product below is an integer under 2**53: exact in any order
+    s1 = t.sum(-1, keepdim=True)
+    s2 = (t * t).sum(-1, keepdim=True)
+    v = (c * s2 - s1 * s1).clamp_(min=0) + float(c * c * eps)
     d = isqrt(v).clamp_(min=1)
     p = 22 + bit_length(d)
-    r = torch.floor(exp2(p) / d).to(torch.int64)  # a quotient below 2**23 of integers below 2**53: exact floor
-    shift = (p - z_exp).to(torch.int64)  # at least 22 - z_exp + 1 > 0 for |z_exp| <= 20
-    t = (x * c - s1.to(torch.int32)).to(torch.int64).mul_(r).add_(torch.bitwise_left_shift(torch.ones_like(shift), shift - 1))
-    return torch.bitwise_right_shift(t, shift, out=t).clamp_(-ACT_MAX, ACT_MAX).to(torch.int8)
+    r = torch.floor(exp2(p) / d)  # a quotient below 2**23 of integers below 2**53: exact floor
+    # (C*x - S1) * R < 2**50, then the power-of-two scaling by 2**(z_exp - P): exact; floor(t + 0.5) is the
+    # arithmetic shift's rounding (the sum is exact wherever |t| >= 0.5, and cannot reach 0 or 1 from inside).
+    t = t.mul_(c).sub_(s1).mul_(r.mul_(exp2(z_exp - p)))
+    return t.add_(0.5).floor_().clamp_(-ACT_MAX, ACT_MAX).to(torch.int8)
 
 
 # ------------------------------------------------------------------ tables, the same on every machine

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from layers import ConvTransBlock, SWAtten, SwinBlock
 from layers.integer import (ACT_MAX, STREAM_MAX, WIDE_MAX, ExactOut, IntConv3x3, IntegerBoundError, IntLinear,
-                            ShiftOut, Table, TableOut, exp2, exp_, fixed_multiplier, fixed_multipliers, floor_ratio,
+                            RatioRequantizer, ShiftOut, Table, TableOut, exp2, exp_, fixed_multiplier, fixed_multipliers,
                             gelu_, half_tanh_, isqrt, layer_norm_int8, leaky_relu_, pow2_exponents, quantize_weights,
                             requantize, shift_right, sigmoid_, split_wide)
 from layers.window_attention import shift_masks, tokens_in_window_order, window_blocks
@@ -411,8 +411,7 @@ class IntSwinBlock(nn.Module):
         self.register_buffer("bias_masks", torch.stack([bias + m for m in masks]), persistent=False)
         attn = each(x, lambda t: _reference_attention(msa, block.ln1(t)))
         so = params.scale(f"{name}.msa.out.scale", lambda: scale_for(attn, ACT_MAX), c)
-        self.register_buffer("out_multiplier", multipliers(sv, so).view(self.heads, 1, self.head_dim),
-                             persistent=False)
+        self.out_ratio = RatioRequantizer(multipliers(sv, so).view(self.heads, 1, self.head_dim))
         self.proj = shift_linear(msa.linear, so, s, -STREAM_MAX, STREAM_MAX, f"{name}.msa.linear", torch.int32)
         x1 = each(x, lambda t: t + msa.linear(_reference_attention(msa, block.ln1(t))))
         self.z_exp2 = min(int(params.exponents(f"{name}.ln2.exp", lambda: pow2_exponents(
@@ -458,8 +457,7 @@ class IntSwinBlock(nn.Module):
                 d = torch.bitwise_right_shift(d, self.exp_shift, out=d)
             e = self.exp.index_select(0, d.clamp_(max=last).reshape(-1)).view(d.shape)
             ev = torch.matmul(e, v)  # exact: |sum| <= L * 2**10 * 127 < 2**24
-            factor = floor_ratio(self.out_multiplier, e.sum(-1, keepdim=True))
-            o = requantize(ev, factor, -ACT_MAX, ACT_MAX, dtype=torch.int8)
+            o = self.out_ratio(ev, e.sum(-1, keepdim=True), -ACT_MAX, ACT_MAX, torch.int8)
             out[:, start:end] = o.transpose(1, 2).reshape(b, end - start, c)
         return out
 

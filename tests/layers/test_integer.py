@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from layers import integer
-from layers.integer import (ACT_MAX, IntConv3x3, IntegerBoundError, IntLinear, ShiftOut, TableOut, exp2, exp_,
-                            fixed_multiplier, floor_ratio, gelu_, half_tanh_, int8_matmul, isqrt, layer_norm_int8,
+from layers.integer import (ACT_MAX, IntConv3x3, IntegerBoundError, IntLinear, RatioRequantizer, ShiftOut, TableOut,
+                            exp2, exp_, fixed_multiplier, fixed_multipliers, floor_ratio, gelu_, half_tanh_, int8_matmul, isqrt, layer_norm_int8,
                             quantize_weights, requantize, sigmoid_, split_weights, split_wide)
 from tests.helpers import ROOT
 
@@ -159,3 +159,14 @@ def test_table_functions_give_the_same_bits_under_another_cpus_arithmetic():
         runs.append(done.stdout.strip())
     assert len(set(runs)) == 1 and len(runs[0]) == 64
     assert hashlib.sha256(b"").hexdigest() not in runs
+
+
+def test_the_ratio_requantizer_computes_floor_ratio_and_requantize_bit_for_bit():
+    """Window attention's output scaling: one factor per row and channel, computed in fewer passes."""
+    g = torch.Generator().manual_seed(5)
+    numerator = fixed_multipliers(torch.rand(4, 1, 8, generator=g, dtype=torch.float64) * 0.02 + 1e-5)
+    divisors = torch.randint(1024, 2**16 + 1, (3, 4, 64, 1), generator=g).float()
+    values = torch.randint(-2**23 + 1, 2**23, (3, 4, 64, 8), generator=g).float()
+    want = requantize(values, floor_ratio(numerator, divisors), -ACT_MAX, ACT_MAX, dtype=torch.int8)
+    got = RatioRequantizer(numerator)(values, divisors, -ACT_MAX, ACT_MAX, torch.int8)
+    assert torch.equal(got, want)
