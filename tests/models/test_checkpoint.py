@@ -139,6 +139,24 @@ def test_a_release_file_is_checked_against_the_hash_in_its_name(tmp_path):
         load_model(bad)
 
 
+def test_the_crcs_are_checked_where_no_hash_was(tmp_path, monkeypatch):
+    """A release file whose sha256 matched skips the CRC pass (the hash covers every byte); a file without a
+    hash in its name, or read with ``check_hash=False``, still gets it."""
+    from models import checkpoint
+
+    checked = []
+    monkeypatch.setattr(checkpoint, "check_zip_crcs", checked.append)
+    data_path = tmp_path / "tmp.pth.tar"
+    torch.save(tiny_tcm(seed=7).state_dict(), data_path)
+    release = tmp_path / f"tiny-{hashlib.sha256(data_path.read_bytes()).hexdigest()[:8]}.pth.tar"
+    release.write_bytes(data_path.read_bytes())
+    checkpoint.read_checkpoint(release)
+    assert checked == []
+    checkpoint.read_checkpoint(release, check_hash=False)
+    checkpoint.read_checkpoint(data_path)
+    assert checked == [str(release), str(data_path)]
+
+
 @pytest.mark.parametrize("where", ["weight", "optimizer state"])
 def test_a_checkpoint_with_a_damaged_byte_is_refused_in_one_line(tmp_path, where):
     """A training checkpoint whose zip part fails its CRC: torch.load alone reads it without a word."""
