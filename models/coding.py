@@ -39,13 +39,14 @@ float32 function; a coder of :data:`CodingMode.PUBLISHED` computes exactly it.
 from __future__ import annotations
 
 import argparse
-import copy
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+from layers.copies import converted_copy
 
 from .entropy_model import FLOAT_ARITHMETICS, ChannelEntropyModel
 from .integer_entropy import integer_entropy_model
@@ -131,7 +132,7 @@ class TransformCopies(nn.Module):
         # Ordinary tensors (not inference tensors, whatever mode the caller is in).
         with torch.inference_mode(False), torch.no_grad():
             for name in names:
-                setattr(self, name, copy.deepcopy(getattr(net, name)).to(dtype))
+                setattr(self, name, converted_copy(getattr(net, name), dtype))
         self.requires_grad_(False)
         self.eval()
 
