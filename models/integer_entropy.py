@@ -43,6 +43,7 @@ from layers.integer import (ACT_MAX, STREAM_MAX, WIDE_MAX, ExactOut, IntConv3x3,
                             gelu_, half_tanh_, isqrt, layer_norm_int8, leaky_relu_, pow2_exponents, quantize_weights,
                             requantize, shift_right, sigmoid_, split_wide)
 from layers.window_attention import shift_masks, tokens_in_window_order, window_blocks
+from utils.process import single_threaded
 
 from .entropy_model import ChannelEntropyModel
 
@@ -835,7 +836,8 @@ def integer_entropy_model(net) -> IntegerEntropyModel:
     read from a release file), or calibrated on the built-in sample photographs."""
     stored = getattr(net, "integer_parameters", None)
     if stored is not None:
-        return IntegerEntropyModel(net.entropy_model, Parameters(stored))
+        with single_threaded():  # thousands of tiny tensors: 0.5 s on one thread, 1.2-8 s on two
+            return IntegerEntropyModel(net.entropy_model, Parameters(stored))
     return IntegerEntropyModel.calibrated(net.entropy_model, calibration_latents(net, sample_images()))
 
 

@@ -3,8 +3,9 @@ the machine."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +33,20 @@ def synchronize(device: torch.device) -> None:
         import torch
 
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """torch on one thread meanwhile: for work made of many small operations, where a second thread only
+    waits at each one's barrier (and far longer when another job holds the other core)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def keep_freed_memory() -> bool:

@@ -91,3 +91,16 @@ def test_a_failed_allocation_is_told_in_each_allocators_words():
                          "RuntimeError: CUDA error: out of memory")]
     assert all(is_out_of_memory(e) for e in told)
     assert not any(is_out_of_memory(e) for e in (RuntimeError("shape mismatch"), ValueError("out of memory")))
+
+
+def test_single_threaded_runs_on_one_thread_and_gives_the_threads_back_even_after_an_error():
+    import torch
+
+    from utils.process import single_threaded
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with single_threaded():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
