@@ -10,7 +10,10 @@ file is decoded, with the mode's transforms, in other processes under every
 configuration of ``evaluation.portability.CONFIGS`` (1 thread, oneDNN off,
 NCHW, all three, and the same configuration in another process).  The table
 counts the files that fail to decode (latent checksum mismatch).
-``--random s`` adds TCM-S with random weights (seed 0).  ``--cost`` times
+``--random s`` adds TCM-S with random weights (seed 0; for int8 modes with
+integer parameters calibrated once and stored with them, as a release file
+carries its own: otherwise each configuration would calibrate its own).
+``--cost`` times
 instead what each mode costs against the first
 (``evaluation.portability.coding_cost``).  Default data: the built-in
 photographs (scikit-image's); ``--data DIR`` takes a folder (Kodak, say).
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from datasets import list_images
     from datasets.samples import export_photos
-    from evaluation.portability import CONFIGS, mismatch_table
+    from evaluation.portability import CONFIGS, mismatch_table, random_checkpoint
     from models import tcm
 
     if not args.checkpoint and not args.random:
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             net = tcm(preset)
             net.update(force=True)
             path = work / f"random-{preset}.pth"
-            save_torch_atomic(net.state_dict(), path)
+            save_torch_atomic(random_checkpoint(net, args.coding), path)
             models[f"TCM-{preset.upper()} random"] = str(path)
         if args.cost:
             return print_cost(args, models, images)

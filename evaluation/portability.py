@@ -234,6 +234,21 @@ def coding_cost(checkpoint: str, images: Sequence[Path], modes: Sequence[CodingM
 
 
 # ------------------------------------------------------------------ the worker process
+def random_checkpoint(net, modes: Sequence[CodingMode]) -> dict:
+    """A random-weight model's checkpoint; with an int8 mode, holding integer parameters calibrated once.
+
+    Weights without integer parameters are calibrated by every process that
+    builds their int8 coder, from float32 latents whose last bits depend on the
+    machine's kernels: each configuration would get parameters of its own. A
+    release file carries the encoder's, so the table checks them the same way.
+    """
+    from models.integer_entropy import CHECKPOINT_KEY, integer_entropy_model
+
+    if not any(m.entropy == "int8" for m in modes):
+        return net.state_dict()
+    return {"state_dict": net.state_dict(), CHECKPOINT_KEY: integer_entropy_model(net).integer_parameters.values}
+
+
 def _worker(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m evaluation.portability")
     p.add_argument("action", choices=("encode", "decode"))

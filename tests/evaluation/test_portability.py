@@ -104,3 +104,21 @@ def test_portability_cli_prints_the_cost(setup, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["images"] == 1 and saved["coding"] == ["float32/float32", "float64/float32"]
     assert set(saved["models"][ck.name]["float64/float32"]) == {"encode", "decode"}
+
+
+def test_a_random_models_checkpoint_carries_integer_parameters_calibrated_once(tmp_path):
+    """Each configuration's process would calibrate random weights itself, from float32 latents whose last bits
+    depend on its kernels, and get parameters of its own: the checkpoint carries the encoder's, as a release does."""
+    from evaluation.portability import random_checkpoint
+    from models import load_model
+    from models.integer_entropy import CHECKPOINT_KEY, Parameters
+
+    net = tiny_tcm().eval()
+    net.update(force=True)
+    assert CHECKPOINT_KEY not in random_checkpoint(net, [CodingMode.parse("float64/float32")])
+    checkpoint = random_checkpoint(net, [CodingMode.parse("float32/float32"),
+                                                     CodingMode.parse("int8/float32")])
+    torch.save(checkpoint, tmp_path / "random.pth")
+    loaded = load_model(tmp_path / "random.pth")
+    digest = Coder(loaded, CodingMode.parse("int8/float32")).entropy_model.integer_parameters.digest()
+    assert digest == Parameters(checkpoint[CHECKPOINT_KEY]).digest()
