@@ -57,6 +57,12 @@ def load_module(checkout: str | Path):
 def authors_model(checkout: str | Path, net: nn.Module) -> nn.Module:
     """Their TCM with ``net``'s shape, weights and coding tables, in eval mode on ``net``'s device."""
     module = load_module(checkout)
+    # Ordinary tensors whatever mode the caller is in (the FLOP counter's module tracker needs them).
+    with torch.inference_mode(False), torch.no_grad():
+        return _build(module, net)
+
+
+def _build(module, net: nn.Module) -> nn.Module:
     c = net.model_config
     try:
         theirs = module.TCM(config=list(c.config), head_dim=list(c.head_dim), drop_path_rate=0.0, N=c.N, M=c.M,

@@ -115,6 +115,8 @@ def run_measure(args: argparse.Namespace) -> dict:
     load = load_average()
     net = build_model(args, device)
     x = load_image(args).to(device)
+    if args.run_authors:  # a contiguous NCHW batch, as their eval.py's ToTensor gives it (ours reads HWC arrays)
+        x = x.contiguous()
     dtype = yardstick_dtype(args.worker, args.coding[0])
     rate = matmul_rate(device, args.quick, clock, dtype)
     reps = args.repeats

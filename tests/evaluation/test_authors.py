@@ -40,8 +40,10 @@ def checkout(tmp_path, text: str = STAND_IN):
 def test_their_model_takes_the_measured_models_weights_and_tables(tmp_path):
     net = tiny_tcm().eval()
     net.update(force=True)
-    theirs = authors_model(checkout(tmp_path), net)
+    with torch.inference_mode():  # as bench builds it: its tensors must still be ordinary ones
+        theirs = authors_model(checkout(tmp_path), net)
     assert theirs.updated and not theirs.training
+    assert not any(t.is_inference() for t in [*theirs.parameters(), *theirs.buffers()])
     ours = net.state_dict()
     assert all(torch.equal(v, ours[k]) for k, v in theirs.state_dict().items())
     x = torch.rand(1, 3, 128, 128)
