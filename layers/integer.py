@@ -282,8 +282,11 @@ class IntConv3x3(IntLinear):
 
     def _columns(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        padded = F.pad(x, (0, 0, 1, 1, 1, 1))
-        return torch.cat([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1).reshape(-1, 9 * c)
+        padded = F.pad(x, (0, 0, 1, 1, 1, 1)).contiguous()
+        sb, sh, sw, sc = padded.stride()
+        # (b, h, w, tap row, tap column, c) as a view of the padded map; reshape copies it once (half a cat's time)
+        taps = padded.as_strided((b, h, w, 3, 3, c), (sb, sh, sw, sh, sw, sc))
+        return taps.reshape(-1, 9 * c)
 
 
 class ShiftOut(torch.nn.Module):
