@@ -244,13 +244,11 @@ def summarise(rows: dict[str, dict]) -> dict:
         c, d = rows.get(row_name("compress", mode)), rows.get(row_name("decompress", mode))
         if not (c and d):
             continue
-        f = modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"]}
+        f = modes[str(mode)] = {"compress_s": c["time"], "decompress_s": d["time"], "bytes": c["bytes"]}
         if all(published):
             f.update(compress_speedup=published[0]["time"] / c["time"],
-                     decompress_speedup=published[1]["time"] / d["time"])
-        f["bytes"] = c["bytes"]
-        if all(published):
-            f["bytes_change"] = c["bytes"] / published[0]["bytes"] - 1
+                     decompress_speedup=published[1]["time"] / d["time"],
+                     bytes_change=c["bytes"] / published[0]["bytes"] - 1)
         if all(authors):
             f.update(authors_compress_speedup=authors[0]["time"] / c["time"],
                      authors_decompress_speedup=authors[1]["time"] / d["time"])

@@ -233,7 +233,6 @@ def coding_cost(checkpoint: str, images: Sequence[Path], modes: Sequence[CodingM
     return {str(mode): {what: t / len(pictures) for what, t in times.items()} for mode, times in totals.items()}
 
 
-# ------------------------------------------------------------------ the worker process
 def random_checkpoint(net, modes: Sequence[CodingMode]) -> dict:
     """A random-weight model's checkpoint; with an int8 mode, holding integer parameters calibrated once.
 
@@ -249,6 +248,7 @@ def random_checkpoint(net, modes: Sequence[CodingMode]) -> dict:
     return {"state_dict": net.state_dict(), CHECKPOINT_KEY: integer_entropy_model(net).integer_parameters.values}
 
 
+# ------------------------------------------------------------------ the worker process
 def _worker(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m evaluation.portability")
     p.add_argument("action", choices=("encode", "decode"))

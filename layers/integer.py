@@ -167,7 +167,7 @@ class RatioRequantizer(torch.nn.Module):
         d = divisors.to(torch.float64)
         length = bit_length(d)
         t = torch.div(self.mhat, d).mul_(exp2(length + self.bits)).floor_()  # the quotient
-        t.mul_(values.to(torch.float64)).mul_(self.post).mul_(exp2(-length))
+        t.mul_(values).mul_(self.post).mul_(exp2(-length))  # float32 values promote exactly to float64
         return t.round_().clamp_(lo, hi).to(dtype)
 
 
@@ -282,10 +282,9 @@ class IntConv3x3(IntLinear):
 
     def _columns(self, x: Tensor) -> Tensor:
         b, h, w, c = x.shape
-        padded = F.pad(x, (0, 0, 1, 1, 1, 1)).contiguous()
-        sb, sh, sw, sc = padded.stride()
+        padded = F.pad(x, (0, 0, 1, 1, 1, 1))
         # (b, h, w, tap row, tap column, c) as a view of the padded map; reshape copies it once (half a cat's time)
-        taps = padded.as_strided((b, h, w, 3, 3, c), (sb, sh, sw, sh, sw, sc))
+        taps = padded.unfold(1, 3, 1).unfold(2, 3, 1).permute(0, 1, 2, 4, 5, 3)
         return taps.reshape(-1, 9 * c)
 
 

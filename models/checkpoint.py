@@ -8,10 +8,11 @@ CompressAI), float16 storage (restored to float32).  The architecture is read
 off the weights.  Files are unpickled with ``weights_only=True``: a file that
 needs code to load is refused and nothing in it runs.  A release file, whose
 name ends in the first 8 hex digits of its sha256 (``updates.py``, CompressAI's
-convention), is checked against that hash before it is read; any other checkpoint against the
-CRC-32 of each of its parts (a zip archive) that ``torch.load`` does not
-check.  The hash covers every byte the CRCs cover, so a release file whose
-hash matched skips the CRCs (a second pass over its 1 600 parts).
+convention), is checked against that hash before it is read; any other
+checkpoint against the CRC-32 of each of its parts (a zip archive) that
+``torch.load`` does not check.  The hash covers every byte the CRCs cover, so
+a release file whose hash matched skips the CRCs (a second pass over its
+1 600 parts).
 """
 
 from __future__ import annotations
